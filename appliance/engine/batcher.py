@@ -185,8 +185,8 @@ class Engine:
         with self._cond:
             if not self._accepting:
                 raise NotReady("The appliance is shutting down; retry against another instance.")
-            free_now = any(s.request is None for s in self.slots) and not self.waiting
-            if not free_now and len(self.waiting) >= self.settings.max_queue:
+            free = sum(1 for s in self.slots if s.request is None)
+            if len(self.waiting) >= free + self.settings.max_queue:
                 self.counters["rejected_queue_full"] += 1
                 raise QueueFull(
                     f"All {len(self.slots)} generation slots are busy and {len(self.waiting)} "

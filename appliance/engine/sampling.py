@@ -73,7 +73,8 @@ class TextAssembler:
 
     def flush(self) -> str:
         """Text still held back when generation ends for another reason."""
-        text = self._held + self._decoder.decode(b"", final=True)
+        # A character cut off by max_tokens is dropped rather than shown as U+FFFD.
+        text = self._held + self._decoder.decode(b"", final=True).rstrip("\ufffd")
         self._held = ""
         return text
 

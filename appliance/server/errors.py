@@ -41,8 +41,9 @@ def _from_http_exception(exc: HTTPException) -> ApplianceError:
                 problems.append(f"{key}: {item.get('message', '')}".strip(": "))
                 param = param or item.get("key")
         message = "Invalid request body: " + ("; ".join(problems) or message)
-        if "JSON is malformed" in message or "malformed" in message.lower():
-            message += " Send a valid JSON object."
+    elif status == 400:
+        message = (f"The request body could not be read ({message}). Send a valid JSON object "
+                   "with Content-Type: application/json.")
     elif status == 413:
         message = "The request body is too large; shorten it or raise server.max_body_bytes."
     elif status == 405:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar import Controller, get
 from litestar.response import Response
 
@@ -19,7 +21,7 @@ class HealthController(Controller):
         return {"status": "ok"}
 
     @get("/ready", summary="Readiness: 503 until the model is loaded")
-    async def ready(self, assistant: Assistant, model_error: str | None) -> Response:
+    async def ready(self, assistant: NamedDependency[Assistant], model_error: NamedDependency[str | None]) -> Response:
         backend = assistant.backend
         if backend is not None and backend.ready:
             return Response({"status": "ready", "model": backend.model_id, "version": backend.version})
@@ -30,7 +32,7 @@ class HealthController(Controller):
         return Response(body, status_code=503, headers={"Retry-After": "5"})
 
     @get("/api/status", summary="Engine, queue and response-cache figures")
-    async def status(self, assistant: Assistant) -> dict[str, Any]:
+    async def status(self, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         backend = assistant.backend
         return {
             "model": backend.status() if backend is not None else None,

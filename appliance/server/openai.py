@@ -8,6 +8,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar import Controller, Request, get, post
 from litestar.response import Response, ServerSentEvent
 
@@ -23,7 +25,7 @@ class OpenAIController(Controller):
     tags = ["OpenAI-compatible"]
 
     @get("/models", summary="List the served models")
-    async def models(self, assistant: Assistant) -> dict[str, Any]:
+    async def models(self, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         backend = assistant.require_backend()
         return {
             "object": "list",
@@ -40,7 +42,7 @@ class OpenAIController(Controller):
 
     @post("/chat/completions", summary="Chat completion (streaming with SSE or not)", status_code=200)
     async def chat_completions(
-        self, data: ChatCompletionRequest, request: Request, assistant: Assistant
+        self, data: JSONBody[ChatCompletionRequest], request: Request, assistant: NamedDependency[Assistant]
     ) -> Response:
         backend = assistant.check_model(data.model)
         generation = GenerationRequest(
@@ -54,7 +56,7 @@ class OpenAIController(Controller):
 
     @post("/completions", summary="Text completion (streaming with SSE or not)", status_code=200)
     async def completions(
-        self, data: CompletionRequest, request: Request, assistant: Assistant
+        self, data: JSONBody[CompletionRequest], request: Request, assistant: NamedDependency[Assistant]
     ) -> Response:
         backend = assistant.check_model(data.model)
         generation = GenerationRequest(params=data.sampling(), prompt=data.prompt_text())

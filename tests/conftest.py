@@ -1,0 +1,139 @@
+"""Shared fixtures: the real bundled model (re-encoded once per machine), backends and live servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from appliance.engine.model import resolve_model_path  # noqa: E402
+from appliance.settings import EngineSettings, Settings  # noqa: E402
+
+CACHE_DIR = Path(os.environ.get("APPLIANCE_TEST_CACHE", "~/.cache/erp-appliance-tests")).expanduser()
+
+# Small engine defaults keep tests fast; a test that needs more asks for it.
+SMALL_ENGINE = {"slots": 4, "max_request_tokens": 512, "default_max_tokens": 32, "max_queue": 8}
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    """The bundled SmolLM2-135M-Instruct, re-encoded to Q8_0 as the appliance serves it."""
+    return str(resolve_model_path("", bundled_type="q8_0", cache_dir=CACHE_DIR / "models"))
+
+
+@pytest.fixture(scope="session")
+def engine_settings(model_path):
+    def make(**overrides) -> EngineSettings:
+        return EngineSettings(**{"model_path": model_path, **SMALL_ENGINE, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def app_settings(tmp_path, engine_settings):
+    def make(**engine_overrides) -> Settings:
+        settings = Settings(data_dir=tmp_path / "data")
+        settings.engine = engine_settings(**engine_overrides)
+        return settings
+
+    return make
+
+
+@pytest.fixture
+def make_backend(engine_settings):
+    """Build real LocalBackends; all are closed when the test ends."""
+    from appliance.llm.local import LocalBackend
+
+    made = []
+
+    def make(**overrides) -> LocalBackend:
+        backend = LocalBackend(engine_settings(**overrides))
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        asyncio.run(backend.close())
+
+
+@pytest.fixture(scope="module")
+def shared_backend(model_path):
+    """One backend for a module's read-only tests (the engine is the expensive part)."""
+    from appliance.llm.local import LocalBackend
+
+    backend = LocalBackend(EngineSettings(model_path=model_path, **SMALL_ENGINE))
+    yield backend
+    asyncio.run(backend.close())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """The real app under uvicorn on a loopback port, in a background thread."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = app
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="on", timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    @property
+    def assistant(self):
+        return self.app.state.assistant
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if httpx.get(f"{self.url}/ready").status_code == 200:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("model did not become ready")
+
+
+@pytest.fixture
+def live_server():
+    """Start `create_app(settings, backend)` on loopback; stopped when the test ends."""
+    from appliance.server.app import create_app
+
+    servers = []
+
+    def start(settings: Settings, backend=None) -> LiveServer:
+        server = LiveServer(create_app(settings, backend)).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
