@@ -33,12 +33,13 @@ def cache_key(request: dict[str, Any], *, model_version: str, kb_version: str = 
 class ResponseCache:
     """Thread-safe LRU+TTL cache with hit/miss counters."""
 
-    def __init__(self, max_entries: int = 10_000, ttl_seconds: float = 3600.0, enabled: bool = True):
+    def __init__(self, max_entries: int = 10_000, ttl_seconds: float = 3600.0, enabled: bool = True,
+                 timer=time.monotonic):
         self.enabled = enabled
         self.max_entries = max_entries
         self.ttl_seconds = ttl_seconds
         self._entries: TTLCache[str, CachedResponse] = TTLCache(
-            maxsize=max_entries, ttl=ttl_seconds, timer=time.monotonic
+            maxsize=max_entries, ttl=ttl_seconds, timer=timer
         )
         self._lock = threading.Lock()
         self.hits = 0

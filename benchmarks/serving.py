@@ -1,0 +1,198 @@
+"""Serving benchmark: the appliance over HTTP (streaming) versus plain llama-cpp-python.
+
+Method: start `appliance serve` as a separate process on loopback with the response cache off;
+for each concurrency level run that many client streams, each issuing chat requests back to back
+for a fixed duration; aggregate completion tokens/s = completion tokens finished / wall time.
+Single-request latency is measured with one client, sequentially. The reference is
+`llama_cpp.Llama.create_completion` on the same GGUF file, same prompt, same max_tokens, same
+thread count, in this process. `--soak SECONDS` runs 16 streams for that long and samples the
+server's RSS every 10 s.
+
+    python benchmarks/serving.py                 # throughput + latency table
+    python benchmarks/serving.py --soak 300      # 5-minute soak at 16 streams
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from appliance.engine.model import bundled_model_path, resolve_model_path  # noqa: E402
+
+MODEL = "smollm2-135m-instruct"
+PROMPTS = [
+    "Write a detailed essay about inventory management in a manufacturing company.",
+    "Explain step by step how a purchase order is approved, received and paid.",
+    "Describe the month-end closing process of an accounting department in detail.",
+    "Write a long guide for new employees on using the company's ERP system.",
+]
+
+
+def start_server(model_path: str, port: int, data_dir: str) -> subprocess.Popen:
+    env = {**os.environ, "APPLIANCE_ENGINE__MODEL_PATH": model_path, "APPLIANCE_CACHE__ENABLED": "false",
+           "APPLIANCE_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--port", str(port),
+                             "--data-dir", data_dir], env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not become ready")
+
+
+async def stream_once(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int) -> dict:
+    body = {"model": MODEL, "stream": True, "max_tokens": max_tokens, "temperature": 0.7,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": prompt}]}
+    start = time.perf_counter()
+    first = None
+    usage = None
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            return {"error": response.status_code}
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                return {"error": chunk["error"]["code"]}
+            if first is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                first = time.perf_counter()
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+    end = time.perf_counter()
+    return {"tokens": usage["completion_tokens"], "ttft": (first or end) - start, "total": end - start}
+
+
+async def load(url: str, concurrency: int, seconds: float, max_tokens: int) -> dict:
+    results: list[dict] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker(i: int):
+        async with httpx.AsyncClient(timeout=120) as client:
+            n = 0
+            while time.perf_counter() < deadline:
+                results.append(await stream_once(client, url, PROMPTS[(i + n) % len(PROMPTS)], max_tokens))
+                n += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*[worker(i) for i in range(concurrency)])
+    wall = time.perf_counter() - start
+    ok = [r for r in results if "tokens" in r]
+    return {
+        "concurrency": concurrency,
+        "requests": len(results),
+        "errors": len(results) - len(ok),
+        "tokens_per_s": sum(r["tokens"] for r in ok) / wall,
+        "ttft_p50_ms": 1000 * statistics.median(r["ttft"] for r in ok),
+    }
+
+
+def plain_llama_cpp(model_path: str, max_tokens: int, runs: int) -> dict:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=model_path, n_ctx=2048, n_threads=os.cpu_count(), verbose=False)
+    rates, latencies = [], []
+    for i in range(runs):
+        prompt = llm.tokenizer_.decode(llm.tokenize(b"")) + _chatml(PROMPTS[i % len(PROMPTS)])
+        start = time.perf_counter()
+        out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.7)
+        elapsed = time.perf_counter() - start
+        rates.append(out["usage"]["completion_tokens"] / elapsed)
+        latencies.append(elapsed)
+    return {"tokens_per_s": statistics.median(rates), "latency_s": statistics.median(latencies)}
+
+
+def _chatml(question: str) -> str:
+    return f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+async def single_latency(url: str, max_tokens: int, runs: int) -> dict:
+    async with httpx.AsyncClient(timeout=120) as client:
+        results = [await stream_once(client, url, PROMPTS[i % len(PROMPTS)], max_tokens) for i in range(runs)]
+    return {
+        "tokens_per_s": statistics.median(r["tokens"] / r["total"] for r in results),
+        "latency_s": statistics.median(r["total"] for r in results),
+        "ttft_ms": 1000 * statistics.median(r["ttft"] for r in results),
+    }
+
+
+async def soak(url: str, proc: subprocess.Popen, seconds: float, max_tokens: int) -> None:
+    server = psutil.Process(proc.pid)
+    samples = []
+    task = asyncio.create_task(load(url, 16, seconds, max_tokens))
+    start = time.perf_counter()
+    while not task.done():
+        samples.append((time.perf_counter() - start, server.memory_info().rss / 2**20))
+        await asyncio.sleep(10)
+    result = task.result()
+    print(f"soak: {seconds:.0f} s at 16 streams: {result['requests']} requests, {result['errors']} errors, "
+          f"{result['tokens_per_s']:.1f} tokens/s")
+    print("RSS MiB over time: " + ", ".join(f"{t:.0f}s={rss:.0f}" for t, rss in samples))
+    warm = [rss for t, rss in samples if t >= 30] or [samples[-1][1]]
+    print(f"RSS after warm-up: first {warm[0]:.0f} MiB, last {warm[-1]:.0f} MiB, max {max(warm):.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30, help="duration of each load level")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--soak", type=float, default=0, help="run only a soak of this many seconds")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        model_path = str(resolve_model_path("", bundled_type="q8_0", cache_dir=Path(data_dir) / "models"))
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+              f"{psutil.virtual_memory().total / 2**30:.0f} GiB; model {Path(model_path).name}")
+        proc = start_server(model_path, args.port, data_dir)
+        url = f"http://127.0.0.1:{args.port}"
+        try:
+            if args.soak:
+                asyncio.run(soak(url, proc, args.soak, args.max_tokens))
+                return
+            single = asyncio.run(single_latency(url, args.max_tokens, 5))
+            levels = [asyncio.run(load(url, c, args.seconds, args.max_tokens)) for c in (1, 4, 16)]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        plain = plain_llama_cpp(model_path, args.max_tokens, 5)
+        plain_q41 = plain_llama_cpp(str(bundled_model_path()), args.max_tokens, 5)
+
+    base = levels[0]["tokens_per_s"]
+    print(f"\n| concurrency | requests | errors | tokens/s | x single | TTFT p50 ms |")
+    print("|---|---|---|---|---|---|")
+    for level in levels:
+        print(f"| {level['concurrency']} | {level['requests']} | {level['errors']} | "
+              f"{level['tokens_per_s']:.1f} | {level['tokens_per_s'] / base:.2f} | {level['ttft_p50_ms']:.0f} |")
+    print(f"\nsingle request ({args.max_tokens} max tokens, median of 5): appliance over HTTP "
+          f"{single['tokens_per_s']:.1f} tokens/s, {single['latency_s']:.2f} s, TTFT {single['ttft_ms']:.0f} ms")
+    print(f"plain llama-cpp-python create_completion, same Q8_0 file: {plain['tokens_per_s']:.1f} tokens/s, "
+          f"{plain['latency_s']:.2f} s")
+    print(f"plain llama-cpp-python create_completion, shipped Q4_1 file: {plain_q41['tokens_per_s']:.1f} tokens/s, "
+          f"{plain_q41['latency_s']:.2f} s")
+    print(f"appliance single-stream / plain (same file): {single['tokens_per_s'] / plain['tokens_per_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Settings: defaults, TOML file, environment overrides, clear errors, and docs that list them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import ConfigError
+from appliance.settings import iter_settings, load_settings, settings_markdown
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+
+
+def test_defaults_follow_the_seed():
+    settings = load_settings()
+    assert settings.engine.slots == 32
+    assert settings.engine.admission_window_ms == 100
+    assert settings.cache.max_entries == 10_000 and settings.cache.ttl_seconds == 3600
+
+
+def test_file_then_env_then_flags(tmp_path, monkeypatch):
+    config = tmp_path / "appliance.toml"
+    config.write_text('[server]\nport = 9001\nhost = "0.0.0.0"\n[engine]\nslots = 8\n')
+    monkeypatch.setenv("APPLIANCE_ENGINE__SLOTS", "12")
+    settings = load_settings(config, server={"port": 9002})
+    assert settings.server.host == "0.0.0.0"  # from the file
+    assert settings.engine.slots == 12  # env beats the file
+    assert settings.server.port == 9002  # flags beat everything
+
+
+def test_config_from_env_variable(tmp_path, monkeypatch):
+    config = tmp_path / "c.toml"
+    config.write_text("[cache]\nenabled = false\n")
+    monkeypatch.setenv("APPLIANCE_CONFIG", str(config))
+    assert load_settings().cache.enabled is False
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[engine]\nslots = 0\n", "engine.slots"),
+        ("[engine]\nslotz = 3\n", "engine.slotz"),
+        ("[server\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_says_what_is_wrong(tmp_path, text, fragment):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(config)
+    assert fragment in err.value.message
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_every_setting_has_help_text():
+    for name, _type, _default, help_text in iter_settings():
+        assert help_text.strip(), f"{name} has no help text"
+
+
+def test_docs_list_every_setting():
+    assert settings_markdown() in DOCS.read_text(encoding="utf-8"), (
+        "docs/configuration.md is out of date: paste `appliance settings docs` into it"
+    )
