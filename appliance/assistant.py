@@ -75,6 +75,8 @@ class Assistant:
             if hit is not None:
                 return AnswerStream(cached=hit)
         generation = await backend.start(request)
+        if getattr(generation, "served_by", backend.version) != backend.version:
+            key = None  # a fallback answered: never cache it as the primary model's answer
 
         def store(text: str, finished: Finished) -> None:
             self.cache.put(

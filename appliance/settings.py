@@ -79,6 +79,39 @@ class EngineSettings(Section):
     )
 
 
+class UpstreamSettings(Section):
+    base_url: str = Field("", description="OpenAI-compatible upstream, e.g. http://10.0.0.5:8000/v1.")
+    model: str = Field("", description="Model name the upstream serves (sent in every request).")
+    served_name: str = Field("", description="Name shown by /v1/models; empty means the upstream model name.")
+    api_key: str = Field("", description="Bearer key for the upstream; prefer api_key_env for secrets.")
+    api_key_env: str = Field(
+        "APPLIANCE_UPSTREAM_API_KEY", description="Environment variable holding the upstream key."
+    )
+    connect_timeout: float = Field(3.0, gt=0, description="Seconds to wait for a connection.")
+    read_timeout: float = Field(120.0, gt=0, description="Seconds to wait for the next bytes of an answer.")
+    retries: int = Field(2, ge=0, le=10, description="Retries on connection errors, 429 and 5xx.")
+    backoff_seconds: float = Field(0.25, ge=0, description="First retry delay; doubles each retry.")
+    max_connections: int = Field(64, ge=1, description="Pooled connections kept to the upstream.")
+    allow_public: bool = Field(
+        False, description="Allow an upstream outside private/loopback addresses (off: air-gap rule)."
+    )
+    send_extensions: bool = Field(
+        True, description="Send top_k, min_p and repeat_penalty (vLLM and llama.cpp accept them)."
+    )
+    default_max_tokens: int = Field(512, ge=1, description="max_tokens sent when a request sets none.")
+
+
+class LLMSettings(Section):
+    backend: str = Field("local", description="Which LLM answers: 'local' (llama.cpp engine) or 'openai' (upstream).")
+    fallback: str = Field(
+        "", description="Backend that answers while the upstream is down: '' (none) or 'local'."
+    )
+    outage_retry_seconds: float = Field(
+        15.0, ge=0, description="During an outage, how long to use the fallback before trying the upstream again."
+    )
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+
+
 class CacheSettings(Section):
     enabled: bool = Field(True, description="Serve repeated deterministic requests from memory.")
     max_entries: int = Field(10_000, ge=1, description="Responses kept; the least recently used go.")
@@ -99,6 +132,7 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
     server: ServerSettings = Field(default_factory=ServerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @classmethod

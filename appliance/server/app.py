@@ -27,10 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def load_backend(settings: Settings) -> LLMBackend:
-    from appliance.llm.local import LocalBackend
+    from appliance.llm import create_backend
 
-    data_dir = settings.resolved_data_dir()
-    return LocalBackend(settings.engine, cache_dir=data_dir / "models" / "bundled")
+    return create_backend(settings)
 
 
 def _model_error(state: State) -> str | None:
