@@ -110,7 +110,7 @@ class KnowledgeSettings(Section):
     candidates: int = Field(50, ge=1, description="Candidates each of vector and keyword search feed to fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant; larger flattens rank weights.")
     korean_dense_weight: float = Field(
-        0.5, ge=0, description="Weight of the vector ranking for Korean queries (the embedder is English-centric)."
+        0.3, ge=0, description="Weight of the vector ranking for Korean queries (the embedder is English-centric)."
     )
     min_similarity: float = Field(
         0.35, description="Cosine similarity at which a chunk counts as relevant by meaning."

@@ -57,7 +57,7 @@ def reciprocal_rank_fusion(rankings: Sequence[tuple[float, Sequence[int]]], k: i
 class Retriever:
     def __init__(self, store: DocumentStore, vectors: VectorStore, keywords: KeywordIndex,
                  embed, analyzer: Analyzer, *, candidates: int = 50, rrf_k: int = 60,
-                 korean_dense_weight: float = 0.5, min_similarity: float = 0.35,
+                 korean_dense_weight: float = 0.3, min_similarity: float = 0.35,
                  min_keyword_coverage: float = 0.5):
         self.store = store
         self.vectors = vectors
