@@ -13,8 +13,9 @@ import numpy as np
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _WORD = re.compile(r"[a-z0-9]+(?:[-_.][a-z0-9]+)*")
-# Content morphemes: nouns, verb/adjective stems, roots, foreign words, numbers, hanja.
-_KEEP_TAGS = ("NNG", "NNP", "NNB", "NR", "VV", "VA", "XR", "SL", "SN", "SH", "NP")
+# Content morphemes: nouns, verb/adjective stems, roots, foreign words, numbers, hanja
+# (bound nouns, numerals and pronouns such as 개, 몇, 언제 only add noise).
+_KEEP_TAGS = ("NNG", "NNP", "VV", "VA", "XR", "SL", "SN", "SH")
 _STOPWORDS = frozenset(
     "a an and are as at be by can do does for from how i in is it me my of on or the this to "
     "what when where which who why will with you your we our not no if then than there their "
@@ -131,31 +132,35 @@ class KeywordIndex:
         return cached
 
     def search(self, terms: Sequence[str], k: int, exclude: Sequence[int] = ()) -> list[tuple[int, float, float]]:
-        """Best `k` (chunk id, BM25 score, share of the query's terms the chunk contains)."""
+        """Best `k` (chunk id, BM25 score, share of the query's term weight (IDF) it contains)."""
         with self._lock:
             n = len(self._lengths)
             if not n or not terms:
                 return []
             average = self._total / n
             unique = list(dict.fromkeys(terms))
-            all_ids, all_parts = [], []
+            all_ids, all_parts, all_idf = [], [], []
+            total_idf = 0.0
             for term in unique:
                 arrays = self._posting_arrays(term)
+                df = 0 if arrays is None else len(arrays[0])
+                idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+                total_idf += idf  # terms the base never saw weigh most: they are what is missing
                 if arrays is None:
                     continue
                 ids, tfs, lengths = arrays
-                idf = math.log(1 + (n - len(ids) + 0.5) / (len(ids) + 0.5))
                 norm = tfs + self.k1 * (1 - self.b + self.b * lengths / average)
                 all_ids.append(ids)
                 all_parts.append(idf * tfs * (self.k1 + 1) / norm)
+                all_idf.append(np.full(len(ids), idf))
         if not all_ids:
             return []
         found, position = np.unique(np.concatenate(all_ids), return_inverse=True)
         scores = np.bincount(position, weights=np.concatenate(all_parts))
-        matched = np.bincount(position)
+        matched = np.bincount(position, weights=np.concatenate(all_idf))
         if len(exclude):
             scores[np.isin(found, np.asarray(exclude, dtype=np.int64))] = -1.0
         top = np.argsort(-scores)[:k] if len(scores) <= 4 * k else \
             (lambda part: part[np.argsort(-scores[part])])(np.argpartition(-scores, k)[:k])
-        return [(int(found[i]), float(scores[i]), float(matched[i]) / len(unique))
+        return [(int(found[i]), float(scores[i]), float(matched[i]) / total_idf)
                 for i in top if scores[i] >= 0]
