@@ -134,8 +134,9 @@ class CompletionRequest(SamplingFields, kw_only=True):
 
 class EmbeddingRequest(Struct, forbid_unknown_fields=False, kw_only=True):
     input: Annotated[str, Meta(max_length=100_000)] | Annotated[
-        list[Annotated[str, Meta(max_length=100_000)]], Meta(min_length=1, max_length=2048)
-    ] | list[int] | list[list[int]]
+        list[Annotated[str, Meta(max_length=100_000)] | int | list[int]],
+        Meta(min_length=1, max_length=2048),
+    ]
     model: Annotated[str, Meta(min_length=1, max_length=256)]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
@@ -144,7 +145,7 @@ class EmbeddingRequest(Struct, forbid_unknown_fields=False, kw_only=True):
     def texts(self) -> list[str]:
         if isinstance(self.input, str):
             return [self.input]
-        if self.input and not isinstance(self.input[0], str):
+        if not all(isinstance(item, str) for item in self.input):
             raise InvalidRequest("Token-id input is not supported; send text.", param="input")
         return list(self.input)
 
