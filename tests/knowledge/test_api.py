@@ -71,6 +71,7 @@ def backend(tmp_path_factory, embedder_dir):
     settings = make_settings(tmp_path_factory.mktemp("llm"), embedder_dir)
     settings.engine.bundled_model_type = "original"
     settings.engine.slots = 4
+    settings.engine.max_request_tokens = 1024  # grounded prompts fill the context: keep prefill short
     return load_backend(settings)
 
 
