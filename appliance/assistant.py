@@ -1,13 +1,20 @@
-"""The answer service: response cache in front of the LLM backend. HTTP and CLI stay thin over it."""
+"""The answer service: response cache, retrieval and grounding in front of the LLM backend.
+
+HTTP and CLI stay thin over it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import asdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, replace
+
+import anyio
 
 from appliance.cache import CachedResponse, ResponseCache, cache_key
 from appliance.errors import ModelNotFound, NotReady
+from appliance.knowledge.grounding import grounded_messages, no_answer, question_of
 from appliance.llm.base import Event, Finished, Generation, GenerationRequest, LLMBackend, TextDelta
+from appliance.settings import KnowledgeSettings
 
 MODEL_ALIASES = ("default",)
 
@@ -16,12 +23,27 @@ class AnswerStream:
     """Events of one answer, live from the backend or replayed from the cache."""
 
     def __init__(self, *, generation: Generation | None = None, cached: CachedResponse | None = None,
-                 on_complete=None):
+                 on_complete=None, from_cache: bool | None = None):
         self._generation = generation
         self.cached = cached
-        self.from_cache = cached is not None
+        self.from_cache = cached is not None if from_cache is None else from_cache
         self._on_complete = on_complete
         self.prompt_tokens = cached.prompt_tokens if cached else generation.prompt_tokens
+        extra = cached.extra if cached else {}
+        # Grounding: the sources cited, whether the answer rests on them, and why not.
+        self.sources: list[dict] | None = extra.get("sources")
+        self.grounded: bool | None = extra.get("grounded")
+        self.notice: str | None = extra.get("notice")
+
+    @property
+    def grounding(self) -> dict:
+        """Extension fields for responses; empty for plain (rag: false) answers."""
+        if self.sources is None and self.grounded is None:
+            return {}
+        body = {"sources": self.sources or [], "grounded": bool(self.grounded)}
+        if self.notice:
+            body["retrieval_notice"] = self.notice
+        return body
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         if self.cached is not None:
@@ -46,9 +68,13 @@ class AnswerStream:
 
 
 class Assistant:
-    def __init__(self, backend: LLMBackend | None, cache: ResponseCache):
+    def __init__(self, backend: LLMBackend | None, cache: ResponseCache, *,
+                 knowledge=None, knowledge_settings: KnowledgeSettings | None = None):
         self.backend = backend
         self.cache = cache
+        self.knowledge = knowledge  # a KnowledgeBase once it is open; None while unavailable
+        self.knowledge_settings = knowledge_settings or KnowledgeSettings()
+        self.knowledge_error: str | None = None
 
     def require_backend(self) -> LLMBackend:
         if self.backend is None or not self.backend.ready:
@@ -65,15 +91,45 @@ class Assistant:
             )
         return backend
 
-    async def answer(self, request: GenerationRequest, *, scope: str = "") -> AnswerStream:
-        """Start an answer; raises (queue full, too long, not ready) before any event is produced."""
+    def require_knowledge(self):
+        if self.knowledge is None:
+            raise NotReady(self.knowledge_error or
+                           "The knowledge base is still opening; retry in a few seconds (see GET /ready).")
+        return self.knowledge
+
+    def caller_groups(self, groups: Sequence[str] | None) -> list[str]:
+        return sorted(set(groups)) if groups else list(self.knowledge_settings.default_groups)
+
+    async def answer(self, request: GenerationRequest, *, scope: str = "",
+                     groups: Sequence[str] | None = None, rag: bool | None = None) -> AnswerStream:
+        """Start an answer; raises (queue full, too long, not ready) before any event is produced.
+
+        Chat requests are grounded in the knowledge base unless `rag` is False; `groups` are the
+        caller's access groups (None: the default groups), and with `scope` they key the cache.
+        """
         backend = self.require_backend()
+        use_rag = (self.knowledge_settings.enabled if rag is None else rag) and \
+            request.messages is not None
+        groups = self.caller_groups(groups)
+        kb = self.knowledge
         key = None
         if request.params.deterministic and self.cache.enabled:
-            key = cache_key(_normalized(request), model_version=backend.version, scope=scope)
+            key = cache_key(
+                {**_normalized(request), "rag": use_rag}, model_version=backend.version,
+                kb_version=kb.version if use_rag and kb is not None else "",
+                scope=f"{scope}|{','.join(groups)}" if use_rag else scope,
+            )
             hit = self.cache.get(key)
             if hit is not None:
                 return AnswerStream(cached=hit)
+        grounding: dict = {}
+        if use_rag:
+            request, grounding = await self._ground(request, backend, groups)
+            if request is None:  # nothing relevant: say so rather than let the model invent
+                reply = CachedResponse(grounding.pop("text"), "stop", 0, 0, grounding)
+                if key:
+                    self.cache.put(key, reply)
+                return AnswerStream(cached=reply, from_cache=False)
         generation = await backend.start(request)
         if getattr(generation, "served_by", backend.version) != backend.version:
             key = None  # a fallback answered: never cache it as the primary model's answer
@@ -82,10 +138,39 @@ class Assistant:
             self.cache.put(
                 key,
                 CachedResponse(text, finished.finish_reason, finished.prompt_tokens,
-                               finished.completion_tokens),
+                               finished.completion_tokens, grounding),
             )
 
-        return AnswerStream(generation=generation, on_complete=store if key else None)
+        stream = AnswerStream(generation=generation, on_complete=store if key else None)
+        stream.sources = grounding.get("sources")
+        stream.grounded = grounding.get("grounded")
+        stream.notice = grounding.get("notice")
+        return stream
+
+    async def _ground(self, request: GenerationRequest, backend: LLMBackend,
+                      groups: list[str]) -> tuple[GenerationRequest | None, dict]:
+        kb = self.knowledge
+        if kb is None:
+            notice = self.knowledge_error or "The knowledge base is still opening."
+            return request, {"sources": [], "grounded": False,
+                             "notice": f"Answered without the knowledge base: {notice}"}
+        settings = self.knowledge_settings
+        question = question_of(request.messages)
+        hits = await anyio.to_thread.run_sync(
+            lambda: kb.search(question, settings.top_k, groups=groups)
+        )
+        hits = [h for h in hits if kb.retriever.relevant(h, question)]
+        if not hits:
+            return None, {"text": no_answer(question), "sources": [], "grounded": False,
+                          "notice": "Nothing relevant was found in the knowledge base."}
+        reserve = request.params.max_tokens or settings.answer_reserve_tokens
+        budget = backend.context_limit - reserve
+        messages, used = await anyio.to_thread.run_sync(
+            lambda: grounded_messages(request.messages, hits, budget=budget,
+                                      count=backend.count_tokens)
+        )
+        grounded_request = replace(request, messages=tuple(messages))
+        return grounded_request, {"sources": [h.source() for h in used], "grounded": bool(used)}
 
 
 def _normalized(request: GenerationRequest) -> dict:

@@ -118,6 +118,53 @@ class CacheSettings(Section):
     ttl_seconds: float = Field(3600.0, gt=0, description="How long a cached response stays valid.")
 
 
+class KnowledgeSettings(Section):
+    enabled: bool = Field(True, description="Answer chat from the knowledge base (retrieval) by default.")
+    embedder: str = Field("onnx", description="Embedder implementation; 'onnx' reads an int8 ONNX artifact.")
+    embedder_path: str = Field(
+        "", description="Embedder artifact folder; empty means <data_dir>/models/embedder."
+    )
+    embedder_threads: int = Field(0, ge=0, description="onnxruntime threads; 0 means all cores.")
+    embed_batch: int = Field(32, ge=1, le=1024, description="Most texts embedded in one model call.")
+    embed_window_ms: float = Field(
+        100.0, ge=0, description="Longest wait to gather concurrent embedding requests into a batch."
+    )
+    vector_store: str = Field("faiss", description="Vector store: 'faiss' (embedded) or 'milvus'.")
+    milvus_uri: str = Field(
+        "", description="Milvus server URI or milvus-lite file; empty means <data_dir>/knowledge/milvus.db."
+    )
+    ivf_threshold: int = Field(
+        50_000, ge=1, description="Chunks above which FAISS switches from exact search to an IVF index."
+    )
+    ivf_nprobe: int = Field(16, ge=1, description="IVF lists searched per query (recall vs speed).")
+    chunk_chars: int = Field(900, ge=100, description="Largest chunk, in characters.")
+    chunk_overlap: int = Field(150, ge=0, description="Characters neighbouring chunks share.")
+    top_k: int = Field(4, ge=1, le=50, description="Sources retrieved for a grounded answer.")
+    candidates: int = Field(50, ge=1, description="Candidates each of vector and keyword search feed to fusion.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant; larger flattens rank weights.")
+    korean_dense_weight: float = Field(
+        0.3, ge=0, description="Weight of the vector ranking for Korean queries (the embedder is English-centric)."
+    )
+    min_similarity: float = Field(
+        0.35, description="Cosine similarity at which a chunk counts as relevant by meaning."
+    )
+    min_keyword_coverage: float = Field(
+        0.5, ge=0, le=1, description="Share of a question's key terms at which a chunk counts as relevant."
+    )
+    answer_reserve_tokens: int = Field(
+        384, ge=16, description="Context kept free for the answer when max_tokens is not set."
+    )
+    default_groups: list[str] = Field(
+        ["all"], description="Access groups of ingested documents, and of callers that name none."
+    )
+    ingest_sample_on_first_start: bool = Field(
+        True, description="Ingest the bundled sample knowledge base when the data dir has none."
+    )
+    max_upload_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest document accepted by POST /api/documents."
+    )
+
+
 class Settings(BaseSettings):
     """Everything the appliance can be told; see docs/configuration.md."""
 
@@ -134,6 +181,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
 
     @classmethod
     def settings_customise_sources(

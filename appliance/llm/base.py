@@ -87,6 +87,15 @@ class LLMBackend(ABC):
     def status(self) -> dict[str, Any]:
         return {"model": self.model_id, "ready": self.ready}
 
+    @property
+    def context_limit(self) -> int:
+        """Prompt plus completion tokens one request may use (grounded prompts fit inside)."""
+        return 2048
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in a prompt; backends with a tokenizer count exactly."""
+        return len(text) // 3 + 1
+
     @abstractmethod
     async def start(self, request: GenerationRequest) -> Generation: ...
 

@@ -67,6 +67,13 @@ class LocalBackend(LLMBackend):
             "engine": self.engine.status(),
         }
 
+    @property
+    def context_limit(self) -> int:
+        return self.engine.max_request_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.model.tokenize(text, special=False))
+
     def render_prompt(self, request: GenerationRequest) -> str:
         if request.messages is not None:
             return self.model.apply_chat_template(list(request.messages))

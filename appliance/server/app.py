@@ -20,6 +20,7 @@ from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
 from appliance.server.errors import exception_handlers
 from appliance.server.health import HealthController
+from appliance.server.knowledge import KnowledgeController
 from appliance.server.openai import OpenAIController
 from appliance.settings import Settings
 
@@ -36,17 +37,40 @@ def _model_error(state: State) -> str | None:
     return state.get("model_error")
 
 
-def create_app(settings: Settings, backend: LLMBackend | None = None) -> Litestar:
-    """Build the app. Without `backend`, the model loads in the background after start-up."""
+def open_knowledge(settings: Settings, assistant: Assistant, state: State) -> None:
+    """Open the knowledge base; on a fresh data dir, ingest the bundled sample (blocking)."""
+    from appliance.knowledge.knowledge_base import KnowledgeBase, sample_kb_path
+
+    state.knowledge_status = "opening"
+    kb = KnowledgeBase.open(settings)
+    fresh = kb.store.meta("sample_ingested") is None and not kb.store.documents()
+    if fresh and settings.knowledge.ingest_sample_on_first_start and sample_kb_path().is_dir():
+        state.knowledge_status = "ingesting"
+        assistant.knowledge = kb  # searchable while the sample goes in
+        report = kb.ingest([sample_kb_path()])
+        log.info("ingested the sample knowledge base: %d documents, %d chunks, %d failed",
+                 len(report.added), report.chunks, len(report.failed))
+    kb.store.set_meta("sample_ingested", "1")
+    assistant.knowledge = kb
+    state.knowledge_status = "ready"
+
+
+def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowledge=None) -> Litestar:
+    """Build the app. Without `backend`, the model loads in the background after start-up;
+    without `knowledge`, the knowledge base opens (and on first start ingests) in the background."""
     cache = ResponseCache(settings.cache.max_entries, settings.cache.ttl_seconds, settings.cache.enabled)
-    assistant = Assistant(backend, cache)
+    assistant = Assistant(backend, cache, knowledge=knowledge, knowledge_settings=settings.knowledge)
+    state = State({"settings": settings, "assistant": assistant, "model_error": None,
+                   "knowledge_status": "ready" if knowledge is not None else "opening"})
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
-        loader = None
+        loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
+        if assistant.knowledge is None:
+            knowledge_task = asyncio.create_task(_open_knowledge())
         try:
             yield
         finally:
@@ -54,6 +78,24 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> Litesta
                 loader.cancel()
             if assistant.backend is not None:
                 await assistant.backend.close(settings.server.drain_seconds)
+            if knowledge_task is not None:
+                # A sample ingest in flight finishes its document; repair covers the rest.
+                await asyncio.wait({knowledge_task}, timeout=settings.server.drain_seconds)
+            if assistant.knowledge is not None and knowledge is None:
+                await anyio.to_thread.run_sync(assistant.knowledge.close)
+
+    async def _open_knowledge() -> None:
+        try:
+            await anyio.to_thread.run_sync(open_knowledge, settings, assistant, state)
+        except ApplianceError as exc:
+            state.knowledge_status = "unavailable"
+            assistant.knowledge_error = exc.message
+            log.warning("retrieval unavailable, answering without the knowledge base: %s",
+                        exc.message)
+        except Exception:
+            state.knowledge_status = "unavailable"
+            assistant.knowledge_error = "The knowledge base failed to open; the server log has details."
+            log.exception("knowledge base failed to open")
 
     async def _load(app: Litestar) -> None:
         try:
@@ -64,18 +106,19 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> Litesta
             log.error("model failed to load: %s", exc.message)
 
     return Litestar(
-        route_handlers=[HealthController, OpenAIController],
+        route_handlers=[HealthController, OpenAIController, KnowledgeController],
         dependencies={
             "assistant": Provide(lambda: assistant, sync_to_thread=False),
             "model_error": Provide(_model_error, sync_to_thread=False),
         },
-        state=State({"settings": settings, "assistant": assistant, "model_error": None}),
+        state=state,
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="ERP Appliance API", version=__version__, path="/schema",
-            description="OpenAI-compatible chat and completions over the appliance's local model.",
+            description="OpenAI-compatible chat, completions and embeddings over the appliance's "
+            "local models, grounded in its knowledge base.",
         ),
         debug=False,
     )

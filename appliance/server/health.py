@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.response import Response
 
 from appliance.assistant import Assistant
@@ -20,21 +19,37 @@ class HealthController(Controller):
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/ready", summary="Readiness: 503 until the model is loaded")
-    async def ready(self, assistant: NamedDependency[Assistant], model_error: NamedDependency[str | None]) -> Response:
+    @get("/ready", summary="Readiness: 503 until the model is loaded; says whether retrieval is")
+    async def ready(self, request: Request, assistant: NamedDependency[Assistant], model_error: NamedDependency[str | None]) -> Response:
         backend = assistant.backend
+        retrieval = _retrieval(request, assistant)
         if backend is not None and backend.ready:
-            return Response({"status": "ready", "model": backend.model_id, "version": backend.version})
+            return Response({"status": "ready", "model": backend.model_id, "version": backend.version,
+                             "retrieval": retrieval})
         if model_error:
             body = error_body(503, "model_load_failed", model_error)
         else:
             body = error_body(503, "not_ready", "The model is still loading.")
+        body["retrieval"] = retrieval
         return Response(body, status_code=503, headers={"Retry-After": "5"})
 
-    @get("/api/status", summary="Engine, queue and response-cache figures")
+    @get("/api/status", summary="Engine, queue, response-cache and knowledge-base figures")
     async def status(self, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         backend = assistant.backend
+        kb = assistant.knowledge
         return {
             "model": backend.status() if backend is not None else None,
             "cache": assistant.cache.stats(),
+            "knowledge": kb.status() if kb is not None else None,
         }
+
+
+def _retrieval(request: Request, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+    """Retrieval readiness: opening, ingesting (the first-start sample), ready or unavailable."""
+    status = request.app.state.get("knowledge_status", "opening")
+    body: dict[str, Any] = {"status": status}
+    if status == "unavailable":
+        body["message"] = assistant.knowledge_error
+    elif assistant.knowledge is not None:
+        body["version"] = assistant.knowledge.version
+    return body

@@ -1,23 +1,31 @@
-"""OpenAI-compatible endpoints: /v1/chat/completions, /v1/completions, /v1/models."""
+"""OpenAI-compatible endpoints: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar import Controller, Request, get, post
 from litestar.response import Response, ServerSentEvent
 
 from appliance.assistant import AnswerStream, Assistant
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, InvalidRequest
 from appliance.llm.base import Finished, GenerationRequest, TextDelta
 from appliance.server.errors import openai_error_body
-from appliance.server.schemas import ChatCompletionRequest, CompletionRequest, encode
+from appliance.server.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    encode,
+)
+from appliance.server.scope import caller_groups
 
 
 class OpenAIController(Controller):
@@ -48,7 +56,9 @@ class OpenAIController(Controller):
         generation = GenerationRequest(
             params=data.sampling(data.max_completion_tokens), messages=data.chat_messages()
         )
-        answer = await assistant.answer(generation)
+        answer = await assistant.answer(
+            generation, groups=caller_groups(request, data.groups), rag=data.rag
+        )
         reply = _Reply("chat.completion", backend.model_id, answer)
         if data.stream:
             return _sse(reply.chat_chunks(data.include_usage), answer)
@@ -65,6 +75,28 @@ class OpenAIController(Controller):
         if data.stream:
             return _sse(reply.text_chunks(data.include_usage), answer)
         return await _complete(request, answer, reply.text_body)
+
+
+    @post("/embeddings", summary="Embed texts with the knowledge base's embedder", status_code=200)
+    async def embeddings(self, data: JSONBody[EmbeddingRequest], assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+        kb = assistant.require_knowledge()
+        texts = data.texts()
+        vectors = await anyio.to_thread.run_sync(kb.embed, texts)
+        if data.dimensions is not None and data.dimensions != vectors.shape[1]:
+            raise InvalidRequest(
+                f"This embedder returns {vectors.shape[1]} dimensions; drop `dimensions` or set it "
+                f"to {vectors.shape[1]}.", param="dimensions")
+        if data.encoding_format == "base64":
+            values = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
+        else:
+            values = vectors.tolist()
+        tokens = sum(len(t.split()) for t in texts)
+        return {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(values)],
+            "model": kb.embedder.name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
 
 class _Reply:
@@ -93,7 +125,8 @@ class _Reply:
     def chat_body(self, text: str, finished: Finished) -> dict[str, Any]:
         choice = {"index": 0, "message": {"role": "assistant", "content": text},
                   "finish_reason": finished.finish_reason, "logprobs": None}
-        return self._envelope("chat.completion", [choice], usage=self._usage(finished))
+        return self._envelope("chat.completion", [choice], usage=self._usage(finished),
+                              **self.answer.grounding)
 
     def text_body(self, text: str, finished: Finished) -> dict[str, Any]:
         choice = {"index": 0, "text": text, "finish_reason": finished.finish_reason, "logprobs": None}
@@ -103,7 +136,10 @@ class _Reply:
         chunk = lambda delta, reason=None: self._envelope(  # noqa: E731
             "chat.completion.chunk", [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}]
         )
-        yield encode(chunk({"role": "assistant", "content": ""}))
+        # The first chunk carries the sources, so a UI can show them while the answer streams.
+        first = chunk({"role": "assistant", "content": ""})
+        first.update(self.answer.grounding)
+        yield encode(first)
         async for event in self.answer:
             if isinstance(event, TextDelta):
                 yield encode(chunk({"content": event.text}))

@@ -91,9 +91,16 @@ class SamplingFields(Struct, forbid_unknown_fields=False, kw_only=True):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
+GroupList = Annotated[list[Annotated[str, Meta(min_length=1, max_length=128)]], Meta(max_length=64)]
+
+
 class ChatCompletionRequest(SamplingFields, kw_only=True):
     messages: Annotated[list[ChatMessage], Meta(min_length=1, max_length=1000)]
     max_completion_tokens: TokenCount | None = None
+    # Extensions: `rag: false` answers without the knowledge base; `groups` are the caller's
+    # access groups until authentication provides them (see appliance/server/scope.py).
+    rag: bool | None = None
+    groups: GroupList | None = None
 
     def chat_messages(self) -> tuple[dict[str, str], ...]:
         messages = []
@@ -123,6 +130,31 @@ class CompletionRequest(SamplingFields, kw_only=True):
         if not text:
             raise InvalidRequest("The prompt is empty; send some text.", param="prompt")
         return text
+
+
+class EmbeddingRequest(Struct, forbid_unknown_fields=False, kw_only=True):
+    input: Annotated[str, Meta(max_length=100_000)] | Annotated[
+        list[Annotated[str, Meta(max_length=100_000)] | int | list[int]],
+        Meta(min_length=1, max_length=2048),
+    ]
+    model: Annotated[str, Meta(min_length=1, max_length=256)]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+    def texts(self) -> list[str]:
+        if isinstance(self.input, str):
+            return [self.input]
+        if not all(isinstance(item, str) for item in self.input):
+            raise InvalidRequest("Token-id input is not supported; send text.", param="input")
+        return list(self.input)
+
+
+class SearchRequest(Struct, forbid_unknown_fields=True, kw_only=True):
+    query: Annotated[str, Meta(min_length=1, max_length=10_000)]
+    k: Annotated[int, Meta(ge=1, le=100)] = 5
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    groups: GroupList | None = None
 
 
 def encode(value) -> bytes:

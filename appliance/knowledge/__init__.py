@@ -1,0 +1,1 @@
+"""The knowledge base: ingestion, embedder, vector and keyword indexes, hybrid retrieval."""

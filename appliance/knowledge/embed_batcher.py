@@ -1,0 +1,84 @@
+"""Micro-batching: concurrent embedding requests share one model call (up to N texts within a window)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+import numpy as np
+
+from appliance.knowledge.embedder import Embedder
+
+
+class EmbeddingBatcher:
+    """One thread owns the embedder; callers block on a future for their rows."""
+
+    def __init__(self, embedder: Embedder, *, max_batch: int = 32, window_ms: float = 100.0,
+                 gap_ms: float = 5.0):
+        self.embedder = embedder
+        self.max_batch = max_batch
+        self.window = window_ms / 1000
+        self.gap = gap_ms / 1000
+        self._queue: queue.Queue[tuple[list[str], Future] | None] = queue.Queue()
+        self.batches = 0
+        self.texts = 0
+        self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
+        self._thread.start()
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def submit(self, texts: Sequence[str]) -> Future:
+        future: Future = Future()
+        self._queue.put((list(texts), future))
+        return future
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.submit(texts).result()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            pending = [item]
+            count = len(item[0])
+            deadline = time.monotonic() + self.window
+            # Gather until the batch is full, the window closes, or arrivals pause for `gap`.
+            while count < self.max_batch:
+                wait = min(deadline - time.monotonic(), self.gap)
+                if wait <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                pending.append(item)
+                count += len(item[0])
+            self._serve(pending)
+
+    def _serve(self, pending: list[tuple[list[str], Future]]) -> None:
+        texts = [t for texts, _ in pending for t in texts]
+        try:
+            vectors = self.embedder.embed(texts)
+        except Exception as exc:  # hand the failure to every caller in the batch
+            for _, future in pending:
+                future.set_exception(exc)
+            return
+        self.batches += 1
+        self.texts += len(texts)
+        start = 0
+        for texts_, future in pending:
+            future.set_result(vectors[start:start + len(texts_)])
+            start += len(texts_)

@@ -1,0 +1,107 @@
+"""The embedder seam and its built-in implementation: an int8 ONNX export run by onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from appliance.errors import ApplianceError
+
+BOOTSTRAP_HINT = "python installer/bootstrap_embedder.py --out {path}"
+
+
+class EmbedderMissing(ApplianceError):
+    status = 503
+    code = "embedder_missing"
+
+
+class Embedder(ABC):
+    """Turns texts into unit-length float32 vectors of `dim` dimensions."""
+
+    name: str
+    dim: int
+    max_batch = 32
+
+    @abstractmethod
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Any number of texts, in batches of similar length (less padding, faster)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.max_batch):
+            picked = order[start:start + self.max_batch]
+            out[picked] = self.embed_batch([texts[i] for i in picked])
+        return out
+
+    def close(self) -> None:
+        """Release sessions and threads."""
+
+
+class OnnxEmbedder(Embedder):
+    """Reads the artifact folder: model.onnx, tokenizer.json and embedder.json."""
+
+    def __init__(self, path: Path, *, threads: int = 0):
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        missing = [f for f in ("model.onnx", "tokenizer.json", "embedder.json")
+                   if not (path / f).is_file()]
+        if missing:
+            raise EmbedderMissing(
+                f"The embedder artifact in {path} is missing {', '.join(missing)}; create it with "
+                f"`{BOOTSTRAP_HINT.format(path=path)}` (or install the build pipeline's embedder)."
+            )
+        spec = json.loads((path / "embedder.json").read_text())
+        self.name = spec["name"]
+        self.dim = int(spec["dim"])
+        self.pooling = spec.get("pooling", "mean")
+        self.normalize = bool(spec.get("normalize", True))
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(int(spec.get("max_length", 256)))
+        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]") or 0)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(
+            str(path / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch([t or " " for t in texts])
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self.session.run([self.output], {k: v for k, v in feed.items() if k in self.inputs})[0]
+        if self.pooling == "cls":
+            vectors = hidden[:, 0]
+        else:
+            weights = mask[..., None].astype(np.float32)
+            vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        vectors = vectors.astype(np.float32)
+        if self.normalize:
+            vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        return vectors
+
+
+EMBEDDERS = {"onnx": OnnxEmbedder}
+
+
+def load_embedder(kind: str, path: Path, *, threads: int = 0) -> Embedder:
+    try:
+        factory = EMBEDDERS[kind]
+    except KeyError:
+        raise ApplianceError(
+            f"Unknown embedder {kind!r}; knowledge.embedder must be one of: {', '.join(EMBEDDERS)}."
+        ) from None
+    return factory(path, threads=threads)

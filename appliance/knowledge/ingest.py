@@ -1,0 +1,107 @@
+"""Ingestion: files to parsed sections, chunks, terms and vectors; one document at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.knowledge.chunking import chunk_document
+from appliance.knowledge.parsers import ParseError, parse, supported
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+                "failed": [{"document": s, "reason": r} for s, r in self.failed],
+                "chunks": self.chunks, "bytes": self.bytes, "seconds": round(self.seconds, 3)}
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
+    """(file, source name) for each file, folders walked recursively; a folder's files are
+    named relative to it, a file given directly by its name."""
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                if not any(part.startswith(".") for part in file.relative_to(path).parts):
+                    yield file, file.relative_to(path).as_posix()
+        else:
+            yield path, path.name
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Ingestor:
+    """Writes each document to SQLite in one transaction, then to the indexes.
+
+    A crash between the two leaves SQLite ahead of the indexes; the knowledge base's repair
+    on the next start re-embeds what is missing and drops what is orphaned.
+    """
+
+    def __init__(self, kb, *, chunk_chars: int = 900, chunk_overlap: int = 150):
+        self.kb = kb
+        self.chunk_chars = chunk_chars
+        self.chunk_overlap = chunk_overlap
+
+    def ingest_bytes(self, source: str, data: bytes, groups: Sequence[str], report: IngestReport) -> None:
+        """Ingest one document; a ParseError propagates for the caller to report."""
+        digest = content_hash(data)
+        groups = sorted(set(groups))
+        existing = self.kb.store.by_source(source)
+        if existing is not None and existing.content_hash == digest:
+            if list(existing.groups) != groups:
+                self.kb.store.set_groups(existing.id, groups)
+            report.unchanged.append(source)
+            return
+        doc = parse(data, source)
+        chunks = chunk_document(doc, size=self.chunk_chars, overlap=self.chunk_overlap)
+        contexts = [c.context(doc.title) for c in chunks]
+        terms = [" ".join(self.kb.analyzer.terms(text)) for text in contexts]
+        vectors = self.kb.embedder.embed(contexts)
+        _, new_ids, removed = self.kb.store.replace_document(
+            source=source, title=doc.title, format=Path(source).suffix.lower().lstrip("."),
+            content_hash=digest, groups=groups, size=len(data), chunks=chunks, terms=terms,
+        )
+        self.kb.apply(new_ids, vectors, terms, removed)
+        (report.updated if existing is not None else report.added).append(source)
+        report.chunks += len(chunks)
+        report.bytes += len(data)
+
+    def ingest_paths(self, paths: Iterable[Path], groups: Sequence[str], *,
+                     progress: Callable[[str], None] | None = None) -> IngestReport:
+        report = IngestReport()
+        started = time.perf_counter()
+        try:
+            for file, source in iter_files(paths):
+                if progress:
+                    progress(source)
+                if not supported(file.name):
+                    report.failed.append((source, f"unsupported format {file.suffix or '(none)'}"))
+                    continue
+                try:
+                    self.ingest_bytes(source, file.read_bytes(), groups, report)
+                except (ParseError, OSError) as exc:
+                    reason = getattr(exc, "message", None) or str(exc)
+                    log.warning("skipped %s: %s", source, reason)
+                    report.failed.append((source, reason))
+        finally:
+            self.kb.persist()
+            report.seconds = time.perf_counter() - started
+        return report

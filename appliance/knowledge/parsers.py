@@ -1,0 +1,285 @@
+"""File parsers: each format becomes a title plus structured sections (heading path, page, sheet)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.errors import InvalidRequest
+
+
+class ParseError(InvalidRequest):
+    """A file that cannot be read as its format; the message names the reason."""
+
+    code = "unreadable_document"
+
+
+@dataclass
+class Section:
+    """A run of paragraphs under one heading path (and on one page or sheet)."""
+
+    paragraphs: list[str]
+    heading: tuple[str, ...] = ()
+    page: int | None = None
+    sheet: str | None = None
+
+
+@dataclass
+class ParsedDocument:
+    title: str
+    sections: list[Section] = field(default_factory=list)
+
+
+Parser = Callable[[bytes, str], ParsedDocument]
+PARSERS: dict[str, Parser] = {}
+
+
+def parser(*extensions: str):
+    def register(func: Parser) -> Parser:
+        for ext in extensions:
+            PARSERS[ext] = func
+        return func
+
+    return register
+
+
+def supported(name: str) -> bool:
+    return Path(name).suffix.lower() in PARSERS
+
+
+def parse(data: bytes, name: str) -> ParsedDocument:
+    """Parse file bytes by the name's extension; raises ParseError saying why it failed."""
+    ext = Path(name).suffix.lower()
+    func = PARSERS.get(ext)
+    if func is None:
+        raise ParseError(
+            f"{name}: unsupported format {ext or '(no extension)'}; "
+            f"supported: {', '.join(sorted(PARSERS))}."
+        )
+    try:
+        doc = func(data, Path(name).stem)
+    except ParseError:
+        raise
+    except Exception as exc:  # each library fails its own way on corrupt input
+        raise ParseError(f"{name}: not a readable {ext[1:]} file ({type(exc).__name__}: {exc}).") from exc
+    doc.sections = [s for s in doc.sections if any(p.strip() for p in s.paragraphs)]
+    if not doc.sections:
+        raise ParseError(f"{name}: no text found (scanned images are not supported).")
+    return doc
+
+
+def decode_text(data: bytes) -> str:
+    # Korean offices still save CSV and text in cp949 (Excel's default there).
+    for encoding in ("utf-8-sig", "cp949"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise ParseError("text is neither UTF-8 nor CP949; re-save it as UTF-8.")
+
+
+class _Outline:
+    """Builds sections while headings of various levels open and close."""
+
+    def __init__(self):
+        self.sections: list[Section] = []
+        self.path: list[tuple[int, str]] = []
+        self.current = Section([])
+
+    def heading(self, level: int, text: str) -> None:
+        self._flush()
+        self.path = [(lvl, t) for lvl, t in self.path if lvl < level] + [(level, text)]
+        self.current = Section([], tuple(t for _, t in self.path))
+
+    def add(self, text: str) -> None:
+        text = text.strip()
+        if text:
+            self.current.paragraphs.append(text)
+
+    def _flush(self) -> None:
+        if self.current.paragraphs:
+            self.sections.append(self.current)
+
+    def done(self) -> list[Section]:
+        self._flush()
+        self.current = Section([])
+        return self.sections
+
+
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+
+
+@parser(".md", ".markdown")
+def parse_markdown(data: bytes, stem: str) -> ParsedDocument:
+    text = decode_text(data)
+    if text.startswith("---\n"):  # front matter is metadata, not content
+        end = text.find("\n---", 4)
+        text = text[end + 4:] if end > 0 else text
+    outline, title, block, fenced = _Outline(), None, [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        match = None if fenced else _MD_HEADING.match(line)
+        if match:
+            outline.add("\n".join(block))
+            block = []
+            level, heading = len(match.group(1)), match.group(2)
+            if level == 1 and title is None:
+                title = heading
+            outline.heading(level, heading)
+        elif not line.strip() and not fenced:
+            outline.add("\n".join(block))
+            block = []
+        else:
+            block.append(line)
+    outline.add("\n".join(block))
+    return ParsedDocument(title or stem, outline.done())
+
+
+_TXT_HEADING = re.compile(r"^(\d+(?:\.\d+)*)\.?\s+\S.{0,70}$")
+
+
+@parser(".txt", ".text")
+def parse_text(data: bytes, stem: str) -> ParsedDocument:
+    lines = decode_text(data).splitlines()
+    title = next((line.strip() for line in lines if line.strip()), stem)
+    outline, block = _Outline(), []
+    for line in lines:
+        stripped = line.strip()
+        match = _TXT_HEADING.match(stripped)
+        # A numbered short line that does not end like a sentence is a heading ("2. 요청 절차").
+        if match and not stripped.endswith((".", "다", "요")):
+            outline.add("\n".join(block))
+            block = []
+            outline.heading(match.group(1).count(".") + 1, stripped)
+        elif not stripped:
+            outline.add("\n".join(block))
+            block = []
+        else:
+            block.append(stripped)
+    outline.add("\n".join(block))
+    return ParsedDocument(title[:200], outline.done())
+
+
+@parser(".html", ".htm")
+def parse_html(data: bytes, stem: str) -> ParsedDocument:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(data, "html.parser")
+    for tag in soup(["script", "style", "nav", "footer", "noscript"]):
+        tag.decompose()
+    h1 = soup.find("h1")
+    title = (h1.get_text(" ", strip=True) if h1 else None) or (
+        soup.title.get_text(strip=True) if soup.title else stem
+    )
+    outline = _Outline()
+    body = soup.body or soup
+    for element in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "tr", "pre", "dt", "dd"]):
+        if element.name[0] == "h" and element.name[1:].isdigit():
+            outline.heading(int(element.name[1]), element.get_text(" ", strip=True))
+        elif element.name == "tr":
+            cells = [c.get_text(" ", strip=True) for c in element.find_all(["td", "th"])]
+            outline.add(" | ".join(c for c in cells if c))
+        elif element.find_parent(["li", "tr"]) is None or element.name == "li":
+            if element.name == "li" and element.find_parent("li") is not None:
+                continue  # nested list items are part of their parent's text
+            outline.add(element.get_text(" ", strip=True))
+    return ParsedDocument(title, outline.done())
+
+
+@parser(".pdf")
+def parse_pdf(data: bytes, stem: str) -> ParsedDocument:
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    if reader.is_encrypted:
+        raise ParseError("the PDF is password-protected; save an unprotected copy.")
+    sections = []
+    for number, page in enumerate(reader.pages, start=1):
+        text = page.extract_text() or ""
+        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+        if len(paragraphs) <= 1:  # many PDFs have no blank lines: fall back to lines
+            paragraphs = [p.strip() for p in text.splitlines() if p.strip()]
+        sections.append(Section(paragraphs, page=number))
+    meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    first = next((p for s in sections for p in s.paragraphs), stem)
+    return ParsedDocument(meta_title.strip() or first.splitlines()[0][:200], sections)
+
+
+@parser(".docx")
+def parse_docx(data: bytes, stem: str) -> ParsedDocument:
+    import docx
+
+    document = docx.Document(io.BytesIO(data))
+    outline, title = _Outline(), None
+    for block in document.element.body.iterchildren():
+        tag = block.tag.rsplit("}", 1)[-1]
+        if tag == "p":
+            paragraph = docx.text.paragraph.Paragraph(block, document)
+            style = (paragraph.style.name if paragraph.style is not None else "") or ""
+            text = paragraph.text.strip()
+            if not text:
+                continue
+            if style == "Title" or (style.startswith("Heading") and style[7:].strip().isdigit()):
+                level = 1 if style == "Title" else int(style[7:])
+                title = title or text
+                outline.heading(level, text)
+            else:
+                outline.add(text)
+        elif tag == "tbl":
+            table = docx.table.Table(block, document)
+            for row in table.rows:
+                cells = []
+                for cell in row.cells:  # merged cells repeat; keep each text once per row
+                    if not cells or cells[-1] != cell.text.strip():
+                        cells.append(cell.text.strip())
+                outline.add(" | ".join(c for c in cells if c))
+    core_title = (document.core_properties.title or "").strip()
+    return ParsedDocument(core_title or title or stem, outline.done())
+
+
+def _rows_as_paragraphs(rows: Iterable[list[str]]) -> list[str]:
+    """A table becomes one line per row, each value labelled with its column header."""
+    rows = [[str(v).strip() if v is not None else "" for v in row] for row in rows]
+    rows = [row for row in rows if any(row)]
+    if not rows:
+        return []
+    header, body = rows[0], rows[1:]
+    if not body:
+        return [" | ".join(header)]
+    lines = []
+    for row in body:
+        pairs = [f"{header[i] if i < len(header) and header[i] else f'col{i + 1}'}: {v}"
+                 for i, v in enumerate(row) if v]
+        lines.append("; ".join(pairs))
+    return lines
+
+
+@parser(".xlsx", ".xlsm")
+def parse_xlsx(data: bytes, stem: str) -> ParsedDocument:
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    sections = []
+    for sheet in workbook.worksheets:
+        paragraphs = _rows_as_paragraphs(list(sheet.iter_rows(values_only=True)))
+        sections.append(Section(paragraphs, heading=(sheet.title,), sheet=sheet.title))
+    title = (workbook.properties.title or "").strip() or stem
+    workbook.close()
+    return ParsedDocument(title, sections)
+
+
+@parser(".csv", ".tsv")
+def parse_csv(data: bytes, stem: str) -> ParsedDocument:
+    text = decode_text(data)
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text), dialect))
+    return ParsedDocument(stem.replace("-", " ").replace("_", " "),
+                          [Section(_rows_as_paragraphs(rows))])

@@ -1,0 +1,251 @@
+"""SQLite (WAL) as the source of truth for documents and chunks; one transaction per document."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from appliance.errors import NotFound
+from appliance.knowledge.chunking import Chunk
+from appliance.knowledge.migrations import migrate
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    id: int
+    source: str
+    title: str
+    format: str
+    content_hash: str
+    groups: tuple[str, ...]
+    size: int
+    chunk_count: int
+    ingested_at: float
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "groups": list(self.groups)}
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    id: int
+    document_id: int
+    source: str
+    title: str
+    heading: str
+    page: int | None
+    sheet: str | None
+    text: str
+    groups: tuple[str, ...]
+
+
+def _document(row: dict) -> DocumentRecord:
+    return DocumentRecord(**{**row, "groups": tuple(json.loads(row["groups"]))})
+
+
+def visible(doc_groups: Iterable[str], caller_groups: Iterable[str] | None) -> bool:
+    """None means unrestricted (the operator's CLI); otherwise the groups must intersect."""
+    return caller_groups is None or bool(set(doc_groups) & set(caller_groups))
+
+
+class DocumentStore:
+    """Documents and chunks; safe to share between threads (one connection behind a lock)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._lock = threading.RLock()
+        with self._lock:
+            migrate(self.db)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.conn.close()
+
+    # -- reads ---------------------------------------------------------------------------------
+    def version(self) -> int:
+        with self._lock:
+            return int(self.db["meta"].get("version")["value"])
+
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            rows = list(self.db.query("select value from meta where key = ?", [key]))
+            return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction() as db:
+            db.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
+
+    def documents(self) -> list[DocumentRecord]:
+        with self._lock:
+            return [_document(r) for r in self.db.query("select * from documents order by source")]
+
+    def document(self, document_id: int) -> DocumentRecord:
+        with self._lock:
+            rows = list(self.db.query("select * from documents where id = ?", [document_id]))
+        if not rows:
+            raise NotFound(f"No document with id {document_id}; GET /api/documents lists them.")
+        return _document(rows[0])
+
+    def by_source(self, source: str) -> DocumentRecord | None:
+        with self._lock:
+            rows = list(self.db.query("select * from documents where source = ?", [source]))
+        return _document(rows[0]) if rows else None
+
+    def chunk_count(self) -> int:
+        with self._lock:
+            return self.db["chunks"].count
+
+    def chunk_ids(self) -> set[int]:
+        with self._lock:
+            return {row[0] for row in self.db.execute("select id from chunks")}
+
+    def chunk_texts(self, ids: Sequence[int]) -> dict[int, str]:
+        """The embedding input of each chunk (title and heading path, then text)."""
+        out: dict[int, str] = {}
+        with self._lock:
+            for batch in _batches(list(ids), 500):
+                marks = ",".join("?" * len(batch))
+                for row in self.db.query(
+                    f"select c.id, c.text, c.heading, d.title from chunks c join documents d "
+                    f"on d.id = c.document_id where c.id in ({marks})", batch
+                ):
+                    out[row["id"]] = Chunk(0, row["text"], row["heading"] or "").context(row["title"])
+        return out
+
+    def chunks(self, ids: Sequence[int], groups: Iterable[str] | None = None) -> dict[int, ChunkRecord]:
+        """Chunk rows by id, leaving out those the caller's groups may not see."""
+        groups = None if groups is None else set(groups)
+        out: dict[int, ChunkRecord] = {}
+        with self._lock:
+            for batch in _batches(list(ids), 500):
+                marks = ",".join("?" * len(batch))
+                for row in self.db.query(
+                    f"select c.id, c.document_id, c.text, c.heading, c.page, c.sheet, d.source, "
+                    f"d.title, d.groups from chunks c join documents d on d.id = c.document_id "
+                    f"where c.id in ({marks})", batch
+                ):
+                    doc_groups = tuple(json.loads(row["groups"]))
+                    if visible(doc_groups, groups):
+                        out[row["id"]] = ChunkRecord(
+                            row["id"], row["document_id"], row["source"], row["title"],
+                            row["heading"] or "", row["page"], row["sheet"], row["text"], doc_groups,
+                        )
+        return out
+
+    def hidden_chunk_ids(self, groups: Iterable[str] | None) -> list[int]:
+        """Chunks of documents the caller may not see (usually few: restricted documents)."""
+        if groups is None:
+            return []
+        groups = set(groups)
+        with self._lock:
+            hidden_docs = [r["id"] for r in self.db.query("select id, groups from documents")
+                           if not visible(json.loads(r["groups"]), groups)]
+            if not hidden_docs:
+                return []
+            marks = ",".join("?" * len(hidden_docs))
+            return [r[0] for r in self.db.execute(
+                f"select id from chunks where document_id in ({marks})", hidden_docs)]
+
+    def iter_terms(self) -> Iterator[tuple[int, str]]:
+        with self._lock:
+            rows = self.db.execute("select id, terms from chunks").fetchall()
+        yield from rows
+
+    # -- writes --------------------------------------------------------------------------------
+    def replace_document(
+        self, *, source: str, title: str, format: str, content_hash: str, groups: Sequence[str],
+        size: int, chunks: Sequence[Chunk], terms: Sequence[str],
+    ) -> tuple[int, list[int], list[int]]:
+        """Insert or replace a document and its chunks in one transaction.
+
+        Returns (document id, new chunk ids, removed chunk ids).
+        """
+        # Plain SQL: sqlite-utils' write helpers commit on their own, which would split the
+        # document's transaction and let a crash leave half of it behind.
+        record = (source, title, format, content_hash, json.dumps(sorted(set(groups))), size,
+                  len(chunks), time.time())
+        with self._transaction() as db:
+            old = self.by_source(source)
+            removed: list[int] = []
+            if old is None:
+                document_id = db.execute(
+                    "insert into documents (source, title, format, content_hash, groups, size, "
+                    "chunk_count, ingested_at) values (?, ?, ?, ?, ?, ?, ?, ?)", record).lastrowid
+            else:
+                document_id = old.id
+                removed = [r[0] for r in db.execute(
+                    "select id from chunks where document_id = ?", [old.id])]
+                db.execute("delete from chunks where document_id = ?", [old.id])
+                db.execute(
+                    "update documents set source = ?, title = ?, format = ?, content_hash = ?, "
+                    "groups = ?, size = ?, chunk_count = ?, ingested_at = ? where id = ?",
+                    (*record, old.id))
+            start = int(self._meta_in(db, "next_chunk_id") or 1)
+            ids = list(range(start, start + len(chunks)))
+            db.executemany(
+                "insert into chunks (id, document_id, ordinal, text, heading, page, sheet, terms) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(i, document_id, c.ordinal, c.text, c.heading, c.page, c.sheet, t)
+                 for i, c, t in zip(ids, chunks, terms)])
+            # Chunk ids are never reused, so a stale vector can never be taken for a new chunk.
+            db.execute("insert or replace into meta (key, value) values ('next_chunk_id', ?)",
+                       [str(start + len(chunks))])
+            self._bump(db)
+        return document_id, ids, removed
+
+    def set_groups(self, document_id: int, groups: Sequence[str]) -> None:
+        with self._transaction() as db:
+            self.document(document_id)
+            db.execute("update documents set groups = ? where id = ?",
+                       [json.dumps(sorted(set(groups))), document_id])
+            self._bump(db)
+
+    def delete_document(self, document_id: int) -> list[int]:
+        """Delete a document and its chunks; returns the removed chunk ids."""
+        with self._transaction() as db:
+            self.document(document_id)
+            removed = [r[0] for r in db.execute(
+                "select id from chunks where document_id = ?", [document_id])]
+            db.execute("delete from chunks where document_id = ?", [document_id])
+            db.execute("delete from documents where id = ?", [document_id])
+            self._bump(db)
+        return removed
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _meta_in(db: sqlite3.Connection, key: str) -> str | None:
+        row = db.execute("select value from meta where key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection) -> None:
+        db.execute("update meta set value = cast(value as integer) + 1 where key = 'version'")
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,78 @@
+"""Knowledge base endpoints: upload, list and delete documents; search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from litestar import Controller, Request, delete, get, post
+from litestar.datastructures import UploadFile
+
+from appliance.assistant import Assistant
+from appliance.errors import InvalidRequest
+from appliance.knowledge.parsers import ParseError
+from appliance.server.schemas import SearchRequest
+from appliance.server.scope import caller_groups
+
+# Uploads are bounded by knowledge.max_upload_bytes, checked per file; this is the outer cap.
+UPLOAD_BODY_CAP = 1 << 30
+
+
+class KnowledgeController(Controller):
+    path = "/api"
+    tags = ["Knowledge base"]
+
+    @get("/documents", summary="List the knowledge base's documents")
+    async def list_documents(self, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+        kb = assistant.require_knowledge()
+        documents = await anyio.to_thread.run_sync(kb.store.documents)
+        return {"documents": [d.as_dict() for d in documents], "version": kb.version}
+
+    @post("/documents", summary="Upload documents (multipart: one or more `file` parts, optional "
+          "`groups` comma-separated)", status_code=201, request_max_body_size=UPLOAD_BODY_CAP)
+    async def upload(self, request: Request, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+        kb = assistant.require_knowledge()
+        limit = assistant.knowledge_settings.max_upload_bytes
+        if "multipart/form-data" not in request.headers.get("content-type", ""):
+            raise InvalidRequest("Send the documents as multipart/form-data with `file` parts.")
+        form = await request.form()
+        files = [f for f in form.getall("file") if isinstance(f, UploadFile)] if "file" in form else []
+        if not files:
+            raise InvalidRequest("No `file` part in the upload; add at least one.", param="file")
+        groups_field = form.get("groups")
+        groups = ([g for g in str(groups_field).split(",") if g.strip()] if groups_field else None)
+        results = []
+        for upload in files:
+            data = await upload.read()
+            name = upload.filename or "upload"
+            if len(data) > limit:
+                results.append({"document": name, "status": "failed",
+                                "reason": f"larger than knowledge.max_upload_bytes ({limit} bytes)"})
+                continue
+            try:
+                report = await anyio.to_thread.run_sync(kb.ingest_bytes, name, data, groups)
+            except ParseError as exc:
+                results.append({"document": name, "status": "failed", "reason": exc.message})
+                continue
+            status = "added" if report.added else "updated" if report.updated else "unchanged"
+            record = kb.store.by_source(name)
+            results.append({"document": name, "status": status, "id": record.id if record else None,
+                            "chunks": record.chunk_count if record else 0})
+        return {"results": results, "version": kb.version}
+
+    @delete("/documents/{document_id:int}", summary="Delete a document everywhere", status_code=200)
+    async def delete_document(self, document_id: int, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+        kb = assistant.require_knowledge()
+        await anyio.to_thread.run_sync(kb.delete, document_id)
+        return {"deleted": document_id, "version": kb.version}
+
+    @post("/search", summary="Hybrid search: ranked chunks, each naming its source", status_code=200)
+    async def search(self, data: JSONBody[SearchRequest], request: Request, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+        kb = assistant.require_knowledge()
+        groups = assistant.caller_groups(caller_groups(request, data.groups))
+        hits = await anyio.to_thread.run_sync(
+            lambda: kb.search(data.query, data.k, groups=groups, mode=data.mode)
+        )
+        return {"query": data.query, "results": [h.as_dict() for h in hits], "version": kb.version}

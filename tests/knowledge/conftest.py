@@ -1,0 +1,72 @@
+"""Knowledge-base fixtures: the real int8 ONNX embedder (created once), real SQLite and FAISS."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.knowledge.embedder import OnnxEmbedder
+from appliance.knowledge.knowledge_base import KnowledgeBase, sample_kb_path
+from appliance.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = sample_kb_path()
+
+
+@pytest.fixture(scope="session")
+def embedder_dir(test_cache) -> Path:
+    """The embedder artifact, exported by the bootstrap script once and cached across runs."""
+    path = test_cache / "embedder"
+    if not (path / "embedder.json").is_file():
+        subprocess.run([sys.executable, str(ROOT / "installer" / "bootstrap_embedder.py"),
+                        "--out", str(path)], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder(embedder_dir) -> OnnxEmbedder:
+    return OnnxEmbedder(embedder_dir)
+
+
+def make_settings(data_dir: Path, embedder_dir: Path, **knowledge):
+    settings = load_settings(data_dir=data_dir)
+    settings.knowledge.embedder_path = str(embedder_dir)
+    for key, value in knowledge.items():
+        setattr(settings.knowledge, key, value)
+    return settings
+
+
+@pytest.fixture
+def kb_settings(tmp_path, embedder_dir):
+    return make_settings(tmp_path / "data", embedder_dir)
+
+
+@pytest.fixture
+def kb(kb_settings, embedder):
+    base = KnowledgeBase.open(kb_settings, embedder=embedder)
+    yield base
+    base.close()
+
+
+@pytest.fixture(scope="session")
+def sample_subset(tmp_path_factory) -> Path:
+    """Two areas of the sample knowledge base (English and Korean, every format but one)."""
+    root = tmp_path_factory.mktemp("sample")
+    for area in ("hr", "purchasing"):
+        shutil.copytree(SAMPLE / area, root / area)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_kb(tmp_path_factory, embedder_dir, embedder, sample_subset):
+    """A knowledge base holding the sample subset, ingested once for the read-only tests."""
+    settings = make_settings(tmp_path_factory.mktemp("sample-data"), embedder_dir)
+    base = KnowledgeBase.open(settings, embedder=embedder)
+    report = base.ingest([sample_subset])
+    assert not report.failed, report.failed
+    yield base
+    base.close()

@@ -1,0 +1,247 @@
+"""The HTTP API over a real server: knowledge endpoints, /v1/embeddings and grounded chat,
+driven with httpx and the official openai client."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import uvicorn
+
+from appliance.assistant import Assistant
+from appliance.cache import ResponseCache
+from appliance.knowledge.grounding import NO_ANSWER
+from appliance.llm.base import GenerationRequest, LLMBackend, SamplingParams
+from appliance.server.app import create_app, load_backend
+
+from .conftest import make_settings
+
+SECRET = b"# Executive bonus pool\n\nThe executive bonus pool is KRW 900,000,000 (code BON-77).\n"
+
+
+class BorrowedBackend(LLMBackend):
+    """Lends the session's real backend to a second app without letting that app close it."""
+
+    def __init__(self, backend: LLMBackend):
+        self.backend = backend
+
+    @property
+    def model_id(self):
+        return self.backend.model_id
+
+    @property
+    def version(self):
+        return self.backend.version
+
+    @property
+    def context_limit(self):
+        return self.backend.context_limit
+
+    def count_tokens(self, text):
+        return self.backend.count_tokens(text)
+
+    async def start(self, request):
+        return await self.backend.start(request)
+
+    async def close(self, drain_seconds: float = 0.0):
+        pass
+
+
+def _serve(app) -> tuple[str, uvicorn.Server, threading.Thread]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+@pytest.fixture(scope="session")
+def backend(tmp_path_factory, embedder_dir):
+    settings = make_settings(tmp_path_factory.mktemp("llm"), embedder_dir)
+    settings.engine.bundled_model_type = "original"
+    settings.engine.slots = 4
+    settings.engine.max_request_tokens = 1024  # grounded prompts fill the context: keep prefill short
+    return load_backend(settings)
+
+
+@pytest.fixture(scope="session")
+def base_url(tmp_path_factory, embedder_dir, backend, sample_kb):
+    settings = make_settings(tmp_path_factory.mktemp("api"), embedder_dir)
+    url, server, thread = _serve(create_app(settings, backend=backend, knowledge=sample_kb))
+    yield url
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def http(base_url):
+    with httpx.Client(base_url=base_url, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture
+def client(base_url):
+    return openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0)
+
+
+def test_ready_reports_retrieval(http):
+    body = http.get("/ready").json()
+    assert body["status"] == "ready" and body["retrieval"]["status"] == "ready"
+
+
+def test_search_returns_ranked_chunks_naming_their_source(http):
+    response = http.post("/api/search", json={"query": "연차 휴가 신청", "k": 3})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert len(results) == 3 and results[0]["document"] == "hr/annual-leave-request-ko.md"
+    assert results[0]["score"] >= results[1]["score"]
+    assert {"document", "title", "heading", "snippet", "chunk_id"} <= results[0].keys()
+
+
+def test_upload_list_restrict_and_delete(http):
+    upload = http.post("/api/documents", files={"file": ("bonus.md", SECRET, "text/markdown")},
+                       data={"groups": "executives"})
+    assert upload.status_code == 201, upload.text
+    result = upload.json()["results"][0]
+    assert result["status"] == "added" and result["chunks"] >= 1
+    listed = {d["source"]: d for d in http.get("/api/documents").json()["documents"]}
+    assert listed["bonus.md"]["groups"] == ["executives"]
+
+    query = {"query": "executive bonus pool BON-77", "k": 5}
+    outsider = http.post("/api/search", json=query).json()["results"]
+    assert all(r["document"] != "bonus.md" for r in outsider)
+    insider = http.post("/api/search", json=query, headers={"X-Appliance-Groups": "executives"})
+    assert insider.json()["results"][0]["document"] == "bonus.md"
+
+    assert http.delete(f"/api/documents/{result['id']}").status_code == 200
+    missing = http.delete(f"/api/documents/{result['id']}")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found" and "GET /api/documents" in missing.json()["error"]["message"]
+
+
+def test_broken_upload_is_reported(http):
+    response = http.post("/api/documents", files={"file": ("broken.pdf", b"%PDF-garbage", "application/pdf")})
+    assert response.status_code == 201
+    assert response.json()["results"][0]["status"] == "failed"
+    bad = http.post("/api/search", json={"k": 3})
+    assert bad.status_code == 400 and bad.json()["error"]["status"] == 400
+
+
+def test_openai_client_embeddings(client):
+    response = client.embeddings.create(model="all-minilm-l6-v2", input=["purchase order", "발주"])
+    assert len(response.data) == 2 and len(response.data[0].embedding) == 384
+    assert abs(np.linalg.norm(response.data[0].embedding) - 1) < 1e-3
+    single = client.embeddings.create(model="all-minilm-l6-v2", input="purchase order")
+    # Dynamic int8 quantization scales activations per batch, so batch-mates shift a vector
+    # slightly; the direction stays.
+    assert np.dot(single.data[0].embedding, response.data[0].embedding) > 0.98
+
+
+def test_grounded_chat_carries_sources(client):
+    response = client.chat.completions.create(
+        model="default", temperature=0, max_tokens=32,
+        messages=[{"role": "user", "content": "What is the pay rate for overtime work?"}],
+    )
+    extra = response.model_extra
+    assert extra["grounded"] is True and extra["sources"]
+    assert any(s["document"] == "hr/overtime-policy.md" for s in extra["sources"])
+    assert {"document", "title", "heading", "snippet", "score", "chunk_id"} <= extra["sources"][0].keys()
+    assert response.choices[0].message.content
+
+
+def test_streaming_chat_sends_sources_on_the_first_chunk(client):
+    stream = client.chat.completions.create(
+        model="default", temperature=0, max_tokens=16, stream=True,
+        messages=[{"role": "user", "content": "구매요청은 어떻게 작성하나요?"}],
+    )
+    chunks = list(stream)
+    sources = chunks[0].model_extra["sources"]
+    assert any(s["document"] == "purchasing/purchase-requisition-guide-ko.md" for s in sources)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+@pytest.mark.parametrize("question,lang", [
+    ("What is the boiling point of mercury on Mars?", "en"), ("오늘 서울 날씨 어때요?", "ko")])
+def test_nothing_relevant_says_so(client, question, lang):
+    response = client.chat.completions.create(
+        model="default", temperature=0, max_tokens=16, messages=[{"role": "user", "content": question}])
+    assert response.choices[0].message.content == NO_ANSWER[lang]
+    assert response.model_extra["grounded"] is False and response.model_extra["sources"] == []
+
+
+def test_rag_false_answers_plainly(client):
+    response = client.chat.completions.create(
+        model="default", temperature=0, max_tokens=8, extra_body={"rag": False},
+        messages=[{"role": "user", "content": "Say hello."}])
+    assert "sources" not in response.model_extra
+
+
+def test_a_cached_answer_never_reaches_an_outsider(client, http):
+    upload = http.post("/api/documents", files={"file": ("bonus.md", SECRET, "text/markdown")},
+                       data={"groups": "executives"}).json()["results"][0]
+    try:
+        ask = dict(model="default", temperature=0, max_tokens=16,
+                   messages=[{"role": "user", "content": "How big is the executive bonus pool BON-77?"}])
+        insider = client.chat.completions.with_raw_response.create(
+            **ask, extra_headers={"X-Appliance-Groups": "executives,all"})
+        assert any(s["document"] == "bonus.md" for s in insider.parse().model_extra["sources"])
+        again = client.chat.completions.with_raw_response.create(
+            **ask, extra_headers={"X-Appliance-Groups": "executives,all"})
+        assert again.headers["x-cache"] == "hit"
+        outsider = client.chat.completions.with_raw_response.create(**ask)
+        assert outsider.headers["x-cache"] == "miss"
+        assert all(s["document"] != "bonus.md" for s in outsider.parse().model_extra["sources"])
+        assert "900,000,000" not in outsider.parse().choices[0].message.content
+    finally:
+        http.delete(f"/api/documents/{upload['id']}")
+
+
+def test_without_an_embedder_the_server_answers_ungrounded(tmp_path, backend):
+    settings = make_settings(tmp_path / "data", tmp_path / "no-embedder")
+    url, server, thread = _serve(create_app(settings, backend=BorrowedBackend(backend)))
+    try:
+        with httpx.Client(base_url=url, timeout=120) as http:
+            deadline = time.monotonic() + 30
+            while http.get("/ready").json()["retrieval"]["status"] == "opening" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            retrieval = http.get("/ready").json()["retrieval"]
+            assert retrieval["status"] == "unavailable"
+            assert "bootstrap_embedder.py --out" in retrieval["message"]
+            chat = http.post("/v1/chat/completions", json={
+                "model": "default", "max_tokens": 8, "temperature": 0,
+                "messages": [{"role": "user", "content": "How do I request leave?"}]}).json()
+            assert chat["grounded"] is False and "bootstrap_embedder.py" in chat["retrieval_notice"]
+            search = http.post("/api/search", json={"query": "leave"})
+            assert search.status_code == 503 and "bootstrap_embedder.py" in search.json()["error"]["message"]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_assistant_scope_keys_the_cache(backend, sample_kb):
+    assistant = Assistant(BorrowedBackend(backend), ResponseCache(), knowledge=sample_kb)
+    request = GenerationRequest(params=SamplingParams(temperature=0, max_tokens=4),
+                                messages=({"role": "user", "content": "How do I request annual leave?"},))
+
+    async def scenario():
+        first = await assistant.answer(request, groups=["all"])
+        async for _ in first:
+            pass
+        assert first.sources
+        assert (await assistant.answer(request, groups=["all"])).from_cache
+        other = await assistant.answer(request, groups=["all", "hr"])
+        other.cancel()
+        assert not other.from_cache
+
+    asyncio.run(scenario())

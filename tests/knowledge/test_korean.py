@@ -1,0 +1,35 @@
+"""Korean questions find Korean documents, through morpheme-level BM25 fused with vectors."""
+
+import pytest
+
+from appliance.knowledge.keyword import Analyzer, is_korean
+
+
+def test_analyzer_splits_korean_into_content_morphemes():
+    terms = Analyzer().terms("구매요청은 어떻게 승인하나요? PO-1001 오류")
+    assert {"구매", "요청", "승인", "오류", "po-1001"} <= set(terms)
+    assert "어떻다" not in terms
+
+
+@pytest.mark.parametrize("question,document", [
+    ("연차 휴가는 언제까지 신청해야 하나요?", "hr/annual-leave-request-ko.md"),
+    ("재직증명서 발급은 어떻게 받나요?", "hr/certificate-issuance-ko.txt"),
+    ("견적 요청서(RFQ)는 몇 개 업체에 보내야 하나요?", "purchasing/rfq-and-quotation-ko.txt"),
+    ("구매요청 작성 방법", "purchasing/purchase-requisition-guide-ko.md"),
+])
+def test_korean_questions_find_korean_documents(sample_kb, question, document):
+    assert is_korean(question)
+    hits = sample_kb.search(question, 5)
+    assert document in [h.document for h in hits]
+    assert sample_kb.retriever.relevant(hits[0], question)
+
+
+def test_english_questions_still_work(sample_kb):
+    hits = sample_kb.search("Who releases a purchase order above the approval limit?", 5)
+    assert "purchasing/purchase-order-approval.md" in [h.document for h in hits]
+
+
+def test_unrelated_questions_are_not_relevant(sample_kb):
+    for question in ("What is the boiling point of mercury on Mars?", "오늘 서울 날씨 어때요?"):
+        hits = sample_kb.search(question, 3)
+        assert not any(sample_kb.retriever.relevant(h, question) for h in hits), question
