@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 
 from appliance.cache import CachedResponse, ResponseCache, cache_key
-from appliance.errors import ModelNotFound, NotReady
+from appliance.errors import ApplianceError, ModelNotFound, NotReady
 from appliance.llm.base import Event, Finished, Generation, GenerationRequest, LLMBackend, TextDelta
 
 MODEL_ALIASES = ("default",)
@@ -22,8 +22,16 @@ class AnswerStream:
         self.from_cache = cached is not None
         self._on_complete = on_complete
         self.prompt_tokens = cached.prompt_tokens if cached else generation.prompt_tokens
+        # Sees every event and any error raised mid-answer (request metrics set it).
+        self.on_event: Callable[[Event | ApplianceError], None] | None = None
 
     async def __aiter__(self) -> AsyncIterator[Event]:
+        async for event in self._events():
+            if self.on_event is not None:
+                self.on_event(event)
+            yield event
+
+    async def _events(self) -> AsyncIterator[Event]:
         if self.cached is not None:
             if self.cached.text:
                 yield TextDelta(self.cached.text)
@@ -33,12 +41,17 @@ class AnswerStream:
             )
             return
         parts: list[str] = []
-        async for event in self._generation:
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif self._on_complete and event.finish_reason in ("stop", "length"):
-                self._on_complete("".join(parts), event)
-            yield event
+        try:
+            async for event in self._generation:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                elif self._on_complete and event.finish_reason in ("stop", "length"):
+                    self._on_complete("".join(parts), event)
+                yield event
+        except ApplianceError as exc:
+            if self.on_event is not None:
+                self.on_event(exc)
+            raise
 
     def cancel(self) -> None:
         if self._generation is not None:

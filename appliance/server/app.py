@@ -11,6 +11,7 @@ import anyio
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from appliance import __version__
@@ -19,8 +20,11 @@ from appliance.cache import ResponseCache
 from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
 from appliance.server.errors import exception_handlers
+from appliance.monitoring.monitor import Monitor
 from appliance.server.health import HealthController
+from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
+from appliance.server.request_metrics import RequestMetricsMiddleware
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> Litesta
     """Build the app. Without `backend`, the model loads in the background after start-up."""
     cache = ResponseCache(settings.cache.max_entries, settings.cache.ttl_seconds, settings.cache.enabled)
     assistant = Assistant(backend, cache)
+    monitor = Monitor(settings, assistant) if settings.monitoring.enabled else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -48,6 +53,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> Litesta
         loader = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
+        if monitor is not None:
+            monitor.start()
         try:
             yield
         finally:
@@ -55,6 +62,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> Litesta
                 loader.cancel()
             if assistant.backend is not None:
                 await assistant.backend.close(settings.server.drain_seconds)
+            if monitor is not None:  # last, so the drained requests are recorded too
+                await monitor.stop()
 
     async def _load(app: Litestar) -> None:
         try:
@@ -65,12 +74,14 @@ def create_app(settings: Settings, backend: LLMBackend | None = None) -> Litesta
             log.error("model failed to load: %s", exc.message)
 
     return Litestar(
-        route_handlers=[HealthController, OpenAIController],
+        route_handlers=[HealthController, OpenAIController, MonitoringController],
         dependencies={
             "assistant": Provide(lambda: assistant, sync_to_thread=False),
             "model_error": Provide(_model_error, sync_to_thread=False),
         },
-        state=State({"settings": settings, "assistant": assistant, "model_error": None}),
+        state=State({"settings": settings, "assistant": assistant, "model_error": None,
+                     "monitor": monitor}),
+        middleware=[DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else [],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         request_max_body_size=settings.server.max_body_bytes,

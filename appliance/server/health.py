@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, get
+from litestar.datastructures import State
 from litestar.response import Response
 
 from appliance.assistant import Assistant
@@ -30,9 +31,11 @@ class HealthController(Controller):
         return Response(body, status_code=503, headers={"Retry-After": "5"})
 
     @get("/api/status", summary="Engine, queue and response-cache figures")
-    async def status(self, assistant: Assistant) -> dict[str, Any]:
+    async def status(self, assistant: Assistant, state: State) -> dict[str, Any]:
         backend = assistant.backend
+        monitor = state.get("monitor")
         return {
             "model": backend.status() if backend is not None else None,
             "cache": assistant.cache.stats(),
+            "monitoring": monitor.collector.stats() if monitor is not None else None,
         }

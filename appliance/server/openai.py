@@ -15,6 +15,7 @@ from appliance.assistant import AnswerStream, Assistant
 from appliance.errors import ApplianceError
 from appliance.llm.base import Finished, GenerationRequest, TextDelta
 from appliance.server.errors import openai_error_body
+from appliance.server.request_metrics import trace_of
 from appliance.server.schemas import ChatCompletionRequest, CompletionRequest, encode
 
 
@@ -43,11 +44,14 @@ class OpenAIController(Controller):
         self, data: ChatCompletionRequest, request: Request, assistant: Assistant
     ) -> Response:
         backend = assistant.check_model(data.model)
+        trace = trace_of(request)
+        trace.use_backend(backend)
         generation = GenerationRequest(
             params=data.sampling(data.max_completion_tokens), messages=data.chat_messages()
         )
         answer = await assistant.answer(generation)
         reply = _Reply("chat.completion", backend.model_id, answer)
+        trace.watch(answer, reply.id, data.stream)
         if data.stream:
             return _sse(reply.chat_chunks(data.include_usage), answer)
         return await _complete(request, answer, reply.chat_body)
@@ -57,9 +61,12 @@ class OpenAIController(Controller):
         self, data: CompletionRequest, request: Request, assistant: Assistant
     ) -> Response:
         backend = assistant.check_model(data.model)
+        trace = trace_of(request)
+        trace.use_backend(backend)
         generation = GenerationRequest(params=data.sampling(), prompt=data.prompt_text())
         answer = await assistant.answer(generation)
         reply = _Reply("text_completion", backend.model_id, answer)
+        trace.watch(answer, reply.id, data.stream)
         if data.stream:
             return _sse(reply.text_chunks(data.include_usage), answer)
         return await _complete(request, answer, reply.text_body)
