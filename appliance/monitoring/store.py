@@ -25,6 +25,7 @@ from appliance.monitoring.migrations import migrate
 MINUTE, HOUR = 60, 3600
 _LATE_SECONDS = 30  # events are written up to a flush interval after they end: roll up behind them
 _REROLL_SECONDS = 300  # recompute the last minutes too, so a late batch still lands in its rollup
+_ROLLUP_CHUNK_SECONDS = 6 * HOUR  # a backlog (after downtime) is rolled up a slice at a time
 
 
 @dataclass(frozen=True)
@@ -243,27 +244,31 @@ class MetricsStore:
             if first is None:
                 return 0
             minute_wm = _floor(first, MINUTE)
-        start = max(_floor(now - self.retention.raw_seconds, MINUTE), minute_wm - _REROLL_SECONDS)
+        start = minute_wm
+        if self._watermark("rolled_minutes_until"):  # re-roll recent minutes whose raw rows remain
+            start = max(minute_wm - _REROLL_SECONDS,
+                        min(minute_wm, _floor(now - self.retention.raw_seconds, MINUTE) + MINUTE))
         written = 0
-        rows = []
-        for m in METRICS.values():
-            if not m.rolled_up or start >= closed:
-                continue
-            per_minute: dict[int, Aggregate] = {}
-            for ts, value in self._raw(m, start, closed):
-                per_minute.setdefault(_floor(ts, MINUTE), Aggregate(values=None)).add(value, ts)
-            rows += [{"resolution": MINUTE, "metric": m.name, "bucket": b, **agg.to_row()}
-                     for b, agg in per_minute.items()]
-        with self._lock, self.db.conn:
-            if rows:
-                self.db["rollups"].upsert_all(rows, pk=("resolution", "metric", "bucket"))
-            self.db["state"].upsert({"key": "rolled_minutes_until", "value": max(closed, minute_wm)},
-                                    pk="key")
-        written += len(rows)
-        written += self._rollup_hours(max(closed, minute_wm))
+        for chunk_start in range(int(start), int(closed), _ROLLUP_CHUNK_SECONDS):
+            chunk_end = min(chunk_start + _ROLLUP_CHUNK_SECONDS, closed)
+            rows = []
+            for m in METRICS.values():
+                if not m.rolled_up:
+                    continue
+                per_minute: dict[int, Aggregate] = {}
+                for ts, value in self._raw(m, chunk_start, chunk_end):
+                    per_minute.setdefault(_floor(ts, MINUTE), Aggregate(values=None)).add(value, ts)
+                rows += [{"resolution": MINUTE, "metric": m.name, "bucket": b, **agg.to_row()}
+                         for b, agg in per_minute.items()]
+            with self._lock, self.db.conn:
+                if rows:
+                    self.db["rollups"].upsert_all(rows, pk=("resolution", "metric", "bucket"))
+                self.db["state"].upsert({"key": "rolled_minutes_until", "value": chunk_end}, pk="key")
+            written += len(rows)
+        written += self._rollup_hours(max(closed, minute_wm), now)
         return written
 
-    def _rollup_hours(self, minutes_until: float) -> int:
+    def _rollup_hours(self, minutes_until: float, now: float) -> int:
         closed = _floor(minutes_until, HOUR)
         hour_wm = self._watermark("rolled_hours_until")
         with self._lock:
@@ -273,7 +278,10 @@ class MetricsStore:
                 if first is None:
                     return 0
                 hour_wm = _floor(first, HOUR)
-            start = hour_wm - HOUR  # the last closed hour may have gained late minutes
+            # The last closed hour may have gained late minutes, if its minutes are all still kept.
+            start = hour_wm - HOUR
+            if start < _floor(now - self.retention.minute_seconds, HOUR):
+                start = hour_wm
             per_hour: dict[tuple[str, int], Aggregate] = {}
             for row in self.db.query(
                 "SELECT metric, bucket, count, sum, min, max, hist FROM rollups "
@@ -293,15 +301,19 @@ class MetricsStore:
     def prune(self, now: float | None = None) -> dict[str, int]:
         """Drop what is past its retention; raw rows only once their minutes are rolled up."""
         now = time.time() if now is None else now
-        raw_cut = min(now - self.retention.raw_seconds, self._watermark("rolled_minutes_until"))
+        # Cut-offs aligned as in _sources, so a query never finds a hole between two sources.
+        raw_cut = min(_floor(now - self.retention.raw_seconds, MINUTE),
+                      self._watermark("rolled_minutes_until"))
+        minute_cut = min(_floor(now - self.retention.minute_seconds, HOUR),
+                         self._watermark("rolled_hours_until"))
+        hour_cut = _floor(now - self.retention.hour_seconds, HOUR)
         deleted = {}
         with self._lock, self.db.conn:
             for table in ("requests", "samples"):
                 deleted[table] = self.db.execute(f"DELETE FROM {table} WHERE ts < ?", [raw_cut]).rowcount
-            for resolution, keep in ((MINUTE, self.retention.minute_seconds),
-                                     (HOUR, self.retention.hour_seconds)):
+            for resolution, cut in ((MINUTE, minute_cut), (HOUR, hour_cut)):
                 deleted[f"rollups_{resolution}"] = self.db.execute(
-                    "DELETE FROM rollups WHERE resolution = ? AND bucket < ?", [resolution, now - keep]
+                    "DELETE FROM rollups WHERE resolution = ? AND bucket < ?", [resolution, cut]
                 ).rowcount
         return deleted
 
@@ -314,29 +326,29 @@ class MetricsStore:
         return (pages - free) * page_size
 
     def enforce_size(self) -> int:
-        """Delete the oldest tenth of the bulkiest data until under `max_bytes`; rows deleted."""
+        """Over `max_bytes`: delete the oldest tenth (by time) of raw rows, then of minute rollups,
+        then of hour rollups, until under. Returns rows deleted."""
+        tiers = [(("requests", "ts", ""), ("samples", "ts", "")),
+                 (("rollups", "bucket", f"resolution = {MINUTE}"),),
+                 (("rollups", "bucket", f"resolution = {HOUR}"),)]
         deleted = 0
-        for _ in range(50):
-            if self.size_bytes() <= self.retention.max_bytes:
-                break
-            with self._lock, self.db.conn:
-                for table, where in (("requests", ""), ("samples", ""),
-                                     ("rollups", f"WHERE resolution = {MINUTE}"),
-                                     ("rollups", f"WHERE resolution = {HOUR}")):
-                    column = "bucket" if table == "rollups" else "ts"
-                    n = self.db.execute(f"SELECT count(*) FROM {table} {where}").fetchone()[0]
-                    if n:
-                        cut = self.db.execute(
-                            f"SELECT {column} FROM {table} {where} ORDER BY {column} "
-                            f"LIMIT 1 OFFSET ?", [max(0, n // 10)]).fetchone()[0]
-                        extra = f"{where} AND" if where else "WHERE"
-                        deleted += self.db.execute(
-                            f"DELETE FROM {table} {extra} {column} <= ?", [cut]).rowcount
-                        break
-                else:
+        for tier in tiers:
+            for _ in range(100):
+                if self.size_bytes() <= self.retention.max_bytes:
                     break
-        if deleted:
-            self.compact()
+                with self._lock, self.db.conn:
+                    spans = [self.db.execute(
+                        f"SELECT min({col}), max({col}) FROM {table} WHERE {where or 1}").fetchone()
+                        for table, col, where in tier]
+                    spans = [span for span in spans if span[0] is not None]
+                    if not spans:
+                        break
+                    oldest, newest = min(a for a, _ in spans), max(b for _, b in spans)
+                    cut = oldest + max((newest - oldest) / 10, 1)
+                    for table, col, where in tier:
+                        deleted += self.db.execute(
+                            f"DELETE FROM {table} WHERE {where or 1} AND {col} < ?", [cut]).rowcount
+                self.compact()
         return deleted
 
     def compact(self) -> None:
@@ -348,9 +360,9 @@ class MetricsStore:
         """The periodic job: roll up, prune by age, bound the size."""
         rolled = self.rollup(now)
         deleted = self.prune(now)
-        trimmed = self.enforce_size()
         if any(deleted.values()):
             self.compact()
+        trimmed = self.enforce_size()
         return {"rolled_up": rolled, "deleted": deleted, "trimmed_for_size": trimmed}
 
     # -- alerts --------------------------------------------------------------------------------
