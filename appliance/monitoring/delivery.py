@@ -69,7 +69,7 @@ class Dispatcher:
             error = f"{type(exc).__name__}: {exc}"
             if attempt < self.attempts:
                 delay = self.base_delay * 2 ** (attempt - 1)
-                log.warning("alert channel %s failed (attempt %d of %d), retrying in %.0f s: %s",
+                log.warning("alert channel %s failed (attempt %d of %d), retrying in %.1f s: %s",
                             channel.name, attempt, self.attempts, delay, error)
                 with self._cond:
                     heapq.heappush(self._queue, (time.monotonic() + delay, next(self._order), notice,

@@ -7,10 +7,9 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 from msgspec import Meta, Struct
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from appliance.errors import InvalidRequest, MonitoringDisabled
 from appliance.monitoring.charts import DASHBOARD, Panel, render_png
@@ -47,7 +46,8 @@ class MonitoringController(Controller):
     @get("/metrics", summary="Prometheus metrics (text exposition format)", sync_to_thread=True)
     def prometheus(self, state: State) -> Response:
         body = _monitor(state).prometheus.render()
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        # The 0.0.4 text format: what every Prometheus version scrapes.
+        return Response(body, media_type="text/plain; version=0.0.4")
 
     @get("/api/metrics", summary="Metrics that series, charts and alert rules can use", sync_to_thread=False)
     def catalog(self, state: State) -> dict[str, Any]:
@@ -55,14 +55,16 @@ class MonitoringController(Controller):
         return {"metrics": describe_metrics(), "status": monitor.status()}
 
     @get("/api/metrics/summary", summary="Headline figures over a period", sync_to_thread=True)
-    def summary(self, state: State, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+    def summary(self, state: State, since: FromQuery[str | None] = None,
+                until: FromQuery[str | None] = None) -> dict[str, Any]:
         start, end = _range(since, until, "24h")
         return _monitor(state).store.summary(start, end)
 
     @get("/api/metrics/series", summary="One metric over time, aggregated per step", sync_to_thread=True)
     def series(
-        self, state: State, metric_name: Annotated[str, Parameter(query="metric")],
-        aggregate: str = "avg", since: str | None = None, until: str | None = None, step: str = "60",
+        self, state: State, metric_name: Annotated[str, QueryParameter(name="metric")],
+        aggregate: FromQuery[str] = "avg", since: FromQuery[str | None] = None,
+        until: FromQuery[str | None] = None, step: FromQuery[str] = "60",
     ) -> dict[str, Any]:
         metric(metric_name)
         check_aggregate(aggregate)
@@ -75,8 +77,9 @@ class MonitoringController(Controller):
     @get("/api/metrics/chart.png", summary="PNG chart of one metric, or of the dashboard",
          sync_to_thread=True, media_type="image/png")
     def chart(
-        self, state: State, metric_name: Annotated[str | None, Parameter(query="metric")] = None,
-        aggregate: str = "avg", since: str | None = None, until: str | None = None, step: str = "300",
+        self, state: State, metric_name: Annotated[str | None, QueryParameter(name="metric")] = None,
+        aggregate: FromQuery[str] = "avg", since: FromQuery[str | None] = None,
+        until: FromQuery[str | None] = None, step: FromQuery[str] = "300",
     ) -> Response:
         monitor = _monitor(state)
         start, end = _range(since, until, "24h")
@@ -91,8 +94,8 @@ class MonitoringController(Controller):
     @get("/api/alerts", summary="Alerts, newest first, with their history", sync_to_thread=True)
     def alerts(
         self, state: State, alert_state: Annotated[Literal["firing", "resolved"] | None,
-                                                   Parameter(query="state")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+                                                   QueryParameter(name="state")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         monitor = _monitor(state)
         return {"alerts": monitor.store.alerts(alert_state, limit),
@@ -100,5 +103,5 @@ class MonitoringController(Controller):
 
     @post("/api/feedback", summary="Rate an answer: thumbs up or down, by its response id",
           status_code=201, sync_to_thread=True)
-    def feedback(self, state: State, data: FeedbackRequest) -> dict[str, Any]:
+    def feedback(self, state: State, data: JSONBody[FeedbackRequest]) -> dict[str, Any]:
         return _monitor(state).record_feedback(data.response_id, data.rating, data.comment)

@@ -170,3 +170,57 @@ def webhook():
     yield make
     for receiver in made:
         receiver.close()
+
+
+class SmtpRelay:
+    """A minimal SMTP server on 127.0.0.1 (the stdlib has none since smtpd left): enough dialogue
+    for smtplib to deliver a message, which it keeps in `messages`."""
+
+    def __init__(self):
+        import socketserver
+
+        relay = self
+        self.messages: list[dict] = []
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                reply = lambda line: self.wfile.write(line.encode() + b"\r\n")  # noqa: E731
+                reply("220 test relay")
+                mail = {"rcpt": [], "data": ""}
+                while line := self.rfile.readline().decode():
+                    verb = line[:4].upper()
+                    if verb in ("EHLO", "HELO"):
+                        reply("250 test relay")
+                    elif verb == "MAIL":
+                        reply("250 OK")
+                    elif verb == "RCPT":
+                        mail["rcpt"].append(line.split(":", 1)[1].strip().strip("<>"))
+                        reply("250 OK")
+                    elif verb == "DATA":
+                        reply("354 go on")
+                        body = []
+                        while (data := self.rfile.readline().decode()) not in (".\r\n", ""):
+                            body.append(data)
+                        mail["data"] = "".join(body)
+                        relay.messages.append(mail)
+                        reply("250 queued")
+                    elif verb == "QUIT":
+                        reply("221 bye")
+                        return
+                    else:
+                        reply("250 OK")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def smtp_relay():
+    relay = SmtpRelay()
+    yield relay
+    relay.close()
