@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
@@ -161,7 +161,9 @@ class AlertSettings(Section):
     smtp_port: int = Field(25, ge=1, le=65535, description="Port of the SMTP relay.")
     smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
     smtp_username: str = Field("", description="SMTP login, if the relay needs one.")
-    smtp_password: str = Field("", description="SMTP password (prefer APPLIANCE_ALERTS__SMTP_PASSWORD).")
+    smtp_password: SecretStr = Field(
+        SecretStr(""), description="SMTP password (prefer APPLIANCE_ALERTS__SMTP_PASSWORD)."
+    )
     smtp_from: str = Field("appliance@localhost", description="Sender address of alert e-mail.")
     smtp_to: list[str] = Field(default_factory=list, description="Recipients of alert e-mail.")
     retry_attempts: int = Field(5, ge=1, description="Deliveries tried per alert and channel before giving up.")
@@ -270,6 +272,6 @@ def settings_markdown() -> str:
     rows = ["| setting | env variable | type | default | meaning |", "|---|---|---|---|---|"]
     for name, type_name, default, help_text in iter_settings():
         env = ENV_PREFIX + name.upper().replace(".", "__")
-        shown = f"`{default}`" if default != "" else '`""`'
+        shown = f"`{default}`" if str(default) != "" else '`""`'
         rows.append(f"| `{name}` | `{env}` | {type_name} | {shown} | {help_text} |")
     return "\n".join(rows) + "\n"

@@ -49,7 +49,9 @@ class AlertManager:
                     notices.append(self._notice(alert, "firing", verdict.value, now, verdict.describe()))
                 elif verdict.breached and active is not None:
                     self.store.touch_alert(active["id"], verdict.value)
-                elif verdict.breached is False and active is not None:
+                elif active is not None and (verdict.breached is False or verdict.samples == 0):
+                    # No data at all (traffic stopped) also ends an alert, as in Prometheus;
+                    # a few points short of min_samples keeps it as it is.
                     message = "back to normal: " + verdict.describe()
                     alert = self.store.resolve_alert(active["id"], verdict.value, now, message)
                     notices.append(self._notice(alert, "resolved", verdict.value, now, message))

@@ -94,7 +94,7 @@ class SmtpChannel(AlertChannel):
             if s.smtp_starttls:
                 smtp.starttls()
             if s.smtp_username:
-                smtp.login(s.smtp_username, s.smtp_password)
+                smtp.login(s.smtp_username, s.smtp_password.get_secret_value())
             smtp.send_message(mail)
 
 

@@ -49,7 +49,7 @@ class MonitoringController(Controller):
         # The 0.0.4 text format: what every Prometheus version scrapes.
         return Response(body, media_type="text/plain; version=0.0.4")
 
-    @get("/api/metrics", summary="Metrics that series, charts and alert rules can use", sync_to_thread=False)
+    @get("/api/metrics", summary="Metrics that series, charts and alert rules can use", sync_to_thread=True)
     def catalog(self, state: State) -> dict[str, Any]:
         monitor = _monitor(state)
         return {"metrics": describe_metrics(), "status": monitor.status()}

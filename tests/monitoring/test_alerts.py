@@ -58,6 +58,15 @@ def test_a_firing_alert_is_not_announced_again_after_a_restart(store):
     assert AlertManager(store, [P95_LATENCY]).evaluate(now=t + 61) == []  # a new manager, same store
 
 
+def test_an_alert_resolves_when_its_window_runs_out_of_data(store):
+    t = 1_800_000_000.0
+    traffic(store, t, 60, latency=12.0)
+    manager = AlertManager(store, [P95_LATENCY])
+    assert [n.state for n in manager.evaluate(now=t + 60)] == ["firing"]
+    assert manager.evaluate(now=t + 100) == []  # fewer than min_samples left: unchanged
+    assert [n.state for n in manager.evaluate(now=t + 200)] == ["resolved"]  # traffic stopped
+
+
 def test_too_few_samples_give_no_verdict(store):
     t = 1_800_000_000.0
     traffic(store, t, 3, latency=60.0)
