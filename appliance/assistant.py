@@ -26,10 +26,15 @@ class AnswerStream:
         self.on_event: Callable[[Event | ApplianceError], None] | None = None
 
     async def __aiter__(self) -> AsyncIterator[Event]:
-        async for event in self._events():
+        try:
+            async for event in self._events():
+                if self.on_event is not None:
+                    self.on_event(event)
+                yield event
+        except ApplianceError as exc:
             if self.on_event is not None:
-                self.on_event(event)
-            yield event
+                self.on_event(exc)
+            raise
 
     async def _events(self) -> AsyncIterator[Event]:
         if self.cached is not None:
@@ -41,17 +46,12 @@ class AnswerStream:
             )
             return
         parts: list[str] = []
-        try:
-            async for event in self._generation:
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                elif self._on_complete and event.finish_reason in ("stop", "length"):
-                    self._on_complete("".join(parts), event)
-                yield event
-        except ApplianceError as exc:
-            if self.on_event is not None:
-                self.on_event(exc)
-            raise
+        async for event in self._generation:
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            elif self._on_complete and event.finish_reason in ("stop", "length"):
+                self._on_complete("".join(parts), event)
+            yield event
 
     def cancel(self) -> None:
         if self._generation is not None:

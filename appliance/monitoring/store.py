@@ -265,11 +265,12 @@ class MetricsStore:
                     self.db["rollups"].upsert_all(rows, pk=("resolution", "metric", "bucket"))
                 self.db["state"].upsert({"key": "rolled_minutes_until", "value": chunk_end}, pk="key")
             written += len(rows)
-        written += self._rollup_hours(max(closed, minute_wm), now)
+        written += self._rollup_hours(max(closed, minute_wm))
         return written
 
-    def _rollup_hours(self, minutes_until: float, now: float) -> int:
-        closed = _floor(minutes_until, HOUR)
+    def _rollup_hours(self, minutes_until: float) -> int:
+        # An hour is rolled up once, when its minutes can no longer be re-rolled (see rollup).
+        closed = _floor(minutes_until - _REROLL_SECONDS, HOUR)
         hour_wm = self._watermark("rolled_hours_until")
         with self._lock:
             if not hour_wm:
@@ -278,14 +279,12 @@ class MetricsStore:
                 if first is None:
                     return 0
                 hour_wm = _floor(first, HOUR)
-            # The last closed hour may have gained late minutes, if its minutes are all still kept.
-            start = hour_wm - HOUR
-            if start < _floor(now - self.retention.minute_seconds, HOUR):
-                start = hour_wm
+            if hour_wm >= closed:
+                return 0
             per_hour: dict[tuple[str, int], Aggregate] = {}
             for row in self.db.query(
                 "SELECT metric, bucket, count, sum, min, max, hist FROM rollups "
-                "WHERE resolution = ? AND bucket >= ? AND bucket < ?", [MINUTE, start, closed]
+                "WHERE resolution = ? AND bucket >= ? AND bucket < ?", [MINUTE, hour_wm, closed]
             ):
                 key = (row["metric"], _floor(row["bucket"], HOUR))
                 per_hour.setdefault(key, Aggregate(values=None)).merge(Aggregate.from_row(row, row["bucket"]))
@@ -294,8 +293,7 @@ class MetricsStore:
             with self.db.conn:
                 if rows:
                     self.db["rollups"].upsert_all(rows, pk=("resolution", "metric", "bucket"))
-                self.db["state"].upsert({"key": "rolled_hours_until", "value": max(closed, hour_wm)},
-                                        pk="key")
+                self.db["state"].upsert({"key": "rolled_hours_until", "value": closed}, pk="key")
         return len(rows)
 
     def prune(self, now: float | None = None) -> dict[str, int]:

@@ -19,8 +19,8 @@ from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
 from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
-from appliance.server.errors import exception_handlers
 from appliance.monitoring.monitor import Monitor
+from appliance.server.errors import exception_handlers
 from appliance.server.health import HealthController
 from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
