@@ -350,8 +350,10 @@ class MetricsStore:
         return deleted
 
     def compact(self) -> None:
+        """Give free pages back to the file system and fold the WAL into the database file."""
         with self._lock:
-            self.db.execute("PRAGMA incremental_vacuum")
+            # executescript runs the pragma to completion; execute() would free a single page.
+            self.db.conn.executescript("PRAGMA incremental_vacuum;")
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def maintain(self, now: float | None = None) -> dict:
