@@ -201,7 +201,7 @@ def simulated_week(weekly_requests: int, seed: int = 1) -> dict:
         maintain_seconds += time.perf_counter() - t0
     store.compact()
     counts = {t: store.db[t].count for t in ("requests", "samples", "rollups")}
-    size = sum(p.stat().st_size for p in tmp.glob("metrics.db*"))
+    size = sum(p.stat().st_size for p in tmp.glob("metrics.db*") if p.suffix != ".db-shm")
     store.close()
     return {"weekly_requests": weekly_requests, "rows_inserted": inserted, "file_bytes": size,
             "rows_kept": counts, "write_rows_per_s": inserted / write_seconds,
