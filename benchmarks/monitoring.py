@@ -12,6 +12,11 @@ from anything else on the machine falls on both alike; each run sends the same f
 (response cache off, so every answer is generated). Reported: tokens/s per run, and per pair the
 relative cost (off - on) / off; mean and standard deviation over pairs.
 
+(1b) The same cost measured directly, free of load noise: the per-request work monitoring adds on
+the event loop (the request trace following 32 token events, building the event, Prometheus
+observations, the buffer append) and in the writer thread (the SQLite insert), timed over many
+requests with the real classes, as CPU time of the measuring thread.
+
 (2) Synthetic request events and system samples for 7 days are written through the real
 MetricsStore, with the real rollup / retention / size-bound job run every simulated 10 minutes
 (default retention: raw 48 h, minute rollups 14 days, hour rollups 400 days).
@@ -147,6 +152,38 @@ def overhead(args) -> dict:
     }
 
 
+# -- (1b) per-request cost ---------------------------------------------------------------------
+
+def per_request_cost(n: int = 20_000, tokens: int = 32) -> dict:
+    from appliance.llm.base import Finished, TextDelta
+    from appliance.monitoring.collector import Collector
+    from appliance.monitoring.prometheus import PrometheusMetrics
+    from appliance.monitoring.store import MetricsStore
+    from appliance.server.request_metrics import RequestTrace
+
+    tmp = Path(tempfile.mkdtemp(prefix="mon-cost-"))
+    store = MetricsStore(tmp / "metrics.db")
+    prometheus = PrometheusMetrics(lambda: {})
+    collector = Collector(store, buffer_size=n + 1, observers=[prometheus.observe_request])
+    delta, done = TextDelta("word "), Finished("stop", 120, tokens, {})
+    # CPU time of this thread, not wall time: the machine is shared, and CPU is what monitoring
+    # takes away from inference.
+    started = time.thread_time()
+    for i in range(n):
+        trace = RequestTrace(time.perf_counter())
+        trace.model_version, trace.backend, trace.response_id = "m@1", "local", f"chatcmpl-{i}"
+        for _ in range(tokens):
+            trace.on_event(delta)
+        trace.on_event(done)
+        collector.record_request(trace.event("/v1/chat/completions", 200, time.perf_counter()))
+    loop_us = (time.thread_time() - started) / n * 1e6
+    started = time.thread_time()
+    collector.flush()
+    writer_us = (time.thread_time() - started) / n * 1e6
+    store.close()
+    return {"event_loop_us": loop_us, "writer_us": writer_us, "requests": n, "tokens": tokens}
+
+
 # -- (2) a simulated week ----------------------------------------------------------------------
 
 def rate_per_minute(ts: float, weekly_requests: int) -> float:
@@ -210,7 +247,7 @@ def simulated_week(weekly_requests: int, seed: int = 1) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["overhead", "week"])
+    parser.add_argument("--only", choices=["overhead", "cost", "week"])
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--requests-per-stream", type=int, default=4)
@@ -219,6 +256,11 @@ def main() -> None:
     parser.add_argument("--weeks", default="100000,1000000", help="Requests per simulated week, comma-separated.")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.only in (None, "cost"):
+        r = per_request_cost()
+        print(f"\n(1b) monitoring work per request ({r['requests']:,} requests of {r['tokens']} tokens, "
+              f"real classes, CPU time): {r['event_loop_us']:.1f} us on the event loop, "
+              f"{r['writer_us']:.1f} us in the writer thread")
     if args.only in (None, "week"):
         print("\n(2) metrics.db after a simulated week (real store, rollup and retention code)")
         for weekly in (int(w) for w in args.weeks.split(",")):
