@@ -5,13 +5,13 @@ HTTP and CLI stay thin over it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, replace
 
 import anyio
 
 from appliance.cache import CachedResponse, ResponseCache, cache_key
-from appliance.errors import ModelNotFound, NotReady
+from appliance.errors import ApplianceError, ModelNotFound, NotReady
 from appliance.knowledge.grounding import grounded_messages, no_answer, question_of
 from appliance.llm.base import Event, Finished, Generation, GenerationRequest, LLMBackend, TextDelta
 from appliance.settings import KnowledgeSettings
@@ -34,6 +34,8 @@ class AnswerStream:
         self.sources: list[dict] | None = extra.get("sources")
         self.grounded: bool | None = extra.get("grounded")
         self.notice: str | None = extra.get("notice")
+        # Sees every event and any error raised mid-answer (request metrics set it).
+        self.on_event: Callable[[Event | ApplianceError], None] | None = None
 
     @property
     def grounding(self) -> dict:
@@ -46,6 +48,17 @@ class AnswerStream:
         return body
 
     async def __aiter__(self) -> AsyncIterator[Event]:
+        try:
+            async for event in self._events():
+                if self.on_event is not None:
+                    self.on_event(event)
+                yield event
+        except ApplianceError as exc:
+            if self.on_event is not None:
+                self.on_event(exc)
+            raise
+
+    async def _events(self) -> AsyncIterator[Event]:
         if self.cached is not None:
             if self.cached.text:
                 yield TextDelta(self.cached.text)

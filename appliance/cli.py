@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, ConfigError
 from appliance.settings import load_settings, settings_markdown
 
 
@@ -138,6 +139,150 @@ def settings_show(config_path) -> None:
 def settings_docs() -> None:
     """Print the Markdown reference table of every setting."""
     click.echo(settings_markdown(), nl=False)
+
+
+def _open_store(config_path, data_dir):
+    """The data dir's metrics.db, read as the server writes it (WAL allows both at once)."""
+    from appliance.monitoring.monitor import metrics_db_path
+    from appliance.monitoring.store import MetricsStore, Retention
+
+    overrides = {"data_dir": Path(data_dir)} if data_dir else {}
+    loaded = load_settings(config_path, **overrides)
+    path = metrics_db_path(loaded)
+    if not path.exists():
+        raise ConfigError(f"No metrics database at {path}; start the appliance (appliance serve) "
+                          "first, or point --data-dir at its data folder.")
+    return MetricsStore(path, Retention.from_settings(loaded.monitoring))
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _fmt(value, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}g}{unit}"
+
+
+_data_options = [
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file."),
+    click.option("--data-dir", type=click.Path(file_okay=False), help="The appliance's data folder."),
+]
+
+
+def _with_data_options(fn):
+    for option in reversed(_data_options):
+        fn = option(fn)
+    return fn
+
+
+@main.group(invoke_without_command=True)
+@_with_data_options
+@click.option("--since", default="24h", show_default=True, help="Period start: 24h, 7d, ISO time or Unix seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def metrics(ctx, config_path, data_dir, since, as_json) -> None:
+    """Summarize request, system and accuracy metrics from the data folder's metrics.db."""
+    ctx.ensure_object(dict).update(config_path=config_path, data_dir=data_dir)
+    if ctx.invoked_subcommand is not None:
+        return
+    from appliance.monitoring.timespec import parse_time
+
+    try:
+        store = _open_store(config_path, data_dir)
+        summary = store.summary(parse_time(since))
+        store.close()
+    except ApplianceError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    sample = summary["latest_sample"] or {}
+    golden = summary["golden"] or {}
+    rows = [
+        ("period", f"{_when(summary['since'])} .. {_when(summary['until'])}"),
+        ("requests", f"{summary['requests']} ({_fmt(summary['requests_per_second'], '/min', 60)})"),
+        ("error rate (5xx, 429)", _fmt(summary["error_rate"], " %", 100)),
+        ("client errors (4xx)", _fmt(summary["client_error_rate"], " %", 100)),
+        ("cache hit rate", _fmt(summary["cache_hit_rate"], " %", 100)),
+        ("latency p50 / p95", f"{_fmt(summary['latency_p50_seconds'], ' s')} / "
+                              f"{_fmt(summary['latency_p95_seconds'], ' s')}"),
+        ("time to first token p95", _fmt(summary["ttft_p95_seconds"], " s")),
+        ("decode speed (avg)", _fmt(summary["tokens_per_second_avg"], " tokens/s")),
+        ("feedback", f"{summary['feedback']['up']} up, {summary['feedback']['down']} down"),
+        ("golden QA accuracy", f"{_fmt(golden.get('score'), ' %', 100)} at {_when(golden.get('ts'))}"
+         if golden else "no run yet"),
+        ("process memory (RSS)", _fmt(sample.get("rss_bytes"), " MiB", 1 / 2**20, 4)),
+        ("system memory used", _fmt(sample.get("memory_used_percent"), " %")),
+        ("queue depth / busy slots", f"{_fmt(sample.get('queue_depth'))} / {_fmt(sample.get('slots_busy'))}"),
+        ("GPU utilization", _fmt(sample.get("gpu_utilization_percent"), " %") if sample.get(
+            "gpu_utilization_percent") is not None else "no GPU"),
+        ("metrics.db", _fmt(summary["db_bytes"], " MiB", 1 / 2**20, 3)),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@metrics.command("list")
+def metrics_list() -> None:
+    """The metrics that series, charts and alert rules can name."""
+    from appliance.monitoring.store import describe_metrics
+
+    for m in describe_metrics():
+        click.echo(f"{m['name']:<26} {m['help']}")
+
+
+@metrics.command("chart")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
+@click.option("--metric", "metric_name", help="One metric (default: the dashboard of five panels).")
+@click.option("--aggregate", default="avg", show_default=True, help="avg, p95, max, rate, ...")
+@click.option("--since", default="24h", show_default=True, help="Period start.")
+@click.option("--step", default="5m", show_default=True, help="Bucket width: 60s, 5m, 1h...")
+@click.pass_context
+def metrics_chart(ctx, out, metric_name, aggregate, since, step) -> None:
+    """Render latency, throughput, errors, memory and accuracy over time to a PNG."""
+    from appliance.monitoring.charts import DASHBOARD, Panel, render_png
+    from appliance.monitoring.store import check_aggregate, metric
+    from appliance.monitoring.timespec import parse_duration, parse_time
+
+    try:
+        store = _open_store(ctx.obj["config_path"], ctx.obj["data_dir"])
+        panels = [Panel(f"{aggregate}({metric_name})", metric(metric_name).name,
+                        check_aggregate(aggregate))] if metric_name else list(DASHBOARD)
+        png = render_png(store, panels, since=parse_time(since), step=parse_duration(step))
+        store.close()
+    except ApplianceError as exc:
+        _fail(exc)
+    Path(out).write_bytes(png)
+    click.echo(f"wrote {out} ({len(png) // 1024} KiB)")
+
+
+@main.command()
+@_with_data_options
+@click.option("--state", type=click.Choice(["firing", "resolved"]), help="Only alerts in this state.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Most alerts shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON with each alert's history.")
+def alerts(config_path, data_dir, state, limit, as_json) -> None:
+    """List alerts, newest first: firing ones and their recent history."""
+    try:
+        store = _open_store(config_path, data_dir)
+        found = store.alerts(state, limit)
+        store.close()
+    except ApplianceError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, default=str))
+        return
+    firing = sum(a["state"] == "firing" for a in found)
+    click.echo(f"{firing} firing, {len(found) - firing} resolved (newest {len(found)} shown)")
+    for a in found:
+        ended = f" -> resolved {_when(a['resolved_at'])}" if a["state"] == "resolved" else ""
+        click.echo(f"#{a['id']} {a['state'].upper():<8} {a['severity']:<8} {a['rule']}: "
+                   f"since {_when(a['started_at'])}{ended}")
+        click.echo(f"    {a['message']}")
+        delivered = [h for h in a["history"] if h["kind"].startswith("notify_")]
+        if delivered:
+            click.echo(f"    notified: {'; '.join(h['detail'] for h in delivered[-3:])}")
 
 
 def configure_logging(level: str) -> None:

@@ -60,6 +60,15 @@ class NotReady(ApplianceError):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
+class MonitoringDisabled(ApplianceError):
+    status = 503
+    code = "monitoring_disabled"
+
+    def __init__(self):
+        super().__init__("Monitoring is off; set monitoring.enabled = true "
+                         "(APPLIANCE_MONITORING__ENABLED=true) and restart the appliance.")
+
+
 class EngineError(ApplianceError):
     status = 500
     code = "engine_error"

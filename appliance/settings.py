@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
@@ -162,6 +162,90 @@ class KnowledgeSettings(Section):
     )
     max_upload_bytes: int = Field(
         50 * 1024 * 1024, ge=1024, description="Largest document accepted by POST /api/documents."
+class AlertRule(BaseModel):
+    """One threshold: `aggregate` of `metric` over the last `window_seconds`, compared to `value`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Stable name; an alert is deduplicated by it.")
+    metric: str = Field(description="A metric from `appliance metrics list`, e.g. latency_seconds.")
+    aggregate: Literal["avg", "min", "max", "sum", "count", "rate", "p50", "p90", "p95", "p99", "last"] = "avg"
+    window_seconds: float = Field(300.0, gt=0)
+    comparison: Literal[">", ">=", "<", "<="] = ">"
+    value: float
+    severity: Literal["info", "warning", "critical"] = "warning"
+    min_samples: int = Field(1, ge=1, description="Fewer data points in the window: no verdict.")
+
+    def __repr__(self) -> str:  # keeps the settings table in docs/configuration.md readable
+        return (f"{self.name}: {self.aggregate}({self.metric}, {self.window_seconds:g}s) "
+                f"{self.comparison} {self.value:g} [{self.severity}]")
+
+
+def _default_rules() -> list[AlertRule]:
+    return [
+        AlertRule(name="latency_p95", metric="latency_seconds", aggregate="p95", value=30.0,
+                  min_samples=5),
+        AlertRule(name="error_rate", metric="error", aggregate="avg", value=0.05,
+                  severity="critical", min_samples=20),
+        AlertRule(name="memory", metric="memory_used_percent", aggregate="avg", value=90.0),
+        AlertRule(name="golden_accuracy", metric="golden_accuracy", aggregate="last",
+                  window_seconds=7 * 86400, comparison="<", value=0.5),
+        AlertRule(name="user_feedback", metric="feedback_positive", aggregate="avg",
+                  window_seconds=86400, comparison="<", value=0.5, min_samples=10),
+    ]
+
+
+class MonitoringSettings(Section):
+    enabled: bool = Field(
+        True, description="Record request metrics and system samples, serve /metrics, run alert rules."
+    )
+    buffer_size: int = Field(
+        10_000, ge=10, description="Events held in memory awaiting a write; beyond it they are dropped and counted."
+    )
+    flush_seconds: float = Field(1.0, gt=0, description="How often buffered events are written to SQLite.")
+    sample_seconds: float = Field(10.0, gt=0, description="Interval of system samples (memory, CPU, queue, GPU).")
+    maintenance_seconds: float = Field(
+        60.0, gt=0, description="Interval of the rollup, retention and size-bound job."
+    )
+    raw_retention_hours: float = Field(
+        48.0, gt=0, description="Per-request rows and raw samples kept this long; per-minute rollups remain."
+    )
+    minute_retention_days: float = Field(14.0, gt=0, description="Per-minute rollups kept this long; hourly remain.")
+    hour_retention_days: float = Field(400.0, gt=0, description="Hourly rollups kept this long.")
+    max_db_mb: float = Field(
+        512.0, ge=1, description="Size bound of metrics.db; the oldest raw rows go first when it is exceeded."
+    )
+    golden_qa_path: str = Field(
+        "", description="Golden QA set (JSONL: id, lang, question, answer, keywords); empty means the bundled one."
+    )
+    golden_interval_hours: float = Field(
+        24.0, ge=0, description="How often the golden QA set is run to score accuracy; 0 turns it off."
+    )
+    golden_max_tokens: int = Field(192, ge=1, description="Answer length limit for golden QA questions.")
+
+
+class AlertSettings(Section):
+    rules: list[AlertRule] = Field(
+        default_factory=_default_rules, description="Thresholds (TOML: [[alerts.rules]] tables)."
+    )
+    evaluate_seconds: float = Field(15.0, gt=0, description="How often the rules are evaluated.")
+    channels: list[str] = Field(
+        default_factory=lambda: ["log"], description="Where alerts go: any of log, webhook, smtp."
+    )
+    webhook_url: str = Field("", description="On-prem URL that receives a JSON POST per alert change.")
+    webhook_timeout_seconds: float = Field(5.0, gt=0, description="Timeout of one webhook POST.")
+    smtp_host: str = Field("", description="On-prem SMTP relay for alert e-mail.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="Port of the SMTP relay.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_username: str = Field("", description="SMTP login, if the relay needs one.")
+    smtp_password: SecretStr = Field(
+        SecretStr(""), description="SMTP password (prefer APPLIANCE_ALERTS__SMTP_PASSWORD)."
+    )
+    smtp_from: str = Field("appliance@localhost", description="Sender address of alert e-mail.")
+    smtp_to: list[str] = Field(default_factory=list, description="Recipients of alert e-mail.")
+    retry_attempts: int = Field(5, ge=1, description="Deliveries tried per alert and channel before giving up.")
+    retry_base_seconds: float = Field(
+        2.0, gt=0, description="First retry delay; it doubles on each further attempt."
     )
 
 
@@ -182,6 +266,8 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -265,6 +351,6 @@ def settings_markdown() -> str:
     rows = ["| setting | env variable | type | default | meaning |", "|---|---|---|---|---|"]
     for name, type_name, default, help_text in iter_settings():
         env = ENV_PREFIX + name.upper().replace(".", "__")
-        shown = f"`{default}`" if default != "" else '`""`'
+        shown = f"`{default}`" if str(default) != "" else '`""`'
         rows.append(f"| `{name}` | `{env}` | {type_name} | {shown} | {help_text} |")
     return "\n".join(rows) + "\n"

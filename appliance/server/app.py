@@ -11,6 +11,7 @@ import anyio
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from appliance import __version__
@@ -18,10 +19,13 @@ from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
 from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
+from appliance.monitoring.monitor import Monitor
 from appliance.server.errors import exception_handlers
 from appliance.server.health import HealthController
 from appliance.server.knowledge import KnowledgeController
+from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
+from appliance.server.request_metrics import RequestMetricsMiddleware
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,7 +64,9 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     without `knowledge`, the knowledge base opens (and on first start ingests) in the background."""
     cache = ResponseCache(settings.cache.max_entries, settings.cache.ttl_seconds, settings.cache.enabled)
     assistant = Assistant(backend, cache, knowledge=knowledge, knowledge_settings=settings.knowledge)
+    monitor = Monitor(settings, assistant) if settings.monitoring.enabled else None
     state = State({"settings": settings, "assistant": assistant, "model_error": None,
+                   "monitor": monitor,
                    "knowledge_status": "ready" if knowledge is not None else "opening"})
 
     @asynccontextmanager
@@ -71,6 +77,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             loader = asyncio.create_task(_load(app))
         if assistant.knowledge is None:
             knowledge_task = asyncio.create_task(_open_knowledge())
+        if monitor is not None:
+            monitor.start()
         try:
             yield
         finally:
@@ -83,6 +91,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
                 await asyncio.wait({knowledge_task}, timeout=settings.server.drain_seconds)
             if assistant.knowledge is not None and knowledge is None:
                 await anyio.to_thread.run_sync(assistant.knowledge.close)
+            if monitor is not None:  # last, so the drained requests are recorded too
+                await monitor.stop()
 
     async def _open_knowledge() -> None:
         try:
@@ -106,12 +116,13 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             log.error("model failed to load: %s", exc.message)
 
     return Litestar(
-        route_handlers=[HealthController, OpenAIController, KnowledgeController],
+        route_handlers=[HealthController, OpenAIController, KnowledgeController, MonitoringController],
         dependencies={
             "assistant": Provide(lambda: assistant, sync_to_thread=False),
             "model_error": Provide(_model_error, sync_to_thread=False),
         },
         state=state,
+        middleware=[DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else [],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         request_max_body_size=settings.server.max_body_bytes,

@@ -9,6 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from appliance.errors import ApplianceError
+from appliance.server.request_metrics import note_error
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def handle_exception(request: Request, exc: Exception) -> Response:
     else:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         error = ApplianceError("Internal error; the server log has the details.")
+    note_error(request.scope, error)
     if request.url.path.startswith("/v1/"):
         content = openai_error_body(error)
     else:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.di import NamedDependency
 from litestar import Controller, Request, get
+from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.response import Response
 
 from appliance.assistant import Assistant
@@ -33,14 +34,16 @@ class HealthController(Controller):
         body["retrieval"] = retrieval
         return Response(body, status_code=503, headers={"Retry-After": "5"})
 
-    @get("/api/status", summary="Engine, queue, response-cache and knowledge-base figures")
-    async def status(self, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+    @get("/api/status", summary="Engine, queue, response-cache, knowledge-base and monitoring figures")
+    async def status(self, assistant: NamedDependency[Assistant], state: State) -> dict[str, Any]:
         backend = assistant.backend
         kb = assistant.knowledge
+        monitor = state.get("monitor")
         return {
             "model": backend.status() if backend is not None else None,
             "cache": assistant.cache.stats(),
             "knowledge": kb.status() if kb is not None else None,
+            "monitoring": monitor.collector.stats() if monitor is not None else None,
         }
 
 

@@ -25,6 +25,7 @@ from appliance.server.schemas import (
     EmbeddingRequest,
     encode,
 )
+from appliance.server.request_metrics import trace_of
 from appliance.server.scope import caller_groups
 
 
@@ -53,6 +54,8 @@ class OpenAIController(Controller):
         self, data: JSONBody[ChatCompletionRequest], request: Request, assistant: NamedDependency[Assistant]
     ) -> Response:
         backend = assistant.check_model(data.model)
+        trace = trace_of(request)
+        trace.use_backend(backend)
         generation = GenerationRequest(
             params=data.sampling(data.max_completion_tokens), messages=data.chat_messages()
         )
@@ -60,6 +63,7 @@ class OpenAIController(Controller):
             generation, groups=caller_groups(request, data.groups), rag=data.rag
         )
         reply = _Reply("chat.completion", backend.model_id, answer)
+        trace.watch(answer, reply.id, data.stream)
         if data.stream:
             return _sse(reply.chat_chunks(data.include_usage), answer)
         return await _complete(request, answer, reply.chat_body)
@@ -69,9 +73,12 @@ class OpenAIController(Controller):
         self, data: JSONBody[CompletionRequest], request: Request, assistant: NamedDependency[Assistant]
     ) -> Response:
         backend = assistant.check_model(data.model)
+        trace = trace_of(request)
+        trace.use_backend(backend)
         generation = GenerationRequest(params=data.sampling(), prompt=data.prompt_text())
         answer = await assistant.answer(generation)
         reply = _Reply("text_completion", backend.model_id, answer)
+        trace.watch(answer, reply.id, data.stream)
         if data.stream:
             return _sse(reply.text_chunks(data.include_usage), answer)
         return await _complete(request, answer, reply.text_body)

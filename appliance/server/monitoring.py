@@ -1,0 +1,107 @@
+"""Monitoring over HTTP: /metrics (Prometheus), the admin UI's JSON series, alerts, charts, feedback."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.params import FromQuery, JSONBody, QueryParameter
+from litestar.response import Response
+from msgspec import Meta, Struct
+
+from appliance.errors import InvalidRequest, MonitoringDisabled
+from appliance.monitoring.charts import DASHBOARD, Panel, render_png
+from appliance.monitoring.monitor import Monitor
+from appliance.monitoring.store import check_aggregate, describe_metrics, metric
+from appliance.monitoring.timespec import parse_duration, parse_time
+
+
+class FeedbackRequest(Struct, forbid_unknown_fields=True):
+    response_id: Annotated[str, Meta(min_length=1, max_length=200)]
+    rating: Literal["up", "down"]
+    comment: Annotated[str, Meta(max_length=4000)] | None = None
+
+
+def _monitor(state: State) -> Monitor:
+    monitor = state.get("monitor")
+    if monitor is None:
+        raise MonitoringDisabled()
+    return monitor
+
+
+def _range(since: str | None, until: str | None, default_since: str = "1h") -> tuple[float, float]:
+    now = time.time()
+    start = parse_time(since or default_since, now=now, param="since")
+    end = parse_time(until, now=now, param="until") or now
+    if start >= end:
+        raise InvalidRequest("since must be earlier than until.", param="since")
+    return start, end
+
+
+class MonitoringController(Controller):
+    tags = ["Monitoring"]
+
+    @get("/metrics", summary="Prometheus metrics (text exposition format)", sync_to_thread=True)
+    def prometheus(self, state: State) -> Response:
+        body = _monitor(state).prometheus.render()
+        # The 0.0.4 text format: what every Prometheus version scrapes.
+        return Response(body, media_type="text/plain; version=0.0.4")
+
+    @get("/api/metrics", summary="Metrics that series, charts and alert rules can use", sync_to_thread=True)
+    def catalog(self, state: State) -> dict[str, Any]:
+        monitor = _monitor(state)
+        return {"metrics": describe_metrics(), "status": monitor.status()}
+
+    @get("/api/metrics/summary", summary="Headline figures over a period", sync_to_thread=True)
+    def summary(self, state: State, since: FromQuery[str | None] = None,
+                until: FromQuery[str | None] = None) -> dict[str, Any]:
+        start, end = _range(since, until, "24h")
+        return _monitor(state).store.summary(start, end)
+
+    @get("/api/metrics/series", summary="One metric over time, aggregated per step", sync_to_thread=True)
+    def series(
+        self, state: State, metric_name: Annotated[str, QueryParameter(name="metric")],
+        aggregate: FromQuery[str] = "avg", since: FromQuery[str | None] = None,
+        until: FromQuery[str | None] = None, step: FromQuery[str] = "60",
+    ) -> dict[str, Any]:
+        metric(metric_name)
+        check_aggregate(aggregate)
+        start, end = _range(since, until)
+        seconds = parse_duration(step)
+        points = _monitor(state).store.series(metric_name, aggregate, start, end, seconds)
+        return {"metric": metric_name, "aggregate": aggregate, "since": start, "until": end,
+                "step": seconds, "points": points}
+
+    @get("/api/metrics/chart.png", summary="PNG chart of one metric, or of the dashboard",
+         sync_to_thread=True, media_type="image/png")
+    def chart(
+        self, state: State, metric_name: Annotated[str | None, QueryParameter(name="metric")] = None,
+        aggregate: FromQuery[str] = "avg", since: FromQuery[str | None] = None,
+        until: FromQuery[str | None] = None, step: FromQuery[str] = "300",
+    ) -> Response:
+        monitor = _monitor(state)
+        start, end = _range(since, until, "24h")
+        if metric_name:
+            m = metric(metric_name)
+            panels = [Panel(f"{aggregate}({m.name})", m.name, check_aggregate(aggregate))]
+        else:
+            panels = list(DASHBOARD)
+        png = render_png(monitor.store, panels, since=start, until=end, step=parse_duration(step))
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+    @get("/api/alerts", summary="Alerts, newest first, with their history", sync_to_thread=True)
+    def alerts(
+        self, state: State, alert_state: Annotated[Literal["firing", "resolved"] | None,
+                                                   QueryParameter(name="state")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        monitor = _monitor(state)
+        return {"alerts": monitor.store.alerts(alert_state, limit),
+                "rules": [r.model_dump() for r in monitor.alerts.rules]}
+
+    @post("/api/feedback", summary="Rate an answer: thumbs up or down, by its response id",
+          status_code=201, sync_to_thread=True)
+    def feedback(self, state: State, data: JSONBody[FeedbackRequest]) -> dict[str, Any]:
+        return _monitor(state).record_feedback(data.response_id, data.rating, data.comment)
