@@ -162,6 +162,9 @@ class KnowledgeSettings(Section):
     )
     max_upload_bytes: int = Field(
         50 * 1024 * 1024, ge=1024, description="Largest document accepted by POST /api/documents."
+    )
+
+
 class AlertRule(BaseModel):
     """One threshold: `aggregate` of `metric` over the last `window_seconds`, compared to `value`."""
 
