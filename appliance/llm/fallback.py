@@ -24,7 +24,6 @@ class FallbackBackend(LLMBackend):
         self.bypass_until = 0.0
         self.fallback_requests = 0
         self.outages: list[dict] = []  # the record of every outage, newest last
-        self.listeners: list = []  # called as listener(event: str, detail: dict) on outage start/end
 
     @property
     def model_id(self) -> str:
@@ -33,6 +32,11 @@ class FallbackBackend(LLMBackend):
     @property
     def version(self) -> str:
         return self.primary.version
+
+    @property
+    def listeners(self) -> list:
+        """Outage listeners of the primary (it knows when it goes down and comes back)."""
+        return self.primary.listeners
 
     @property
     def in_outage(self) -> bool:
@@ -65,7 +69,6 @@ class FallbackBackend(LLMBackend):
             self.outages.append({"started_at": self.outage_since, "reason": reason, "ended_at": None,
                                  "fallback_requests": 0})
             log.error("upstream outage: %s; answering with %s meanwhile", reason, self.fallback.version)
-            self._notify("outage_started", {"reason": reason, "fallback": self.fallback.version})
 
     def _end_outage(self) -> None:
         if self.outage_since is not None:
@@ -74,14 +77,6 @@ class FallbackBackend(LLMBackend):
             record["fallback_requests"] = self.fallback_requests
             log.warning("upstream is back after %.0f s", record["ended_at"] - record["started_at"])
             self.outage_since = self.outage_reason = None
-            self._notify("outage_ended", dict(record))
-
-    def _notify(self, event: str, detail: dict) -> None:
-        for listener in self.listeners:
-            try:
-                listener(event, detail)
-            except Exception:  # an alert channel must never break answering
-                log.exception("outage listener failed")
 
     async def close(self, drain_seconds: float = 0.0) -> None:
         await self.primary.close(drain_seconds)

@@ -147,6 +147,8 @@ class UpstreamBackend(LLMBackend):
         self.failures = 0
         self.last_error: str | None = None
         self.last_failure_at: float | None = None
+        self.outage_since: float | None = None
+        self.listeners: list = []  # listener(event, detail) on "outage_started" / "outage_ended"
 
     @property
     def model_id(self) -> str:
@@ -159,12 +161,30 @@ class UpstreamBackend(LLMBackend):
     def status(self) -> dict:
         return {"model": self.model_id, "version": self.version, "backend": "openai",
                 "base_url": self.settings.base_url, "ready": True, "failures": self.failures,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "outage_since": self.outage_since}
 
     def record_failure(self, exc: Exception | str) -> None:
         self.failures += 1
         self.last_error = str(exc)
         self.last_failure_at = time.time()
+
+    def _outage(self, reason: str) -> None:
+        if self.outage_since is None:
+            self.outage_since = time.time()
+            self._notify("outage_started", {"reason": reason, "base_url": self.settings.base_url})
+
+    def _recovered(self) -> None:
+        if self.outage_since is not None:
+            detail = {"base_url": self.settings.base_url, "seconds": time.time() - self.outage_since}
+            self.outage_since = None
+            self._notify("outage_ended", detail)
+
+    def _notify(self, event: str, detail: dict) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event, detail)
+            except Exception:  # an alert channel must never break answering
+                log.exception("outage listener failed")
 
     def _payload(self, request: GenerationRequest) -> tuple[str, dict]:
         p = request.params
@@ -200,6 +220,7 @@ class UpstreamBackend(LLMBackend):
                 error = UpstreamUnavailable(f"The upstream at {self.settings.base_url} cannot be reached: {exc}.")
             else:
                 if response.status_code == 200:
+                    self._recovered()
                     return UpstreamGeneration(self, response, started)
                 detail = await _error_detail(response)
                 if response.status_code not in RETRY_STATUSES:
@@ -215,6 +236,8 @@ class UpstreamBackend(LLMBackend):
                 delay = self.settings.backoff_seconds * (2**attempt) * (0.5 + random.random())
                 log.warning("upstream attempt %d failed (%s); retrying in %.2fs", attempt + 1, error.message, delay)
                 await asyncio.sleep(delay)
+        if isinstance(error, (UpstreamUnavailable, UpstreamError)):
+            self._outage(error.message)
         raise error
 
     async def close(self, drain_seconds: float = 0.0) -> None:

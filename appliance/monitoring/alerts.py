@@ -17,6 +17,8 @@ from appliance.settings import AlertRule
 
 log = logging.getLogger(__name__)
 
+EVENT_METRIC = "event"  # alerts that components raise themselves, not metric rules
+
 
 class AlertManager:
     def __init__(self, store: MetricsStore, rules: list[AlertRule], dispatcher: Dispatcher | None = None):
@@ -56,6 +58,8 @@ class AlertManager:
                     alert = self.store.resolve_alert(active["id"], verdict.value, now, message)
                     notices.append(self._notice(alert, "resolved", verdict.value, now, message))
             for name, active in firing.items():  # its rule was removed from the settings
+                if active["metric"] == EVENT_METRIC:
+                    continue  # raised by a component, resolved by it (set_condition)
                 message = f"rule {name} no longer configured"
                 alert = self.store.resolve_alert(active["id"], None, now, message)
                 notices.append(self._notice(alert, "resolved", None, now, message))
@@ -63,6 +67,27 @@ class AlertManager:
             for notice in notices:
                 self.dispatcher.submit(notice)
         return notices
+
+    def set_condition(self, name: str, active: bool, message: str, *, severity: str = "critical",
+                      value: float | None = None) -> AlertNotice | None:
+        """Raise or resolve an alert a component detects itself (an upstream outage, a rollback):
+        deduplicated and stored like rule alerts, and sent through the same channels."""
+        now = time.time()
+        notice = None
+        with self._lock:
+            current = next((a for a in self.store.firing_alerts() if a["rule"] == name), None)
+            if active and current is None:
+                alert = self.store.open_alert({
+                    "rule": name, "metric": EVENT_METRIC, "severity": severity, "started_at": now,
+                    "value": value, "threshold": None, "message": message,
+                })
+                notice = self._notice(alert, "firing", value, now, message)
+            elif not active and current is not None:
+                alert = self.store.resolve_alert(current["id"], value, now, message)
+                notice = self._notice(alert, "resolved", value, now, message)
+        if notice is not None and self.dispatcher is not None:
+            self.dispatcher.submit(notice)
+        return notice
 
     @staticmethod
     def _notice(alert: dict, state: str, value, now: float, message: str) -> AlertNotice:

@@ -37,6 +37,28 @@ def load_backend(settings: Settings) -> LLMBackend:
     return create_backend(settings)
 
 
+def watch_outages(backend: LLMBackend, alerts) -> None:
+    """An upstream outage raises an alert (saying whether a fallback answers); recovery resolves it."""
+    listeners = getattr(backend, "listeners", None)
+    if listeners is None:
+        return
+
+    fallback = getattr(backend, "fallback", None)
+    meanwhile = f"; {fallback.version} answers meanwhile" if fallback is not None else ""
+
+    def on_outage(event: str, detail: dict) -> None:
+        if event == "outage_started":
+            alerts.set_condition("upstream_outage", True,
+                                 f"The upstream LLM at {detail['base_url']} is failing: "
+                                 f"{detail['reason']}{meanwhile}.")
+        else:
+            alerts.set_condition("upstream_outage", False,
+                                 f"The upstream LLM at {detail['base_url']} answers again after "
+                                 f"{detail['seconds']:.0f} s.")
+
+    listeners.append(on_outage)
+
+
 def _model_error(state: State) -> str | None:
     return state.get("model_error")
 
@@ -110,6 +132,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     async def _load(app: Litestar) -> None:
         try:
             assistant.backend = await anyio.to_thread.run_sync(load_backend, settings)
+            if monitor is not None:
+                watch_outages(assistant.backend, monitor.alerts)
             log.info("model ready: %s", assistant.backend.version)
         except ApplianceError as exc:
             app.state.model_error = exc.message

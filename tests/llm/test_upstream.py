@@ -22,10 +22,7 @@ from tests.conftest import free_port
 UPSTREAM_MODEL = "smol-upstream"
 
 
-@pytest.fixture(scope="module")
-def upstream(model_path):
-    """`python -m llama_cpp.server` serving the same GGUF: a real OpenAI-compatible server."""
-    port = free_port()
+def start_llama_server(model_path: str, port: int) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--model_alias", UPSTREAM_MODEL,
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--verbose", "False"],
@@ -42,6 +39,13 @@ def upstream(model_path):
     else:
         proc.kill()
         raise RuntimeError(proc.stderr.read().decode())
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def upstream(model_path):
+    """`python -m llama_cpp.server` serving the same GGUF: a real OpenAI-compatible server."""
+    proc, url = start_llama_server(model_path, free_port())
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -215,3 +219,24 @@ def test_unknown_backend_names_the_valid_ones(tmp_path):
     settings.llm.backend = "vllm"
     with pytest.raises(ConfigError, match="local, openai"):
         create_backend(settings)
+
+
+def test_an_outage_raises_one_alert_and_recovery_resolves_it(live_server, tmp_path, model_path):
+    port = free_port()
+    server = live_server(upstream_settings(tmp_path, f"http://127.0.0.1:{port}/v1"))
+    server.wait_ready()
+    assert chat(server.url).status_code == 503
+    assert chat(server.url).status_code == 503
+    alerts = httpx.get(f"{server.url}/api/alerts").json()
+    outage = [a for a in alerts["alerts"] if a["rule"] == "upstream_outage"]
+    assert len(outage) == 1 and outage[0]["state"] == "firing"
+    assert f"127.0.0.1:{port}" in outage[0]["message"]
+    proc, _ = start_llama_server(model_path, port)
+    try:
+        assert chat(server.url).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    alerts = httpx.get(f"{server.url}/api/alerts").json()
+    outage = [a for a in alerts["alerts"] if a["rule"] == "upstream_outage"]
+    assert len(outage) == 1 and outage[0]["state"] == "resolved"
