@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -129,8 +131,8 @@ def live_server():
 
     servers = []
 
-    def start(settings: Settings, backend=None) -> LiveServer:
-        server = LiveServer(create_app(settings, backend)).__enter__()
+    def start(settings: Settings, backend=None, **app_options) -> LiveServer:
+        server = LiveServer(create_app(settings, backend, **app_options)).__enter__()
         servers.append(server)
         return server
 
@@ -143,3 +145,21 @@ def live_server():
 def test_cache() -> Path:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     return CACHE_DIR
+
+
+@pytest.fixture(scope="session")
+def embedder_dir(test_cache) -> Path:
+    """The int8 ONNX embedder artifact, exported by the bootstrap script once and cached across runs."""
+    path = test_cache / "embedder"
+    if not (path / "embedder.json").is_file():
+        root = Path(__file__).resolve().parents[1]
+        subprocess.run([sys.executable, str(root / "installer" / "bootstrap_embedder.py"),
+                        "--out", str(path)], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder(embedder_dir):
+    from appliance.knowledge.embedder import OnnxEmbedder
+
+    return OnnxEmbedder(embedder_dir)

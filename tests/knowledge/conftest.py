@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from appliance.knowledge.embedder import OnnxEmbedder
 from appliance.knowledge.knowledge_base import KnowledgeBase, sample_kb_path
 from appliance.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = sample_kb_path()
-
-
-@pytest.fixture(scope="session")
-def embedder_dir(test_cache) -> Path:
-    """The embedder artifact, exported by the bootstrap script once and cached across runs."""
-    path = test_cache / "embedder"
-    if not (path / "embedder.json").is_file():
-        subprocess.run([sys.executable, str(ROOT / "installer" / "bootstrap_embedder.py"),
-                        "--out", str(path)], check=True, capture_output=True)
-    return path
-
-
-@pytest.fixture(scope="session")
-def embedder(embedder_dir) -> OnnxEmbedder:
-    return OnnxEmbedder(embedder_dir)
 
 
 def make_settings(data_dir: Path, embedder_dir: Path, **knowledge):

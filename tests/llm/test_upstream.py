@@ -240,3 +240,27 @@ def test_an_outage_raises_one_alert_and_recovery_resolves_it(live_server, tmp_pa
     alerts = httpx.get(f"{server.url}/api/alerts").json()
     outage = [a for a in alerts["alerts"] if a["rule"] == "upstream_outage"]
     assert len(outage) == 1 and outage[0]["state"] == "resolved"
+
+
+def test_grounded_answers_with_sources_through_the_upstream(live_server, tmp_path, upstream,
+                                                            embedder_dir, embedder):
+    from appliance.knowledge.knowledge_base import KnowledgeBase, sample_kb_path
+
+    settings = upstream_settings(tmp_path, upstream)
+    settings.knowledge.embedder_path = str(embedder_dir)
+    kb = KnowledgeBase.open(settings, embedder=embedder)
+    kb.ingest([sample_kb_path() / "hr"])
+    try:
+        server = live_server(settings, knowledge=kb)
+        server.wait_ready()
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        question = [{"role": "user", "content": "How many hours of overtime are allowed per week?"}]
+        reply = client.chat.completions.create(model=UPSTREAM_MODEL, messages=question, max_tokens=24)
+        sources = reply.model_extra["sources"]
+        assert reply.model_extra["grounded"] is True
+        assert any("overtime-policy" in s["document"] for s in sources), sources
+        chunks = list(client.chat.completions.create(model=UPSTREAM_MODEL, messages=question,
+                                                     max_tokens=24, stream=True))
+        assert chunks[0].model_extra["sources"] == sources
+    finally:
+        kb.close()
