@@ -80,6 +80,7 @@ class KeywordIndex:
         self._lock = threading.RLock()
         self._postings: dict[str, dict[int, int]] = defaultdict(dict)
         self._lengths: dict[int, int] = {}
+        self._korean: set[int] = set()  # chunks written mostly in Korean
         self._total = 0
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -95,6 +96,8 @@ class KeywordIndex:
                 self._arrays.pop(term, None)
             self._lengths[chunk_id] = len(terms)
             self._total += len(terms)
+            if terms and sum(1 for t in terms if _HANGUL.search(t)) * 2 >= len(terms):
+                self._korean.add(chunk_id)
 
     def add_many(self, items: Iterable[tuple[int, str]]) -> None:
         for chunk_id, joined in items:
@@ -114,6 +117,7 @@ class KeywordIndex:
                     del self._postings[term]
             for chunk_id in gone:
                 self._total -= self._lengths.pop(chunk_id)
+                self._korean.discard(chunk_id)
 
     def ids(self) -> set[int]:
         with self._lock:
@@ -131,8 +135,12 @@ class KeywordIndex:
             cached = self._arrays[term] = (ids, tfs, lengths)
         return cached
 
-    def search(self, terms: Sequence[str], k: int, exclude: Sequence[int] = ()) -> list[tuple[int, float, float]]:
-        """Best `k` (chunk id, BM25 score, share of the query's term weight (IDF) it contains)."""
+    def search(self, terms: Sequence[str], k: int, exclude: Sequence[int] = (),
+               korean: bool | None = None) -> list[tuple[int, float, float]]:
+        """Best `k` (chunk id, BM25 score, share of the query's term weight (IDF) it contains).
+
+        `korean` keeps only chunks written mostly in Korean (True) or not (False).
+        """
         with self._lock:
             n = len(self._lengths)
             if not n or not terms:
@@ -160,6 +168,11 @@ class KeywordIndex:
         matched = np.bincount(position, weights=np.concatenate(all_idf))
         if len(exclude):
             scores[np.isin(found, np.asarray(exclude, dtype=np.int64))] = -1.0
+        if korean is not None:
+            with self._lock:
+                in_korean = np.fromiter((i in self._korean for i in found.tolist()), dtype=bool,
+                                        count=len(found))
+            scores[in_korean != korean] = -1.0
         top = np.argsort(-scores)[:k] if len(scores) <= 4 * k else \
             (lambda part: part[np.argsort(-scores[part])])(np.argpartition(-scores, k)[:k])
         return [(int(found[i]), float(scores[i]), float(matched[i]) / total_idf)

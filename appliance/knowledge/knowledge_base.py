@@ -12,6 +12,7 @@ import numpy as np
 
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
 from appliance.knowledge.embedder import Embedder, load_embedder
+from appliance.knowledge.glossary import Glossary
 from appliance.knowledge.ingest import IngestReport, Ingestor
 from appliance.knowledge.keyword import Analyzer, KeywordIndex
 from appliance.knowledge.retrieval import Hit, Retriever
@@ -47,8 +48,10 @@ class KnowledgeBase:
         self.retriever = Retriever(
             store, vectors, self.keywords, self.batcher.embed, self.analyzer,
             candidates=settings.candidates, rrf_k=settings.rrf_k,
-            korean_dense_weight=settings.korean_dense_weight,
+            dense_weight=settings.dense_weight, korean_dense_weight=settings.korean_dense_weight,
             min_similarity=settings.min_similarity, min_keyword_coverage=settings.min_keyword_coverage,
+            glossary=Glossary(self.analyzer) if settings.glossary else None,
+            translated_weight=settings.translated_weight,
         )
         self.ingestor = Ingestor(self, chunk_chars=settings.chunk_chars,
                                  chunk_overlap=settings.chunk_overlap)
