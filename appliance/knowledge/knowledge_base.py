@@ -88,6 +88,8 @@ class KnowledgeBase:
                 batch = missing[start:start + 256]
                 texts = self.store.chunk_texts(batch)
                 self.vectors.add(batch, self.embedder.embed([texts[i] for i in batch]))
+            if self.store.meta("analyzer") != self.analyzer.version:
+                self._reanalyze()
             self.keywords = KeywordIndex()
             self.keywords.add_many(self.store.iter_terms())
             self.retriever.keywords = self.keywords
@@ -97,6 +99,14 @@ class KnowledgeBase:
                          len(missing), len(orphans))
                 self.vectors.persist()
         return {"missing": len(missing), "orphans": len(orphans)}
+
+    def _reanalyze(self) -> None:
+        """Recompute every chunk's stored terms after the analyzer changed."""
+        ids = sorted(self.store.chunk_ids())
+        for start in range(0, len(ids), 500):
+            texts = self.store.chunk_texts(ids[start:start + 500])
+            self.store.set_terms({i: " ".join(self.analyzer.terms(t)) for i, t in texts.items()})
+        self.store.set_meta("analyzer", self.analyzer.version)
 
     def apply(self, new_ids: Sequence[int], vectors: np.ndarray, terms: Sequence[str],
               removed: Sequence[int]) -> None:
