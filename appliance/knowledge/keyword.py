@@ -77,8 +77,9 @@ class KeywordIndex:
     touches only the posting lists of its terms, summed into one array over chunk slots.
     """
 
-    def __init__(self, *, k1: float = 1.2, b: float = 0.75):
+    def __init__(self, *, k1: float = 1.2, b: float = 0.75, max_df_share: float = 0.25):
         self.k1, self.b = k1, b
+        self.max_df_share = max_df_share
         self._lock = threading.RLock()
         self._postings: dict[str, dict[int, int]] = defaultdict(dict)  # term -> {slot: tf}
         self._slots: dict[int, int] = {}  # chunk id -> slot
@@ -162,10 +163,12 @@ class KeywordIndex:
             average = self._total / n
             scores = np.zeros(len(ids), dtype=np.float64)
             matched = np.zeros(len(ids), dtype=np.float64)
-            total_idf = 0.0
+            total_idf = 1e-9
             for term in dict.fromkeys(terms):
                 arrays = self._posting_arrays(term)
                 df = 0 if arrays is None else len(arrays[0])
+                if df > self.max_df_share * n and n >= 1000:
+                    continue  # in most chunks: near-zero weight, and the longest posting lists
                 idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
                 total_idf += idf  # terms the base never saw weigh most: they are what is missing
                 if arrays is None:
