@@ -12,6 +12,7 @@ import numpy as np
 
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
 from appliance.knowledge.embedder import Embedder, load_embedder
+from appliance.knowledge.glossary import Glossary
 from appliance.knowledge.ingest import IngestReport, Ingestor
 from appliance.knowledge.keyword import Analyzer, KeywordIndex
 from appliance.knowledge.retrieval import Hit, Retriever
@@ -47,8 +48,10 @@ class KnowledgeBase:
         self.retriever = Retriever(
             store, vectors, self.keywords, self.batcher.embed, self.analyzer,
             candidates=settings.candidates, rrf_k=settings.rrf_k,
-            korean_dense_weight=settings.korean_dense_weight,
+            dense_weight=settings.dense_weight, korean_dense_weight=settings.korean_dense_weight,
             min_similarity=settings.min_similarity, min_keyword_coverage=settings.min_keyword_coverage,
+            glossary=Glossary(self.analyzer) if settings.glossary else None,
+            translated_weight=settings.translated_weight,
         )
         self.ingestor = Ingestor(self, chunk_chars=settings.chunk_chars,
                                  chunk_overlap=settings.chunk_overlap)
@@ -85,6 +88,8 @@ class KnowledgeBase:
                 batch = missing[start:start + 256]
                 texts = self.store.chunk_texts(batch)
                 self.vectors.add(batch, self.embedder.embed([texts[i] for i in batch]))
+            if self.store.meta("analyzer") != self.analyzer.version:
+                self._reanalyze()
             self.keywords = KeywordIndex()
             self.keywords.add_many(self.store.iter_terms())
             self.retriever.keywords = self.keywords
@@ -94,6 +99,14 @@ class KnowledgeBase:
                          len(missing), len(orphans))
                 self.vectors.persist()
         return {"missing": len(missing), "orphans": len(orphans)}
+
+    def _reanalyze(self) -> None:
+        """Recompute every chunk's stored terms after the analyzer changed."""
+        ids = sorted(self.store.chunk_ids())
+        for start in range(0, len(ids), 500):
+            texts = self.store.chunk_texts(ids[start:start + 500])
+            self.store.set_terms({i: " ".join(self.analyzer.terms(t)) for i, t in texts.items()})
+        self.store.set_meta("analyzer", self.analyzer.version)
 
     def apply(self, new_ids: Sequence[int], vectors: np.ndarray, terms: Sequence[str],
               removed: Sequence[int]) -> None:

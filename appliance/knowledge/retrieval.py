@@ -57,8 +57,8 @@ def reciprocal_rank_fusion(rankings: Sequence[tuple[float, Sequence[int]]], k: i
 class Retriever:
     def __init__(self, store: DocumentStore, vectors: VectorStore, keywords: KeywordIndex,
                  embed, analyzer: Analyzer, *, candidates: int = 50, rrf_k: int = 60,
-                 korean_dense_weight: float = 0.3, min_similarity: float = 0.35,
-                 min_keyword_coverage: float = 0.5):
+                 dense_weight: float = 1.0, korean_dense_weight: float = 0.15, min_similarity: float = 0.35,
+                 min_keyword_coverage: float = 0.5, glossary=None, translated_weight: float = 1.0):
         self.store = store
         self.vectors = vectors
         self.keywords = keywords
@@ -66,9 +66,12 @@ class Retriever:
         self.analyzer = analyzer
         self.candidates = candidates
         self.rrf_k = rrf_k
+        self.dense_weight = dense_weight
         self.korean_dense_weight = korean_dense_weight
         self.min_similarity = min_similarity
         self.min_keyword_coverage = min_keyword_coverage
+        self.glossary = glossary
+        self.translated_weight = translated_weight
 
     def search(self, query: str, k: int = 5, *, groups: Iterable[str] | None = None,
                mode: str = "hybrid") -> list[Hit]:
@@ -84,12 +87,26 @@ class Retriever:
             vector = self.embed([query])[0]
             dense = dict(self.vectors.search(vector, self.candidates, exclude=hidden))
             # The default embedder is English-centric: on Korean queries its ranking is weaker.
-            weight = self.korean_dense_weight if is_korean(query) and mode == "hybrid" else 1.0
+            weight = self.korean_dense_weight if is_korean(query) else self.dense_weight
             rankings.append((weight, list(dense)))
         if mode in ("hybrid", "keyword"):
-            found = self.keywords.search(self.analyzer.terms(query), self.candidates, exclude=hidden)
+            terms = self.analyzer.terms(query)
+            found = self.keywords.search(terms, self.candidates, exclude=hidden)
             keyword = {i: (s, c) for i, s, c in found}
             rankings.append((1.0, list(keyword)))
+            translated = self.glossary.translate(query, terms) if self.glossary else []
+            if translated:
+                # The question's key terms in the other language, ranked over the documents
+                # written in that language only: reaching those is what translation is for.
+                # Chunks the question already matched in its own language (bilingual code
+                # lists, say) get no second vote.
+                found = self.keywords.search(translated, self.candidates,
+                                             exclude=[*hidden, *keyword],
+                                             korean=not is_korean(query))
+                rankings.append((self.translated_weight, [i for i, _, _ in found]))
+                for i, s, c in found:
+                    if c > keyword.get(i, (0.0, 0.0))[1]:
+                        keyword[i] = (keyword.get(i, (s, 0.0))[0], c)
         fused = reciprocal_rank_fusion(rankings, self.rrf_k)
         ranked = sorted(fused, key=lambda i: -fused[i])
         # Rows come through the group filter again: the index filter is not the only guard.

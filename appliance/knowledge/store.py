@@ -206,6 +206,11 @@ class DocumentStore:
             self._bump(db)
         return document_id, ids, removed
 
+    def set_terms(self, terms: dict[int, str]) -> None:
+        with self._transaction() as db:
+            db.executemany("update chunks set terms = ? where id = ?",
+                           [(t, i) for i, t in terms.items()])
+
     def set_groups(self, document_id: int, groups: Sequence[str]) -> None:
         with self._transaction() as db:
             self.document(document_id)

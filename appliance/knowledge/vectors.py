@@ -51,6 +51,9 @@ class FaissStore(VectorStore):
         import faiss
 
         super().__init__(dim)
+        # One query at a time is served fastest on one thread; OpenMP's spinning team of
+        # threads only adds latency on a busy 2-core machine.
+        faiss.omp_set_num_threads(1)
         self.faiss = faiss
         self.path = path
         self.ivf_threshold = ivf_threshold

@@ -245,3 +245,32 @@ def test_assistant_scope_keys_the_cache(backend, sample_kb):
         assert not other.from_cache
 
     asyncio.run(scenario())
+
+
+def test_first_start_ingests_the_sample_once(tmp_path, backend, embedder_dir, monkeypatch):
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    (sample / "gr.md").write_text("# Goods receipt\n\nPost goods receipts with GR100.\n")
+    (sample / "pay.txt").write_text("Payment runs\n\nVendor payments run every Friday.\n")
+    monkeypatch.setattr("appliance.knowledge.knowledge_base.sample_kb_path", lambda: sample)
+    settings = make_settings(tmp_path / "data", embedder_dir)
+
+    def start_and_list():
+        url, server, thread = _serve(create_app(settings, backend=BorrowedBackend(backend)))
+        try:
+            with httpx.Client(base_url=url, timeout=60) as http:
+                deadline = time.monotonic() + 60
+                while http.get("/ready").json()["retrieval"]["status"] != "ready":
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+                return [d["source"] for d in http.get("/api/documents").json()["documents"]]
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)
+
+    sources = start_and_list()
+    assert sources == ["gr.md", "pay.txt"]
+    (sample / "new.md").write_text("# New\n\nNot part of the first start.\n")
+    sources = start_and_list()
+    assert sources == ["gr.md", "pay.txt"]  # only an empty data dir gets the sample
+

@@ -33,3 +33,12 @@ def test_unrelated_questions_are_not_relevant(sample_kb):
     for question in ("What is the boiling point of mercury on Mars?", "오늘 서울 날씨 어때요?"):
         hits = sample_kb.search(question, 3)
         assert not any(sample_kb.retriever.relevant(h, question) for h in hits), question
+
+
+def test_the_glossary_carries_questions_across_languages(sample_kb):
+    # An English question about a Korean-only document, and the reverse.
+    # Same-language chunks still rank first in hybrid search, so look a little deeper.
+    hits = sample_kb.search("How do I write a purchase requisition?", 10)
+    assert "purchasing/purchase-requisition-guide-ko.md" in [h.document for h in hits]
+    hits = sample_kb.search("출장 일비는 얼마인가요?", 10)
+    assert "hr/business-trip-policy.docx" in [h.document for h in hits]

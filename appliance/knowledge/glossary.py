@@ -1,0 +1,79 @@
+"""A bilingual ERP glossary: carries a question's key terms into the other language for BM25.
+
+The default embedder is English-centric and BM25 matches words, so without this an English
+question about a Korean document (or the reverse) has nothing to match on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from appliance.knowledge.keyword import Analyzer, is_korean
+
+# (English phrase, Korean phrase): common ERP, finance, HR and IT-helpdesk vocabulary.
+ERP_TERMS: tuple[tuple[str, str], ...] = (
+    ("purchase order", "발주"), ("purchase order", "구매오더"), ("purchase requisition", "구매요청"),
+    ("requisition", "구매요청"), ("request for quotation", "견적요청"), ("quotation", "견적"),
+    ("rfq", "견적요청"), ("vendor", "공급업체"), ("vendor", "협력업체"), ("supplier", "공급업체"),
+    ("vendor registration", "업체 등록"), ("vendor evaluation", "업체 평가"),
+    ("purchasing group", "구매그룹"), ("approval", "승인"), ("approve", "승인"), ("release", "승인"),
+    ("approver", "결재자"), ("goods receipt", "입고"), ("invoice", "송장"), ("tax invoice", "세금계산서"),
+    ("three-way match", "3자 대사"), ("import", "수입"), ("customs", "통관"), ("export", "수출"),
+    ("sales order", "수주"), ("sales order", "판매오더"), ("customer", "고객"),
+    ("customer master", "고객마스터"), ("customer code", "고객코드"), ("credit limit", "여신한도"),
+    ("credit", "여신"), ("price", "단가"), ("discount", "할인"), ("delivery", "출하"),
+    ("shipping", "출하"), ("return", "반품"), ("credit memo", "대변메모"), ("billing", "청구"),
+    ("inventory", "재고"), ("stock", "재고"), ("stock transfer", "재고이동"), ("transfer", "이동"),
+    ("warehouse", "창고"), ("storage location", "저장위치"), ("physical inventory", "재고실사"),
+    ("stock count", "재고실사"), ("material master", "자재마스터"), ("material", "자재"),
+    ("batch", "배치"), ("expiry", "유효기한"), ("shelf life", "유효기한"), ("scrap", "폐기"),
+    ("write-off", "폐기"), ("accounting", "회계"),
+    ("month-end closing", "월마감"), ("closing", "마감"), ("accrual", "발생비용"),
+    ("expense", "경비"), ("expense claim", "경비 청구"), ("corporate card", "법인카드"),
+    ("receipt", "영수증"), ("payment", "지급"), ("payment run", "지급 실행"),
+    ("withholding tax", "원천징수"), ("withholding", "원천징수"),
+    ("fixed asset", "고정자산"), ("depreciation", "감가상각"), ("account code", "계정코드"),
+    ("cost center", "코스트센터"), ("budget", "예산"), ("annual leave", "연차"), ("leave", "휴가"),
+    ("sick leave", "병가"), ("vacation", "휴가"), ("overtime", "연장근무"), ("overtime", "초과근무"),
+    ("payroll", "급여"), ("salary", "급여"), ("payslip", "급여명세서"), ("business trip", "출장"),
+    ("per diem", "일비"), ("onboarding", "입사"), ("new hire", "신규입사자"),
+    ("certificate", "증명서"), ("certificate of employment", "재직증명서"),
+    ("performance review", "인사평가"), ("evaluation", "평가"), ("employee", "직원"),
+    ("password", "비밀번호"), ("account", "계정"), ("user account", "사용자 계정"), ("locked", "잠금"),
+    ("login", "로그인"), ("logon", "로그인"), ("session", "세션"), ("role", "권한"),
+    ("authorization", "권한"), ("permission", "권한"), ("error", "오류"), ("error code", "오류코드"),
+    ("maintenance", "점검"), ("system maintenance", "시스템 점검"), ("downtime", "중단"),
+    ("backup", "백업"), ("retention", "보존"), ("vpn", "vpn"), ("remote access", "원격접속"),
+    ("printer", "프린터"), ("phone", "전화"),
+    ("deadline", "마감"), ("form", "양식"),
+    ("emergency", "긴급"), ("cancel", "취소"), ("change", "변경"),
+)
+
+
+class Glossary:
+    """Looks up a question's terms in the other language, as index terms."""
+
+    def __init__(self, analyzer: Analyzer, pairs: Iterable[tuple[str, str]] = ERP_TERMS):
+        self.analyzer = analyzer
+        self.pairs = [(en.lower(), ko) for en, ko in pairs]
+        self._terms: dict[str, list[str]] = {}
+
+    def _analyzed(self, phrase: str) -> list[str]:
+        if phrase not in self._terms:
+            self._terms[phrase] = self.analyzer.terms(phrase)
+        return self._terms[phrase]
+
+    def translate(self, question: str, terms: Iterable[str]) -> list[str]:
+        """Index terms of the other language's phrases for the glossary entries the question uses."""
+        present = set(terms)
+        lowered = question.lower()
+        korean = is_korean(question)
+        out: list[str] = []
+        for en, ko in self.pairs:
+            if korean:
+                wanted = self._analyzed(ko)
+                if wanted and set(wanted) <= present:
+                    out.extend(self._analyzed(en))
+            elif en in lowered:
+                out.extend(self._analyzed(ko))
+        return list(dict.fromkeys(t for t in out if t not in present))
