@@ -104,8 +104,10 @@ def _qa_row(row: dict[str, Any], path: Path, number: int, out: Loaded, rel: str)
     if question is None or answer is None:
         out.problem(path, number, "missing question or answer field")
         return
-    group = row.get("source") or row.get("doc") or row.get("id") or f"{rel}:{number}"
-    out.records.append(_record("qa", rel, f"qa:{group}", str(question), str(answer), line=number))
+    # A QA pair drawn from a KB document splits with that document, so eval never sees its text.
+    source = row.get("source") or row.get("doc")
+    group = f"doc:{source}" if source else f"qa:{row.get('id') or f'{rel}:{number}'}"
+    out.records.append(_record("qa", rel, group, str(question), str(answer), line=number))
 
 
 def load_documents(folder: Path, out: Loaded, root: Path, max_chars: int) -> None:
@@ -129,9 +131,10 @@ def load_documents(folder: Path, out: Loaded, root: Path, max_chars: int) -> Non
                     topic = f"{topic} ({part})"
                 question = (f"{title} 문서에서 '{topic}' 내용을 설명해 주세요." if korean
                             else f"In the {title} document, what does '{topic}' say?")
-                out.records.append(_record("doc", rel, f"doc:{rel}", question, body,
+                doc_path = path.relative_to(folder.parent).as_posix()
+                out.records.append(_record("doc", rel, f"doc:{doc_path}", question, body,
                                            area=path.parent.name, heading=heading,
-                                           doc_path=path.relative_to(folder.parent).as_posix()))
+                                           doc_path=doc_path))
 
 
 def _chunks(text: str, max_chars: int) -> list[str]:
