@@ -88,9 +88,9 @@ def import_base(recipe, out: Path) -> dict[str, Any]:
         model = LlamaForCausalLM(config)
     elif gguf is not None:
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                     torch_dtype=torch.float32)
+                                                     dtype=torch.float32)
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(recipe.path(model_name)), torch_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(recipe.path(model_name)), dtype=torch.float32)
     if model.config.model_type != "llama":
         raise BuildError(f"Base model is a {model.config.model_type} model; the GGUF exporter handles llama only.")
     model.save_pretrained(target)

@@ -27,7 +27,7 @@ def finetune(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], cfg:
     import torch
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
     cuda = torch.cuda.is_available()
     if cuda:
         model.to("cuda")

@@ -67,7 +67,7 @@ def export_gguf(model_dir: Path, tokenizer_gguf: Path, out: Path, *, name: str) 
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     cfg = model.config
     if cfg.model_type != "llama":
         raise BuildError(f"{model_dir} is a {cfg.model_type} model; the exporter writes llama only.")

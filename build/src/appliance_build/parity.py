@@ -44,7 +44,7 @@ def logits_parity(model_dir: Path, gguf_path: Path, token_ids: list[list[int]], 
 
     from appliance_build.llama_eval import logits, open_gguf
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     max_abs = max_rel = 0.0
     agree = total = 0
     with open_gguf(gguf_path) as llm, torch.no_grad():

@@ -120,7 +120,8 @@ def _encoded_splits(ctx: Context, max_length: int):
     try:
         train = encoder.encode(jsonl.read(validated / "train.jsonl"), max_length)
         evaluation = encoder.encode(jsonl.read(validated / "eval.jsonl"), max_length)
-        return train, evaluation, encoder.pad_id
+        # Every perplexity in the report (torch and llama.cpp) is over this same eval subset.
+        return train, evaluation[: ctx.recipe["evaluate"]["perplexity_samples"]], encoder.pad_id
     finally:
         encoder.close()
 
@@ -228,8 +229,8 @@ STAGES: dict[str, Stage] = {
     "augment": Stage(stage_augment, ("clean",), ("augment", "seed")),
     "validate": Stage(stage_validate, ("augment",), ("validate", "seed", "base")),
     "base": Stage(stage_base, (), ("base", "seed")),
-    "finetune": Stage(stage_finetune, ("validate", "base"), ("finetune", "seed")),
-    "prune": Stage(stage_prune, ("validate", "finetune", "base"), ("prune", "finetune")),
+    "finetune": Stage(stage_finetune, ("validate", "base"), ("finetune", "seed", "evaluate.perplexity_samples")),
+    "prune": Stage(stage_prune, ("validate", "finetune", "base"), ("prune", "finetune", "evaluate.perplexity_samples")),
     "export": Stage(stage_export, ("prune", "finetune", "base"), ("export", "name", "base")),
     "embedder": Stage(stage_embedder, ("validate",), ("embedder", "base", "seed")),
     "evaluate": Stage(stage_evaluate, ("load", "clean", "augment", "validate", "base", "finetune", "prune",
@@ -251,13 +252,19 @@ class Pipeline:
     def key(self, stage: str) -> str:
         spec = STAGES[stage]
         parts: dict[str, Any] = {"stage": stage, "code": CODE_VERSION,
-                                 "settings": {s: self.recipe.settings[s] for s in spec.settings},
+                                 "settings": {s: self._setting(s) for s in spec.settings},
                                  "reads": {r: self.outputs[r].key for r in spec.reads if r in self.outputs}}
         if stage == "load":
             from appliance_build.loading import input_files
 
             parts["files"] = file_fingerprint(input_files(self.recipe))
         return fingerprint(parts)
+
+    def _setting(self, dotted: str) -> Any:
+        value: Any = self.recipe.settings
+        for part in dotted.split("."):
+            value = value[part]
+        return value
 
     def run(self, only: str | None = None) -> dict[str, StageOutput]:
         """Run every active stage (from cache where possible); with `only`, stop after that stage."""

@@ -33,7 +33,7 @@ def prune(model_dir: Path, eval_rows: list[dict], cfg: dict[str, Any], out: Path
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     before = mean_loss(model, eval_rows, pad_id)
     measured = magnitude_prune(model, cfg["sparsity"])
     after = mean_loss(model, eval_rows, pad_id)
