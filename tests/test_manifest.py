@@ -25,6 +25,9 @@ def test_round_trip_and_roles(tmp_path):
     assert loaded.file("gguf").path == "model.gguf"
     assert loaded.file("embedder").path == "embedder/model.onnx"
     assert loaded.created_at and loaded.metrics == {"ppl": 3.2}
+    assert manifest.file_path(version, "gguf") == version / "model.gguf"
+    with pytest.raises(manifest.ManifestError, match="no 'report' file"):
+        manifest.file_path(version, "report")
     assert "torch" not in json.dumps(manifest.read(version / "manifest.json").recipe)
 
 
