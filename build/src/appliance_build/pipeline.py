@@ -92,7 +92,7 @@ def stage_validate(ctx: Context) -> dict[str, Any]:
     encoder = Encoder(tokenizer_gguf(ctx.recipe))
     try:
         train, evaluation, report = validate(
-            jsonl.read(ctx.need("augment").path / "records.jsonl"), count_tokens=encoder.count,
+            jsonl.read((ctx.input("augment") or ctx.need("clean")).path / "records.jsonl"), count_tokens=encoder.count,
             max_tokens=cfg["max_tokens"], min_answer_chars=cfg["min_answer_chars"],
             languages=cfg["languages"], eval_fraction=cfg["eval_fraction"], seed=ctx.recipe["seed"])
     finally:
@@ -227,7 +227,7 @@ STAGES: dict[str, Stage] = {
     "load": Stage(stage_load, (), ("data",)),
     "clean": Stage(stage_clean, ("load",), ("clean",)),
     "augment": Stage(stage_augment, ("clean",), ("augment", "seed")),
-    "validate": Stage(stage_validate, ("augment",), ("validate", "seed", "base")),
+    "validate": Stage(stage_validate, ("augment|clean",), ("validate", "seed", "base")),
     "base": Stage(stage_base, (), ("base", "seed")),
     "finetune": Stage(stage_finetune, ("validate", "base"), ("finetune", "seed", "evaluate.perplexity_samples")),
     "prune": Stage(stage_prune, ("validate", "finetune", "base"), ("prune", "finetune", "evaluate.perplexity_samples")),
@@ -253,12 +253,21 @@ class Pipeline:
         spec = STAGES[stage]
         parts: dict[str, Any] = {"stage": stage, "code": CODE_VERSION,
                                  "settings": {s: self._setting(s) for s in spec.settings},
-                                 "reads": {r: self.outputs[r].key for r in spec.reads if r in self.outputs}}
+                                 "reads": self._read_keys(spec)}
         if stage == "load":
             from appliance_build.loading import input_files
 
             parts["files"] = file_fingerprint(input_files(self.recipe))
         return fingerprint(parts)
+
+    def _read_keys(self, spec: Stage) -> dict[str, str]:
+        """Keys of the outputs a stage reads; "a|b" means a if it ran, else b."""
+        keys = {}
+        for read in spec.reads:
+            present = [name for name in read.split("|") if name in self.outputs]
+            if present:
+                keys[present[0]] = self.outputs[present[0]].key
+        return keys
 
     def _setting(self, dotted: str) -> Any:
         value: Any = self.recipe.settings
@@ -288,8 +297,8 @@ class Pipeline:
         console.rule(f"[bold]{stage}")
         work = self.cache.begin(stage, key)
         started = time.perf_counter()
-        ctx = Context(self.recipe, work, {r: self.outputs[r] for r in spec.reads if r in self.outputs},
-                      self.models_dir)
+        read = {name for entry in spec.reads for name in entry.split("|")}
+        ctx = Context(self.recipe, work, {r: self.outputs[r] for r in read if r in self.outputs}, self.models_dir)
         summary = spec.run(ctx)
         elapsed = time.perf_counter() - started
         summary["wall_s"] = round(elapsed, 2)
