@@ -112,7 +112,7 @@ def export_gguf(model_dir: Path, tokenizer_gguf: Path, out: Path, *, name: str) 
         tensors += 1
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
-    writer.write_tensors_to_file(progress=False)
+    writer.write_tensors_to_file(progress=True)
     writer.close()
     with tmp.open("rb") as fh:
         os.fsync(fh.fileno())
