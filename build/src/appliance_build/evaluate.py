@@ -11,8 +11,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from appliance_build import jsonl
 from appliance_build.report import write_report
+
+
+console = Console(stderr=True)
 
 
 def _load_probes(path: Path) -> list[dict[str, Any]]:
@@ -43,7 +48,11 @@ def embedder_recall(ctx, k: int) -> dict[str, Any]:
     sources = [r["doc_path"] for r in sections]
     result = {"queries": len(queries), "passages": len(passages), "query_source": source, "k": k}
     max_length = ctx.recipe["embedder"]["max_length"]
-    for label, folder in (("fp32", Path(embedded.summary["fp32_folder"])), ("int8", Path(embedded.summary["folder"]))):
+    embedders = [("int8", Path(embedded.summary["folder"]))]
+    if ctx.recipe["evaluate"]["compare_fp32_embedder"]:
+        embedders.insert(0, ("fp32", Path(embedded.summary["fp32_folder"])))
+    for label, folder in embedders:
+        console.print(f"retrieval recall: {label} embedder, {len(queries)} queries, {len(passages)} passages")
         embedder = OnnxEmbedder(folder, max_length)
         query_vectors, passage_vectors = embedder.embed(queries), embedder.embed(passages)
         for top in sorted({1, k}):
@@ -86,6 +95,7 @@ def evaluate(ctx) -> dict[str, Any]:
         ggufs += [(f"{'built' if tuned else 'base'} {file_type}", Path(path))
                   for file_type, path in exported.summary["files"].items()]
     for label, path in ggufs:
+        console.print(f"evaluating {label}: perplexity on {len(examples)} examples, {len(prompts)} answers")
         loss = mean_loss(path, examples)
         predictions = answers(path, prompts, cfg["max_new_tokens"], stop_id) if prompts else []
         f1 = [token_f1(p, r["answer"]) for p, r in zip(predictions, held_qa)]

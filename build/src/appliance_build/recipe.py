@@ -79,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
         "recall_k": 5,
         "plot": True,
         "include_base_gguf": True,
+        "compare_fp32_embedder": True,
     },
     "package": {"models_dir": "models", "version": ""},
 }
