@@ -1,0 +1,1 @@
+"""Offline build pipeline: ERP data -> fine-tuned, pruned, quantized, evaluated model versions."""

@@ -1,0 +1,131 @@
+"""Evaluate stage: base vs fine-tuned vs pruned vs quantized, side by side.
+
+Torch rows reuse the eval losses the fine-tune and prune stages measured; GGUF rows are measured
+here with llama.cpp on the same token ids, so every perplexity is over the same answer tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from appliance_build import jsonl
+from appliance_build.report import write_report
+
+
+console = Console(stderr=True)
+
+
+def _load_probes(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [row for row in jsonl.read(path) if row.get("question") and row.get("gold")]
+
+
+def embedder_recall(ctx, k: int) -> dict[str, Any]:
+    """recall@k of the gold document for the KB probes, fp32 export vs int8, over all document sections."""
+    from appliance_build.embedder import OnnxEmbedder
+
+    embedded = ctx.input("embedder")
+    if embedded is None:
+        return {}
+    sections = [r for r in jsonl.read(ctx.need("clean").path / "records.jsonl") if r["kind"] == "doc"]
+    probes = _load_probes(ctx.recipe.path(ctx.recipe["data"]["probes"]))
+    if probes:
+        queries, gold, source = [p["question"] for p in probes], [p["gold"] for p in probes], "kb probes"
+    else:  # without probes: a section's heading should find its own document
+        held = [r for r in jsonl.read(ctx.need("validate").path / "eval.jsonl") if r["kind"] == "doc" and r.get("heading")]
+        queries, gold, source = [r["heading"] for r in held], [r["doc_path"] for r in held], "eval-split headings"
+    if not sections or not queries:
+        return {"skipped": "no documents or no queries to measure retrieval"}
+    from appliance_build.metrics import recall_at_k
+
+    passages = [(r.get("heading") or "") + "\n" + r["answer"] for r in sections]
+    sources = [r["doc_path"] for r in sections]
+    result = {"queries": len(queries), "passages": len(passages), "query_source": source, "k": k}
+    max_length = ctx.recipe["embedder"]["max_length"]
+    embedders = [("int8", Path(embedded.summary["folder"]))]
+    if ctx.recipe["evaluate"]["compare_fp32_embedder"]:
+        embedders.insert(0, ("fp32", Path(embedded.summary["fp32_folder"])))
+    for label, folder in embedders:
+        console.print(f"retrieval recall: {label} embedder, {len(queries)} queries, {len(passages)} passages")
+        embedder = OnnxEmbedder(folder, max_length)
+        query_vectors, passage_vectors = embedder.embed(queries), embedder.embed(passages)
+        for top in sorted({1, k}):
+            result[f"recall@{top}_{label}"] = recall_at_k(query_vectors, passage_vectors, sources, gold, top)
+    return result
+
+
+def evaluate(ctx) -> dict[str, Any]:
+    from appliance_build.basemodel import source_gguf, tokenizer_gguf
+    from appliance_build.llama_eval import answers, mean_loss
+    from appliance_build.metrics import token_f1
+    from appliance_build.training_data import Encoder
+
+    cfg = ctx.recipe["evaluate"]
+    eval_records = jsonl.read(ctx.need("validate").path / "eval.jsonl")
+    held_qa = [r for r in eval_records if r["kind"] in ("qa", "chat") and "augmented" not in r["tags"]]
+    held_qa = held_qa[: cfg["qa_samples"]]
+    encoder = Encoder(tokenizer_gguf(ctx.recipe))
+    examples = encoder.encode(eval_records, ctx.recipe["finetune"]["max_length"])[: cfg["perplexity_samples"]]
+    prompts = [encoder.prompt_ids(r["question"]) for r in held_qa]
+    stop_id = encoder.stop_id
+    encoder.close()
+
+    rows: list[dict[str, Any]] = []
+    tuned = ctx.input("finetune")
+    if tuned is not None:
+        rows.append({"model": "base (torch)", "kind": "torch", "eval_loss": tuned.summary["base_eval_loss"]})
+        rows.append({"model": "fine-tuned (torch)", "kind": "torch", "eval_loss": tuned.summary["eval_loss"]})
+    pruned = ctx.input("prune")
+    if pruned is not None:
+        rows.append({"model": f"pruned {pruned.summary['linear_sparsity']:.0%} (torch)", "kind": "torch",
+                     "eval_loss": pruned.summary["eval_loss_after"], "kept": pruned.summary["kept_pruned"]})
+
+    ggufs: list[tuple[str, Path]] = []
+    base_gguf = source_gguf(ctx.recipe)
+    if cfg["include_base_gguf"] and base_gguf is not None:
+        ggufs.append((f"base GGUF ({base_gguf.name})", base_gguf))
+    exported = ctx.input("export")
+    if exported is not None:
+        ggufs += [(f"{'built' if tuned else 'base'} {file_type}", Path(path))
+                  for file_type, path in exported.summary["files"].items()]
+    for label, path in ggufs:
+        console.print(f"evaluating {label}: perplexity on {len(examples)} examples, {len(prompts)} answers")
+        loss = mean_loss(path, examples)
+        predictions = answers(path, prompts, cfg["max_new_tokens"], stop_id) if prompts else []
+        f1 = [token_f1(p, r["answer"]) for p, r in zip(predictions, held_qa)]
+        rows.append({"model": label, "kind": "gguf", "path": str(path), "bytes": path.stat().st_size,
+                     "eval_loss": loss, "token_f1": sum(f1) / len(f1) if f1 else None,
+                     "samples": [{"question": r["question"], "reference": r["answer"], "answer": p}
+                                 for p, r in list(zip(predictions, held_qa))[:3]]})
+    for row in rows:
+        row["perplexity"] = math.exp(row["eval_loss"])
+
+    by_model = {r["model"]: r for r in rows}
+    comparisons = {}
+    if exported is not None and tuned is not None:
+        f16 = by_model.get("built f16")
+        for file_type in exported.summary["files"]:
+            row = by_model.get(f"built {file_type}")
+            if f16 and row and file_type != "f16":
+                comparisons[f"{file_type}_vs_f16_perplexity_delta"] = row["perplexity"] / f16["perplexity"] - 1
+    if tuned is not None:
+        comparisons["finetune_perplexity_change"] = tuned.summary["perplexity"] / tuned.summary["base_perplexity"] - 1
+
+    result = {
+        "eval_examples": len(examples),
+        "held_out_qa": len(held_qa),
+        "rows": rows,
+        "comparisons": comparisons,
+        "retrieval": embedder_recall(ctx, cfg["recall_k"]),
+        "stage_wall_s": {name: out.summary.get("wall_s") for name, out in ctx.inputs.items()},
+    }
+    write_report(ctx, result, ctx.out)
+    (ctx.out / "report.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return {k: v for k, v in result.items() if k != "rows"} | {"rows": [
+        {k: v for k, v in r.items() if k != "samples"} for r in rows]}

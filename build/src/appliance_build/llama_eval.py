@@ -1,0 +1,120 @@
+"""Running a GGUF with llama.cpp's C API: per-token logits, answer-token loss, greedy answers.
+
+The low-level API is used instead of `llama_cpp.Llama` because the latter's per-call overhead
+(full-vocabulary Python bookkeeping on every token) dominates evaluation on small models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import llama_cpp as llama
+import numpy as np
+
+from appliance.engine.model import Model
+
+
+class Runner:
+    """One model, one sequence: decode token ids and read their logits."""
+
+    def __init__(self, path: Path, n_ctx: int = 1024, n_batch: int = 128):
+        self.model = Model(path)
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        params = llama.llama_context_default_params()
+        params.n_ctx = n_ctx
+        # A small batch: llama.cpp's per-decode cost grows with n_batch x vocabulary (the output
+        # buffer), which made one-token decodes of a 49k-vocabulary model take 0.4 s at n_batch 1024.
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = 1
+        params.n_threads = params.n_threads_batch = os.cpu_count() or 1
+        params.no_perf = True
+        self.ctx = llama.llama_init_from_model(self.model.ptr, params)
+        if not self.ctx:
+            raise RuntimeError(f"llama.cpp could not create a {n_ctx}-token context for {path}.")
+        self.mem = llama.llama_get_memory(self.ctx)
+        self.batch = llama.llama_batch_init(n_batch, 0, 1)
+        self.n_vocab = int(llama.llama_vocab_n_tokens(self.model.vocab))
+
+    def decode(self, ids: list[int], start: int, all_logits: bool) -> np.ndarray:
+        if start + len(ids) > self.n_ctx:
+            raise ValueError(f"{start + len(ids)} tokens exceed the {self.n_ctx}-token context")
+        chunks = [self._decode(ids[i:i + self.n_batch], start + i, all_logits)
+                  for i in range(0, len(ids), self.n_batch)]
+        return np.concatenate(chunks) if all_logits else chunks[-1]
+
+    def _decode(self, ids: list[int], start: int, all_logits: bool) -> np.ndarray:
+        batch = self.batch
+        batch.n_tokens = len(ids)
+        for i, token in enumerate(ids):
+            batch.token[i] = token
+            batch.pos[i] = start + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = all_logits or i == len(ids) - 1
+        if llama.llama_decode(self.ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+        rows = len(ids) if all_logits else 1
+        return np.ctypeslib.as_array(llama.llama_get_logits(self.ctx), shape=(rows, self.n_vocab)).copy()
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        llama.llama_memory_clear(self.mem, True)
+        return self.decode(ids, 0, True)
+
+    def greedy(self, prompt: list[int], max_tokens: int, stop_id: int) -> list[int]:
+        llama.llama_memory_clear(self.mem, True)
+        logits = self.decode(prompt, 0, False)
+        out: list[int] = []
+        while len(out) < max_tokens and len(prompt) + len(out) < self.n_ctx:
+            token = int(logits[-1].argmax())
+            if token == stop_id or self.model.is_eog(token):
+                break
+            out.append(token)
+            logits = self.decode([token], len(prompt) + len(out) - 1, False)
+        return out
+
+    def close(self) -> None:
+        llama.llama_batch_free(self.batch)
+        llama.llama_free(self.ctx)
+        self.model.close()
+
+
+@contextlib.contextmanager
+def open_gguf(path: Path, n_ctx: int = 1024):
+    runner = Runner(path, n_ctx)
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
+def logits(runner: Runner, ids: list[int]) -> np.ndarray:
+    return runner.logits(ids)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def mean_loss(path: Path, examples: list[dict[str, list[int]]]) -> float:
+    """Same answer-token cross-entropy as the torch side, computed by llama.cpp."""
+    total, count = 0.0, 0
+    with open_gguf(path) as runner:
+        for example in examples:
+            ids, labels = example["input_ids"], example["labels"]
+            logp = _log_softmax(runner.logits(ids)[:-1])
+            targets = np.array(labels[1:])
+            mask = targets != -100
+            total -= float(logp[np.arange(len(targets))[mask], targets[mask]].sum())
+            count += int(mask.sum())
+    return total / max(count, 1)
+
+
+def answers(path: Path, prompts: list[list[int]], max_tokens: int, stop_id: int) -> list[str]:
+    """Greedy completions of tokenized prompts, stopped at the chat's end-of-turn token."""
+    with open_gguf(path) as runner:
+        return [runner.model.detokenize(runner.greedy(p, max_tokens, stop_id)) for p in prompts]

@@ -1,0 +1,140 @@
+"""Recipes: one TOML file per build (`build/recipes/<name>.toml`) over typed defaults."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from appliance_build.errors import RecipeError
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+ALL_STAGES = [
+    "load", "clean", "augment", "validate", "base", "finetune",
+    "prune", "export", "embedder", "evaluate", "package",
+]
+
+# Every setting with its default; a recipe may only set keys listed here.
+DEFAULTS: dict[str, Any] = {
+    "name": "erp-smollm2",
+    "description": "",
+    "seed": 42,
+    "stages": ALL_STAGES,
+    "data": {
+        "chat_logs": ["build/data/sample/chat_logs.jsonl", "build/data/sample/chat_logs_bad.jsonl"],
+        "qa_pairs": ["build/data/sample/qa_pairs.csv", "build/data/sample/qa_pairs.jsonl"],
+        "docs_dir": "appliance/data/sample_kb/docs",
+        "probes": "appliance/data/sample_kb/probes.jsonl",
+        "require_docs": True,
+        "max_section_chars": 500,
+    },
+    "clean": {"near_duplicate_threshold": 0.9, "shingle_size": 3},
+    "augment": {"enabled": True, "variants_per_question": 1},
+    "validate": {
+        "eval_fraction": 0.2,
+        "max_tokens": 512,
+        "min_answer_chars": 2,
+        "languages": ["en", "ko"],
+    },
+    "base": {"model": "bundled", "embedder": "bundled", "tokenizer_gguf": "", "tiny": {}},
+    "finetune": {
+        "enabled": True,
+        "epochs": 3.0,
+        "batch_size": 16,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 5e-5,
+        "warmup_steps": 500,
+        "weight_decay": 0.01,
+        "logging_steps": 100,
+        "eval_steps": 500,
+        "save_steps": 1000,
+        "max_steps": -1,
+        "max_length": 512,
+        "fp16": "auto",  # "auto": only when CUDA is present
+        "lora": False,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "lora_dropout": 0.05,
+    },
+    "prune": {"enabled": True, "sparsity": 0.3, "max_eval_loss_increase": 0.05},
+    "export": {
+        "gguf_type": "q8_0",
+        "compare_types": ["q4_k_m"],
+        "logits_tolerance": 0.05,  # max |torch - llama.cpp| logit difference over the logits' std
+        "check_logits": True,
+    },
+    "embedder": {
+        "quantization": "static",  # "static" (calibrated on the corpus) or "dynamic"
+        "calibration_samples": 128,
+        "min_cosine_to_fp32": 0.97,
+        "max_length": 256,
+    },
+    "evaluate": {
+        "qa_samples": 24,
+        "max_new_tokens": 64,
+        "perplexity_samples": 64,
+        "recall_k": 5,
+        "plot": True,
+        "include_base_gguf": True,
+        "compare_fp32_embedder": True,
+    },
+    "package": {"models_dir": "models", "version": ""},
+}
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any], where: str) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if key not in base:
+            raise RecipeError(
+                f"Unknown recipe setting {where}{key!r}; valid ones here: {', '.join(sorted(base))}."
+            )
+        if isinstance(base[key], dict) and key != "tiny":
+            if not isinstance(value, dict):
+                raise RecipeError(f"Recipe setting {where}{key!r} must be a table.")
+            merged[key] = _merge(base[key], value, f"{where}{key}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+class Recipe:
+    """A resolved recipe: `settings` (defaults + file + overrides) and the folder paths resolve against."""
+
+    def __init__(self, name: str, settings: dict[str, Any], root: Path, source: Path | None = None):
+        self.name = name
+        self.settings = settings
+        self.root = root
+        self.source = source
+        unknown = [s for s in settings["stages"] if s not in ALL_STAGES]
+        if unknown:
+            raise RecipeError(f"Unknown stage(s) {unknown} in recipe {name}; stages: {', '.join(ALL_STAGES)}.")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.settings[key]
+
+    def path(self, value: str | Path) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.root / path
+
+    @classmethod
+    def load(cls, name_or_path: str | Path, *, root: Path | None = None,
+             overrides: dict[str, Any] | None = None) -> "Recipe":
+        """`name_or_path` is a recipe name in build/recipes/ or a path to a TOML file."""
+        candidate = Path(name_or_path)
+        if candidate.suffix != ".toml":
+            candidate = RECIPES_DIR / f"{name_or_path}.toml"
+        if not candidate.is_file():
+            known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.toml")))
+            raise RecipeError(f"No recipe {name_or_path!r} ({candidate}); known recipes: {known}.")
+        try:
+            raw = tomllib.loads(candidate.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise RecipeError(f"Recipe {candidate} is not valid TOML: {exc}.") from exc
+        settings = _merge(DEFAULTS, raw, "")
+        if overrides:
+            settings = _merge(settings, overrides, "")
+        return cls(candidate.stem, settings, root or REPO_ROOT, candidate)

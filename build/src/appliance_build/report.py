@@ -1,0 +1,69 @@
+"""The build report: Markdown tables and a PNG plot of the evaluation, next to report.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def markdown(recipe_name: str, inputs: dict[str, Any], result: dict[str, Any]) -> str:
+    lines = [f"# Build report: {recipe_name}", ""]
+    lines += ["## Models", "", "| model | eval loss | perplexity | token F1 | size |", "|---|---|---|---|---|"]
+    for row in result["rows"]:
+        size = f"{row['bytes'] / 2**20:.1f} MiB" if row.get("bytes") else "-"
+        lines.append(f"| {row['model']} | {_fmt(row['eval_loss'])} | {_fmt(row['perplexity'], '.3f')} | "
+                     f"{_fmt(row.get('token_f1'), '.3f')} | {size} |")
+    lines += ["", f"Perplexity over {result['eval_examples']} eval-split examples (answer tokens only); "
+              f"token F1 over {result['held_out_qa']} held-out QA/chat pairs, greedy decoding.", ""]
+    if result["comparisons"]:
+        lines += ["## Comparisons", ""] + [f"- {k}: {v:+.2%}" for k, v in result["comparisons"].items()] + [""]
+    retrieval = result.get("retrieval") or {}
+    if retrieval:
+        lines += ["## Embedder retrieval", ""] + [f"- {k}: {_fmt(v, '.3f')}" for k, v in retrieval.items()] + [""]
+    for name in ("load", "clean", "validate", "prune", "export", "embedder"):
+        summary = inputs.get(name)
+        if summary is None:
+            continue
+        lines += [f"## {name}", ""]
+        for key, value in summary.items():
+            if key in ("log_history",):
+                continue
+            text = str(value)
+            lines.append(f"- {key}: {text[:400]}{'…' if len(text) > 400 else ''}")
+        lines.append("")
+    lines += ["## Wall time per stage (s)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v, '.1f')} |" for k, v in result["stage_wall_s"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].barh([r["model"] for r in rows], [r["perplexity"] for r in rows], color="#4c72b0")
+    axes[0].set_xlabel("perplexity on eval split (lower is better)")
+    scored = [r for r in rows if r.get("token_f1") is not None]
+    axes[1].barh([r["model"] for r in scored], [r["token_f1"] for r in scored], color="#55a868")
+    axes[1].set_xlabel("token F1 on held-out QA (higher is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(ctx, result: dict[str, Any], out: Path) -> None:
+    inputs = {name: output.summary for name, output in ctx.inputs.items()}
+    (out / "report.md").write_text(markdown(ctx.recipe.name, inputs, result), encoding="utf-8")
+    if ctx.recipe["evaluate"]["plot"] and result["rows"]:
+        plot(result, out / "report.png")
