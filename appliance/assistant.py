@@ -2,25 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import asdict
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
 
 from appliance.cache import CachedResponse, ResponseCache, cache_key
-from appliance.errors import ModelNotFound, NotReady
+from appliance.errors import ApplianceError, ModelNotFound, NotReady
 from appliance.llm.base import Event, Finished, Generation, GenerationRequest, LLMBackend, TextDelta
 
 MODEL_ALIASES = ("default",)
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """What one answer did, for observers such as release probation: which version, how it went."""
+
+    version: str
+    at: float  # wall-clock time the request started
+    latency: float  # seconds until the last event (or the error)
+    ok: bool
+    error: str | None = None
+
+
+Observer = Callable[[RequestOutcome], None]
 
 
 class AnswerStream:
     """Events of one answer, live from the backend or replayed from the cache."""
 
     def __init__(self, *, generation: Generation | None = None, cached: CachedResponse | None = None,
-                 on_complete=None):
+                 on_complete=None, on_outcome=None):
         self._generation = generation
         self.cached = cached
         self.from_cache = cached is not None
         self._on_complete = on_complete
+        self._on_outcome = on_outcome
         self.prompt_tokens = cached.prompt_tokens if cached else generation.prompt_tokens
 
     async def __aiter__(self) -> AsyncIterator[Event]:
@@ -33,12 +51,20 @@ class AnswerStream:
             )
             return
         parts: list[str] = []
-        async for event in self._generation:
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif self._on_complete and event.finish_reason in ("stop", "length"):
-                self._on_complete("".join(parts), event)
-            yield event
+        try:
+            async for event in self._generation:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                else:
+                    if self._on_complete and event.finish_reason in ("stop", "length"):
+                        self._on_complete("".join(parts), event)
+                    if self._on_outcome and event.finish_reason != "cancelled":
+                        self._on_outcome(None)
+                yield event
+        except ApplianceError as exc:
+            if self._on_outcome:
+                self._on_outcome(exc)
+            raise
 
     def cancel(self) -> None:
         if self._generation is not None:
@@ -49,6 +75,7 @@ class Assistant:
     def __init__(self, backend: LLMBackend | None, cache: ResponseCache):
         self.backend = backend
         self.cache = cache
+        self.observers: list[Observer] = []  # called with every answer's RequestOutcome
 
     def require_backend(self) -> LLMBackend:
         if self.backend is None or not self.backend.ready:
@@ -74,7 +101,18 @@ class Assistant:
             hit = self.cache.get(key)
             if hit is not None:
                 return AnswerStream(cached=hit)
-        generation = await backend.start(request)
+        started_at, started = time.time(), time.perf_counter()
+        try:
+            generation = await backend.start(request)
+        except NotReady:
+            if self.backend is backend or self.backend is None:
+                raise
+            # A swap closed this backend between our lookup and start(): the new one answers.
+            return await self.answer(request, scope=scope)
+        except ApplianceError as exc:
+            self._observe(backend.version, started_at, started, exc)
+            raise
+        served_by = getattr(generation, "served_by", backend.version)
         if getattr(generation, "served_by", backend.version) != backend.version:
             key = None  # a fallback answered: never cache it as the primary model's answer
 
@@ -85,7 +123,22 @@ class Assistant:
                                finished.completion_tokens),
             )
 
-        return AnswerStream(generation=generation, on_complete=store if key else None)
+        def outcome(error: ApplianceError | None) -> None:
+            self._observe(served_by, started_at, started, error)
+
+        return AnswerStream(generation=generation, on_complete=store if key else None,
+                            on_outcome=outcome if self.observers else None)
+
+    def _observe(self, version: str, at: float, started: float, error: ApplianceError | None) -> None:
+        if not self.observers or (error is not None and error.status < 500):
+            return  # a client mistake or a full queue says nothing about the model's health
+        outcome = RequestOutcome(version, at, time.perf_counter() - started, error is None,
+                                 error.message if error else None)
+        for observer in self.observers:
+            try:
+                observer(outcome)
+            except Exception:  # an observer must never break an answer
+                log.exception("request observer failed")
 
 
 def _normalized(request: GenerationRequest) -> dict:
