@@ -33,8 +33,9 @@ class AnswerStream:
     """Events of one answer, live from the backend or replayed from the cache."""
 
     def __init__(self, *, generation: Generation | None = None, cached: CachedResponse | None = None,
-                 on_complete=None, on_outcome=None):
+                 on_complete=None, on_outcome=None, served_by: str = ""):
         self._generation = generation
+        self.served_by = served_by  # the model version that produced these events
         self.cached = cached
         self.from_cache = cached is not None
         self._on_complete = on_complete
@@ -100,7 +101,7 @@ class Assistant:
             key = cache_key(_normalized(request), model_version=backend.version, scope=scope)
             hit = self.cache.get(key)
             if hit is not None:
-                return AnswerStream(cached=hit)
+                return AnswerStream(cached=hit, served_by=backend.version)
         started_at, started = time.time(), time.perf_counter()
         try:
             generation = await backend.start(request)
@@ -127,7 +128,7 @@ class Assistant:
             self._observe(served_by, started_at, started, error)
 
         return AnswerStream(generation=generation, on_complete=store if key else None,
-                            on_outcome=outcome if self.observers else None)
+                            on_outcome=outcome if self.observers else None, served_by=served_by)
 
     def _observe(self, version: str, at: float, started: float, error: ApplianceError | None) -> None:
         if not self.observers or (error is not None and error.status < 500):

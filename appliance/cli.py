@@ -70,6 +70,11 @@ def settings_docs() -> None:
     click.echo(settings_markdown(), nl=False)
 
 
+from appliance.releases.cli import models  # noqa: E402  (a command group of its own module)
+
+main.add_command(models)
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
