@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import tarfile
 import tempfile
 import zipfile
@@ -102,7 +103,9 @@ class Registry:
         self.db_path = Path(db_path)
         self.models_dir = Path(models_dir)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(self.db_path)
+        # Used from the event loop and from worker threads (imports, start-up load); every call is
+        # a short statement, and SQLite serialises access to one connection.
+        self.db = sqlite_utils.Database(sqlite3.connect(self.db_path, check_same_thread=False))
         self.db.enable_wal()
         migrate(self.db)
 
