@@ -162,6 +162,8 @@ class ReleaseManager:
                 + (f" ({record.reason})" if record.reason else "")
                 + "; run `appliance models validate` first (or activate with --force)."
             )
+        if force and record.state not in ACTIVATABLE:
+            reason = f"forced while {record.state}" + (f"; {reason}" if reason else "")
         previous = self.registry.active()
         result: dict[str, Any] = {"version": record.key, "previous": previous.key if previous else None,
                                   "changed": True}
