@@ -14,8 +14,15 @@ from appliance.assistant import Assistant
 from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
 from appliance.releases.backends import BackendFactory, backend_factory
-from appliance.releases.probation import (AlertHook, MonitoringSignals, ObservedSignals, Probation,
-                                          ProbationSignals, Watch, log_alert)
+from appliance.releases.probation import (
+    AlertHook,
+    MonitoringSignals,
+    ObservedSignals,
+    Probation,
+    ProbationSignals,
+    Watch,
+    log_alert,
+)
 from appliance.releases.registry import ACTIVATABLE, ModelVersion, Registry, ReleaseError
 from appliance.releases.scheduler import SwapScheduler
 from appliance.releases.swap import swap

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlite_utils
 
@@ -55,4 +55,4 @@ def migrate(db: sqlite_utils.Database) -> None:
             continue
         with db.conn:
             fn(db)
-            table.insert({"name": name, "applied_at": datetime.now(timezone.utc).isoformat()})
+            table.insert({"name": name, "applied_at": datetime.now(UTC).isoformat()})

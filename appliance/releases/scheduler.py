@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,7 +37,7 @@ def window_trigger(cron: str, tz: str) -> CronTrigger:
 
 
 def next_window(cron: str, tz: str, after: datetime | None = None) -> datetime:
-    after = after or datetime.now(timezone.utc)
+    after = after or datetime.now(UTC)
     fire = window_trigger(cron, tz).get_next_fire_time(None, after)
     if fire is None:
         raise ConfigError(f"releases.maintenance_cron {cron!r} never fires; choose another expression.")
@@ -64,7 +64,7 @@ class SwapScheduler:
         self.scheduler.start()
         for row in self.table.rows_where("state = 'pending'", order_by="run_at"):
             run_at = datetime.fromisoformat(row["run_at"])
-            if run_at < datetime.now(timezone.utc) - timedelta(seconds=MISFIRE_GRACE_SECONDS):
+            if run_at < datetime.now(UTC) - timedelta(seconds=MISFIRE_GRACE_SECONDS):
                 self._finish(row["id"], "missed", "the appliance was not running at the scheduled time")
                 continue
             self._register(row["id"], run_at)
@@ -82,11 +82,11 @@ class SwapScheduler:
             at = next_window(cron, self.settings.timezone)
         elif at.tzinfo is None:
             at = at.replace(tzinfo=ZoneInfo(self.settings.timezone))
-        if at < datetime.now(timezone.utc) - timedelta(seconds=1):
+        if at < datetime.now(UTC) - timedelta(seconds=1):
             raise InvalidRequest(f"{at.isoformat()} is in the past; give a future time, or activate now.")
         self.registry.get(name, version)  # raises for an unknown version
         row = {"id": uuid.uuid4().hex[:12], "name": name, "version": version,
-               "run_at": at.astimezone(timezone.utc).isoformat(), "cron": cron, "state": "pending",
+               "run_at": at.astimezone(UTC).isoformat(), "cron": cron, "state": "pending",
                "created_at": now_iso(), "updated_at": now_iso(), "reason": ""}
         self.table.insert(row)
         self.registry.record("scheduled", name, version, actor=actor,

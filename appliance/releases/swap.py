@@ -48,7 +48,7 @@ async def warm_up(backend: LLMBackend, timeout: float) -> str:
 
     try:
         return await asyncio.wait_for(run(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise SwapFailed(f"The new model did not finish its warm-up in {timeout:g} s; the old one stays.") from None
 
 

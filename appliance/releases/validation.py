@@ -81,7 +81,7 @@ class Validator:
         )
         try:
             stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()
             raise ValidationFailed(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -35,7 +35,7 @@ def test_schedule_survives_a_restart(ready_version):
     async def first_process():
         manager = ReleaseManager(settings)
         manager.start()
-        row = manager.schedule("erp/v2", at=datetime.now(timezone.utc) + timedelta(seconds=3))
+        row = manager.schedule("erp/v2", at=datetime.now(UTC) + timedelta(seconds=3))
         await manager.stop()  # the process goes down before the time comes
         manager.close()
         return row
@@ -63,7 +63,7 @@ def test_missed_schedule_is_not_run_late(ready_version):
     manager = ReleaseManager(settings)
     manager.scheduler.table.insert({
         "id": "old", "name": "erp", "version": "v2", "state": "pending", "cron": "", "reason": "",
-        "run_at": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat(),
+        "run_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
         "created_at": "", "updated_at": ""})
 
     async def start():
