@@ -115,13 +115,21 @@ def import_version(source, upstream_model, config_path) -> None:
 @models.command("validate")
 @click.argument("ref")
 @config_option
-def validate(ref, config_path) -> None:
+@server_option
+def validate(ref, config_path, server) -> None:
     """Run the validation gate: checksums, isolated load, golden QA score and latency."""
-    manager = _manager(_settings(config_path))
-    try:
-        record = asyncio.run(manager.validate(ref))
-    except ApplianceError as exc:
-        _fail(exc.message)
+    settings = _settings(config_path)
+    url = _server_url(settings, server)
+    manager = _manager(settings)
+    if url:  # the server compares with the model it serves, and keeps to two models in memory
+        name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
+        _call(url, "POST", f"/api/models/{name}/{version}/validate")
+        record = manager.registry.get(name, version)
+    else:
+        try:
+            record = asyncio.run(manager.validate(ref))
+        except ApplianceError as exc:
+            _fail(exc.message)
     if record.state == "ready":
         click.secho(f"{record.key} passed validation and is ready to activate.", fg="green")
     else:
@@ -138,11 +146,11 @@ def activate(ref, force, reason, config_path, server) -> None:
     """Swap a version in now (zero downtime when the server is running)."""
     settings = _settings(config_path)
     url = _server_url(settings, server)
+    manager = _manager(settings)
     if url:
-        name, _, version = ref.partition("/")
+        name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
         _echo(_call(url, "POST", f"/api/models/{name}/{version}/activate", {"force": force, "reason": reason}))
         return
-    manager = _manager(settings)
     try:
         _echo(asyncio.run(manager.activate(ref, force=force, reason=reason)))
     except ApplianceError as exc:
@@ -174,7 +182,7 @@ def schedule(ref, at, list_only, cancel_id, config_path, server) -> None:
     if not ref:
         _fail("Give the version to schedule (name/version), or --list / --cancel ID.")
     if url:
-        name, _, version = ref.partition("/")
+        name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
         _echo(_call(url, "POST", f"/api/models/{name}/{version}/schedule", {"at": at}))
         return
     when = None

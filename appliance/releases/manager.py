@@ -131,8 +131,16 @@ class ReleaseManager:
         self.registry.set_state(record.name, record.version, "validating")
         try:
             async with self._model_lock:
+                active = self.registry.active()
+                reference_score = self._recorded_golden(active)
+                if reference_score is None and active is not None and self.assistant is None:
+                    # No server here (CLI): score the active version once so the gate compares.
+                    reference = await self.validator.run_golden(active)
+                    reference_score = reference["score"]
+                    self.registry.set_state(active.name, active.version, "active",
+                                            validation={**active.validation, "golden": reference})
                 report = await self.validator.validate(
-                    record, reference_score=self._recorded_golden(self.registry.active()),
+                    record, reference_score=reference_score,
                     reference_backend=self.assistant.backend if self.assistant else None,
                 )
         except BaseException as exc:
