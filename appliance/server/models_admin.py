@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from appliance.errors import InvalidRequest
 from appliance.releases import ReleaseManager
@@ -47,7 +47,8 @@ class ModelsController(Controller):
         return {"versions": releases.list(), **releases.status()}
 
     @get("/history", summary="Every import, validation, activation, rollback and its reason")
-    async def history(self, releases: NamedDependency[ReleaseManager], limit: int = 200) -> dict[str, Any]:
+    async def history(self, releases: NamedDependency[ReleaseManager],
+                      limit: FromQuery[int] = 200) -> dict[str, Any]:
         return {"history": releases.history(limit)}
 
     @post("/import", summary="Import a version folder or archive, or register an upstream model", status_code=201)
@@ -62,24 +63,24 @@ class ModelsController(Controller):
         return record.public()
 
     @post("/{name:str}/{version:str}/validate", summary="Run the validation gate", status_code=200)
-    async def validate(self, name: str, version: str, releases: NamedDependency[ReleaseManager]) -> dict:
+    async def validate(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager]) -> dict:
         return (await releases.validate(f"{name}/{version}", actor="api")).public()
 
     @post("/{name:str}/{version:str}/activate", summary="Swap this version in now", status_code=200)
-    async def activate(self, name: str, version: str, releases: NamedDependency[ReleaseManager],
+    async def activate(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager],
                        data: JSONBody[ActivateBody | None] = None) -> dict:
         body = data or ActivateBody()
         return await releases.activate(f"{name}/{version}", actor="api", force=body.force, reason=body.reason)
 
     @post("/{name:str}/{version:str}/schedule", summary="Activate at a time or in the maintenance window",
           status_code=201)
-    async def schedule(self, name: str, version: str, releases: NamedDependency[ReleaseManager],
+    async def schedule(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager],
                        data: JSONBody[ScheduleBody | None] = None) -> dict:
         at = parse_time(data.at) if data and data.at else None
         return releases.schedule(f"{name}/{version}", at=at, actor="api")
 
     @delete("/schedules/{schedule_id:str}", summary="Cancel a pending schedule", status_code=200)
-    async def cancel_schedule(self, schedule_id: str, releases: NamedDependency[ReleaseManager]) -> dict:
+    async def cancel_schedule(self, schedule_id: FromPath[str], releases: NamedDependency[ReleaseManager]) -> dict:
         return releases.scheduler.cancel(schedule_id, actor="api")
 
     @post("/rollback", summary="Roll back to the previous good version (or a named one)", status_code=200)
