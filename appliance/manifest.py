@@ -128,3 +128,10 @@ def verify(path: Path) -> Manifest:
                 "copy the version folder again or rebuild it."
             )
     return manifest
+
+
+def file_path(folder: Path, role: str, *, check: bool = True) -> Path:
+    """The verified path of a version's file with `role` (e.g. "gguf" for engine.model_path)."""
+    folder = Path(folder)
+    manifest = verify(folder) if check else read(folder)
+    return folder / manifest.file(role).path
