@@ -5,8 +5,10 @@ HTTP and CLI stay thin over it.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 
 import anyio
 
@@ -17,17 +19,35 @@ from appliance.llm.base import Event, Finished, Generation, GenerationRequest, L
 from appliance.settings import KnowledgeSettings
 
 MODEL_ALIASES = ("default",)
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """What one answer did, for observers such as release probation: which version, how it went."""
+
+    version: str
+    at: float  # wall-clock time the request started
+    latency: float  # seconds until the last event (or the error)
+    ok: bool
+    error: str | None = None
+
+
+Observer = Callable[[RequestOutcome], None]
 
 
 class AnswerStream:
     """Events of one answer, live from the backend or replayed from the cache."""
 
     def __init__(self, *, generation: Generation | None = None, cached: CachedResponse | None = None,
-                 on_complete=None, from_cache: bool | None = None):
+                 on_complete=None, from_cache: bool | None = None, on_outcome=None,
+                 served_by: str = ""):
         self._generation = generation
+        self.served_by = served_by  # the model version that produced these events
         self.cached = cached
         self.from_cache = cached is not None if from_cache is None else from_cache
         self._on_complete = on_complete
+        self._on_outcome = on_outcome
         self.prompt_tokens = cached.prompt_tokens if cached else generation.prompt_tokens
         extra = cached.extra if cached else {}
         # Grounding: the sources cited, whether the answer rests on them, and why not.
@@ -68,12 +88,20 @@ class AnswerStream:
             )
             return
         parts: list[str] = []
-        async for event in self._generation:
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif self._on_complete and event.finish_reason in ("stop", "length"):
-                self._on_complete("".join(parts), event)
-            yield event
+        try:
+            async for event in self._generation:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                else:
+                    if self._on_complete and event.finish_reason in ("stop", "length"):
+                        self._on_complete("".join(parts), event)
+                    if self._on_outcome and event.finish_reason != "cancelled":
+                        self._on_outcome(None)
+                yield event
+        except ApplianceError as exc:
+            if self._on_outcome:
+                self._on_outcome(exc)
+            raise
 
     def cancel(self) -> None:
         if self._generation is not None:
@@ -88,6 +116,7 @@ class Assistant:
         self.knowledge = knowledge  # a KnowledgeBase once it is open; None while unavailable
         self.knowledge_settings = knowledge_settings or KnowledgeSettings()
         self.knowledge_error: str | None = None
+        self.observers: list[Observer] = []  # called with every answer's RequestOutcome
 
     def require_backend(self) -> LLMBackend:
         if self.backend is None or not self.backend.ready:
@@ -121,6 +150,7 @@ class Assistant:
         caller's access groups (None: the default groups), and with `scope` they key the cache.
         """
         backend = self.require_backend()
+        original = request
         use_rag = (self.knowledge_settings.enabled if rag is None else rag) and \
             request.messages is not None
         groups = self.caller_groups(groups)
@@ -134,7 +164,7 @@ class Assistant:
             )
             hit = self.cache.get(key)
             if hit is not None:
-                return AnswerStream(cached=hit)
+                return AnswerStream(cached=hit, served_by=backend.version)
         grounding: dict = {}
         if use_rag:
             request, grounding = await self._ground(request, backend, groups)
@@ -142,9 +172,20 @@ class Assistant:
                 reply = CachedResponse(grounding.pop("text"), "stop", 0, 0, grounding)
                 if key:
                     self.cache.put(key, reply)
-                return AnswerStream(cached=reply, from_cache=False)
-        generation = await backend.start(request)
-        if getattr(generation, "served_by", backend.version) != backend.version:
+                return AnswerStream(cached=reply, from_cache=False, served_by=backend.version)
+        started_at, started = time.time(), time.perf_counter()
+        try:
+            generation = await backend.start(request)
+        except NotReady:
+            if self.backend is backend or self.backend is None:
+                raise
+            # A swap closed this backend between our lookup and start(): the new one answers.
+            return await self.answer(original, scope=scope, groups=groups, rag=rag)
+        except ApplianceError as exc:
+            self._observe(backend.version, started_at, started, exc)
+            raise
+        served_by = getattr(generation, "served_by", backend.version)
+        if served_by != backend.version:
             key = None  # a fallback answered: never cache it as the primary model's answer
 
         def store(text: str, finished: Finished) -> None:
@@ -154,7 +195,11 @@ class Assistant:
                                finished.completion_tokens, grounding),
             )
 
-        stream = AnswerStream(generation=generation, on_complete=store if key else None)
+        def outcome(error: ApplianceError | None) -> None:
+            self._observe(served_by, started_at, started, error)
+
+        stream = AnswerStream(generation=generation, on_complete=store if key else None,
+                              on_outcome=outcome if self.observers else None, served_by=served_by)
         stream.sources = grounding.get("sources")
         stream.grounded = grounding.get("grounded")
         stream.notice = grounding.get("notice")
@@ -184,6 +229,18 @@ class Assistant:
         )
         grounded_request = replace(request, messages=tuple(messages))
         return grounded_request, {"sources": [h.source() for h in used], "grounded": bool(used)}
+
+
+    def _observe(self, version: str, at: float, started: float, error: ApplianceError | None) -> None:
+        if not self.observers or (error is not None and error.status < 500):
+            return  # a client mistake or a full queue says nothing about the model's health
+        outcome = RequestOutcome(version, at, time.perf_counter() - started, error is None,
+                                 error.message if error else None)
+        for observer in self.observers:
+            try:
+                observer(outcome)
+            except Exception:  # an observer must never break an answer
+                log.exception("request observer failed")
 
 
 def _normalized(request: GenerationRequest) -> dict:

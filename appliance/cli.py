@@ -283,6 +283,9 @@ def alerts(config_path, data_dir, state, limit, as_json) -> None:
         delivered = [h for h in a["history"] if h["kind"].startswith("notify_")]
         if delivered:
             click.echo(f"    notified: {'; '.join(h['detail'] for h in delivered[-3:])}")
+from appliance.releases.cli import models  # noqa: E402  (a command group of its own module)
+
+main.add_command(models)
 
 
 def configure_logging(level: str) -> None:

@@ -261,6 +261,52 @@ class AlertSettings(Section):
     )
 
 
+class ReleasesSettings(Section):
+    models_dir: str = Field(
+        "models", description="Folder of model versions (<name>/<version>/manifest.json); relative to the working directory."
+    )
+    maintenance_cron: str = Field(
+        "0 3 * * *", description="Crontab (min hour day month weekday) of the maintenance window for scheduled swaps."
+    )
+    timezone: str = Field("UTC", description="Time zone the maintenance window and schedules are read in.")
+    load_timeout_seconds: float = Field(
+        120.0, gt=0, description="Validation: how long the isolated test load of a model may take before it counts as hung."
+    )
+    golden_path: str = Field(
+        "", description="Golden QA set (JSON lines with question, answer, keywords); empty means the bundled one."
+    )
+    golden_limit: int = Field(0, ge=0, description="Golden questions asked per run; 0 means all of them.")
+    golden_max_tokens: int = Field(96, ge=8, description="Longest answer generated per golden question.")
+    golden_tolerance: float = Field(
+        0.1, ge=0, le=1, description="A new version may score this much below the active one on the golden set."
+    )
+    max_latency_seconds: float = Field(
+        30.0, gt=0, description="Validation fails if the 95th-percentile golden answer takes longer than this."
+    )
+    warmup_timeout_seconds: float = Field(
+        60.0, gt=0, description="Swap: how long the warm-up generation on the new model may take."
+    )
+    probation_seconds: float = Field(
+        1800.0, ge=0, description="After a swap, how long the new version is watched; 0 turns probation off."
+    )
+    probation_check_seconds: float = Field(30.0, gt=0, description="How often probation compares the versions.")
+    probation_min_requests: int = Field(
+        20, ge=1, description="Requests the new version must have served before its error rate and latency are judged."
+    )
+    max_error_rate_increase: float = Field(
+        0.05, ge=0, le=1, description="Roll back if the error rate exceeds the previous version's by more than this."
+    )
+    max_latency_ratio: float = Field(
+        2.0, ge=1, description="Roll back if p95 latency exceeds the previous version's times this."
+    )
+    max_feedback_drop: float = Field(
+        0.2, ge=0, le=1, description="Roll back if the share of positive feedback drops by more than this."
+    )
+    probation_golden: bool = Field(
+        True, description="Run the golden set on the new version when probation starts and compare its score."
+    )
+
+
 class Settings(BaseSettings):
     """Everything the appliance can be told; see docs/configuration.md."""
 
@@ -280,6 +326,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -40,7 +40,8 @@ class LocalGeneration(Generation):
 class LocalBackend(LLMBackend):
     """Loads the GGUF, owns the engine, turns chat messages into prompt tokens."""
 
-    def __init__(self, settings: EngineSettings, *, cache_dir: Path | None = None):
+    def __init__(self, settings: EngineSettings, *, cache_dir: Path | None = None,
+                 version_label: str | None = None):
         self.settings = settings
         self.path: Path = resolve_model_path(
             settings.model_path, bundled_type=settings.bundled_model_type, cache_dir=cache_dir
@@ -48,7 +49,8 @@ class LocalBackend(LLMBackend):
         self.model = Model(self.path)
         self.engine = Engine(self.model, settings)
         self.engine.start()
-        self._version = f"{settings.model_id}@{_file_fingerprint(self.path)}"
+        # A registry version (name/version) is immutable, checksum-verified, so it can be the label.
+        self._version = version_label or f"{settings.model_id}@{_file_fingerprint(self.path)}"
 
     @property
     def model_id(self) -> str:

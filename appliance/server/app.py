@@ -23,6 +23,7 @@ from appliance.monitoring.monitor import Monitor
 from appliance.server.errors import exception_handlers
 from appliance.server.health import HealthController
 from appliance.server.knowledge import KnowledgeController
+from appliance.server.models_admin import ModelsController
 from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
 from appliance.server.request_metrics import RequestMetricsMiddleware
@@ -59,6 +60,16 @@ def watch_outages(backend: LLMBackend, alerts) -> None:
     listeners.append(on_outage)
 
 
+def _release_alerts(monitor: Monitor):
+    """Rollbacks and failed activations go out through the monitoring alert channels."""
+
+    def on_alert(severity: str, title: str, detail: str) -> None:
+        name = "release_" + "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")
+        monitor.alerts.set_condition(name[:64], True, f"{title}: {detail}", severity=severity)
+
+    return on_alert
+
+
 def _model_error(state: State) -> str | None:
     return state.get("model_error")
 
@@ -90,10 +101,16 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     state = State({"settings": settings, "assistant": assistant, "model_error": None,
                    "monitor": monitor,
                    "knowledge_status": "ready" if knowledge is not None else "opening"})
+    holder: dict = {}  # the release manager opens in the lifespan, where the data dir exists
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
+        from appliance.releases import ReleaseManager
+
+        on_alert = {"on_alert": _release_alerts(monitor)} if monitor is not None else {}
+        releases = holder["releases"] = app.state.releases = ReleaseManager(settings, assistant, **on_alert)
+        releases.start()
         loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
@@ -106,6 +123,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         finally:
             if loader is not None and not loader.done():
                 loader.cancel()
+            await releases.stop()
             if assistant.backend is not None:
                 await assistant.backend.close(settings.server.drain_seconds)
             if knowledge_task is not None:
@@ -113,6 +131,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
                 await asyncio.wait({knowledge_task}, timeout=settings.server.drain_seconds)
             if assistant.knowledge is not None and knowledge is None:
                 await anyio.to_thread.run_sync(assistant.knowledge.close)
+            releases.close()
             if monitor is not None:  # last, so the drained requests are recorded too
                 await monitor.stop()
 
@@ -131,7 +150,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
 
     async def _load(app: Litestar) -> None:
         try:
-            assistant.backend = await anyio.to_thread.run_sync(load_backend, settings)
+            assistant.backend = await anyio.to_thread.run_sync(_startup_backend, app)
             if monitor is not None:
                 watch_outages(assistant.backend, monitor.alerts)
             log.info("model ready: %s", assistant.backend.version)
@@ -139,11 +158,26 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             app.state.model_error = exc.message
             log.error("model failed to load: %s", exc.message)
 
+    def _startup_backend(app: Litestar) -> LLMBackend:
+        """The registry's active version if one was activated, else the configured model."""
+        releases = app.state.releases
+        active = releases.registry.active()
+        if active is not None:
+            try:
+                return releases.factory(active)
+            except ApplianceError as exc:
+                log.error("active version %s does not load (%s); serving the configured model",
+                          active.key, exc.message)
+                releases.registry.record("load_failed", active.name, active.version, reason=exc.message)
+        return load_backend(settings)
+
     return Litestar(
-        route_handlers=[HealthController, OpenAIController, KnowledgeController, MonitoringController],
+        route_handlers=[HealthController, OpenAIController, KnowledgeController, MonitoringController,
+                        ModelsController],
         dependencies={
             "assistant": Provide(lambda: assistant, sync_to_thread=False),
             "model_error": Provide(_model_error, sync_to_thread=False),
+            "releases": Provide(lambda: holder["releases"], sync_to_thread=False),
         },
         state=state,
         middleware=[DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else [],

@@ -115,6 +115,9 @@ class _Reply:
         self.created = int(time.time())
         self.model = model
         self.answer = answer
+        # OpenAI's field for "which backend configuration answered": here the model version, so a
+        # client (and the swap tests) can tell which version served every chunk.
+        self.fingerprint = answer.served_by
 
     def _usage(self, finished: Finished) -> dict[str, int]:
         return {
@@ -125,7 +128,7 @@ class _Reply:
 
     def _envelope(self, obj: str, choices: list, **extra) -> dict[str, Any]:
         body = {"id": self.id, "object": obj, "created": self.created, "model": self.model,
-                "choices": choices}
+                "system_fingerprint": self.fingerprint, "choices": choices}
         body.update(extra)
         return body
 

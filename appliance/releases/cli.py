@@ -1,0 +1,238 @@
+"""`appliance models ...`: thin commands over ReleaseManager, or over a running server's admin API.
+
+Activation, rollback and schedules must happen inside the serving process (it owns the models),
+so when a server answers on the configured address these commands go through /api/models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from appliance.errors import ApplianceError, InvalidRequest
+from appliance.settings import Settings, load_settings
+
+
+def _fail(message: str) -> None:
+    click.secho(f"Error: {message}", fg="red", err=True)
+    sys.exit(2)
+
+
+def _manager(settings: Settings):
+    from appliance.releases import ReleaseManager
+
+    manager = ReleaseManager(settings)
+    manager.registry.scan()
+    return manager
+
+
+def _server_url(settings: Settings, given: str | None) -> str | None:
+    url = given or f"http://{settings.server.host}:{settings.server.port}"
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1.5):
+            return url
+    except (urllib.error.URLError, OSError):
+        if given:
+            _fail(f"No appliance server answers at {given}; start it with `appliance serve`.")
+        return None
+
+
+def _call(url: str, method: str, path: str, body: dict | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{url}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=3600) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {exc.code}"
+        _fail(message)
+
+
+def _echo(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _settings(config_path: str | None) -> Settings:
+    try:
+        return load_settings(config_path)
+    except ApplianceError as exc:
+        _fail(exc.message)
+
+
+config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+server_option = click.option("--server", help="Running appliance to act on (default: the configured address).")
+
+
+@click.group()
+def models() -> None:
+    """Model versions: import, validate, activate, schedule, roll back."""
+
+
+@models.command("list")
+@config_option
+def list_versions(config_path) -> None:
+    """List every known version with its state."""
+    settings = _settings(config_path)
+    manager = _manager(settings)
+    rows = manager.list()
+    if not rows:
+        click.echo(f"No model versions yet; import one, or build into {settings.releases.models_dir}/.")
+    for row in rows:
+        score = (row["validation"].get("checks", {}).get("golden") or row["validation"].get("golden") or {})
+        shown = f"  golden={score['score']:.2f}" if "score" in score else ""
+        reason = f"  ({row['reason']})" if row["reason"] else ""
+        click.echo(f"{row['name']}/{row['version']:<24} {row['state']:<10} {row['kind']}{shown}{reason}")
+
+
+@models.command("import")
+@click.argument("source", required=False)
+@click.option("--upstream", "upstream_model", help="Register a model name served by the OpenAI-compatible upstream.")
+@config_option
+def import_version(source, upstream_model, config_path) -> None:
+    """Import a version folder or .tar.gz/.zip archive (checksums verified)."""
+    manager = _manager(_settings(config_path))
+    try:
+        if bool(source) == bool(upstream_model):
+            raise InvalidRequest("Give a SOURCE folder or archive, or --upstream MODEL (one of them).")
+        record = manager.register_upstream(upstream_model) if upstream_model else manager.import_path(Path(source))
+    except ApplianceError as exc:
+        _fail(exc.message)
+    click.echo(f"Imported {record.key} ({record.state}); next: appliance models validate {record.key}")
+
+
+@models.command("validate")
+@click.argument("ref")
+@config_option
+@server_option
+def validate(ref, config_path, server) -> None:
+    """Run the validation gate: checksums, isolated load, golden QA score and latency."""
+    settings = _settings(config_path)
+    url = _server_url(settings, server)
+    manager = _manager(settings)
+    if url:  # the server compares with the model it serves, and keeps to two models in memory
+        name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
+        _call(url, "POST", f"/api/models/{name}/{version}/validate")
+        record = manager.registry.get(name, version)
+    else:
+        try:
+            record = asyncio.run(manager.validate(ref))
+        except ApplianceError as exc:
+            _fail(exc.message)
+    if record.state == "ready":
+        click.secho(f"{record.key} passed validation and is ready to activate.", fg="green")
+    else:
+        _fail(f"{record.key} failed validation: {record.reason}")
+
+
+@models.command("activate")
+@click.argument("ref")
+@click.option("--force", is_flag=True, help="Activate without a passed validation (recorded in history).")
+@click.option("--reason", default="", help="Why; kept in the history.")
+@config_option
+@server_option
+def activate(ref, force, reason, config_path, server) -> None:
+    """Swap a version in now (zero downtime when the server is running)."""
+    settings = _settings(config_path)
+    url = _server_url(settings, server)
+    manager = _manager(settings)
+    if url:
+        name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
+        _echo(_call(url, "POST", f"/api/models/{name}/{version}/activate", {"force": force, "reason": reason}))
+        return
+    try:
+        _echo(asyncio.run(manager.activate(ref, force=force, reason=reason)))
+    except ApplianceError as exc:
+        _fail(exc.message)
+    click.echo("No server is running; the version is served when it next starts.")
+
+
+@models.command("schedule")
+@click.argument("ref", required=False)
+@click.option("--at", "at", help="ISO 8601 time; omitted means the next maintenance window.")
+@click.option("--list", "list_only", is_flag=True, help="Show the schedules instead.")
+@click.option("--cancel", "cancel_id", help="Cancel a pending schedule by its id.")
+@config_option
+@server_option
+def schedule(ref, at, list_only, cancel_id, config_path, server) -> None:
+    """Activate a ready version at a time or in the maintenance window (survives restarts)."""
+    settings = _settings(config_path)
+    manager = _manager(settings)
+    if list_only:
+        _echo(manager.scheduler.list())
+        return
+    url = _server_url(settings, server)
+    if cancel_id:
+        if url:
+            _echo(_call(url, "DELETE", f"/api/models/schedules/{cancel_id}"))
+        else:
+            _echo(_run(lambda: manager.scheduler.cancel(cancel_id)))
+        return
+    if not ref:
+        _fail("Give the version to schedule (name/version), or --list / --cancel ID.")
+    if url:
+        name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
+        _echo(_call(url, "POST", f"/api/models/{name}/{version}/schedule", {"at": at}))
+        return
+    when = None
+    if at:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            _fail(f"{at!r} is not an ISO 8601 time such as 2026-05-01T03:00:00+09:00.")
+    _echo(_run(lambda: manager.schedule(ref, at=when)))
+    click.echo("Saved; it runs when the server is running at that time.")
+
+
+@models.command("rollback")
+@click.argument("ref", required=False)
+@click.option("--reason", default="", help="Why; kept in the history.")
+@config_option
+@server_option
+def rollback(ref, reason, config_path, server) -> None:
+    """Go back to the previous good version, or to REF."""
+    settings = _settings(config_path)
+    url = _server_url(settings, server)
+    if url:
+        _echo(_call(url, "POST", "/api/models/rollback", {"to": ref, "reason": reason}))
+        return
+    manager = _manager(settings)
+    try:
+        _echo(asyncio.run(manager.rollback(ref, reason=reason)))
+    except ApplianceError as exc:
+        _fail(exc.message)
+
+
+@models.command("history")
+@click.option("--limit", default=50, show_default=True, help="Most recent events shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@config_option
+def history(limit, as_json, config_path) -> None:
+    """Every import, validation, activation, rollback and failure, newest first, with reasons."""
+    rows = _manager(_settings(config_path)).history(limit)
+    if as_json:
+        _echo(rows)
+        return
+    for row in rows:
+        reason = f"  {row['reason']}" if row["reason"] else ""
+        previous = f" (was {row['previous']})" if row["previous"] else ""
+        click.echo(f"{row['at']}  {row['event']:<18} {row['name']}/{row['version']}{previous}"
+                   f"  by {row['actor']}{reason}")
+
+
+def _run(fn):
+    try:
+        return fn()
+    except ApplianceError as exc:
+        _fail(exc.message)

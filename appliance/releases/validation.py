@@ -1,0 +1,138 @@
+"""The gate a version passes before it may become active: checksums, isolated load, golden QA."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from appliance import manifest as manifests
+from appliance.errors import ApplianceError
+from appliance.llm.base import LLMBackend
+from appliance.releases import golden
+from appliance.releases.backends import BackendFactory
+from appliance.releases.registry import ModelVersion, ReleaseError
+from appliance.settings import ReleasesSettings
+
+
+class ValidationFailed(ReleaseError):
+    code = "validation_failed"
+    status = 422
+
+
+@dataclass
+class ValidationReport:
+    ok: bool
+    reason: str = ""
+    checks: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reason": self.reason, "checks": self.checks,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+class Validator:
+    """Runs the checks in order and stops at the first failure, whose reason says what to do."""
+
+    def __init__(self, settings: ReleasesSettings, factory: BackendFactory):
+        self.settings = settings
+        self.factory = factory
+
+    async def validate(self, record: ModelVersion, *, reference_score: float | None = None,
+                       reference_backend: LLMBackend | None = None) -> ValidationReport:
+        checks: dict[str, Any] = {}
+        try:
+            if record.kind == "local":
+                checks["checksums"] = await anyio.to_thread.run_sync(self.check_checksums, record)
+                checks["isolated_load"] = await self.check_isolated_load(record)
+            checks["golden"] = await self.run_golden(record)
+            if reference_score is None and reference_backend is not None:
+                reference = await self.score_backend(reference_backend)
+                reference_score = reference["score"]
+                checks["golden_reference"] = reference
+            self.check_quality(checks["golden"], reference_score)
+        except ValidationFailed as exc:
+            return ValidationReport(False, exc.message, checks)
+        return ValidationReport(True, "", checks)
+
+    def check_checksums(self, record: ModelVersion) -> dict[str, Any]:
+        try:
+            manifest = manifests.verify(record.path)
+        except manifests.ManifestError as exc:
+            raise ValidationFailed(f"Checksum check failed: {exc.message}") from exc
+        gguf = record.gguf_path
+        with gguf.open("rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise ValidationFailed(f"{gguf} is not a GGUF file (bad magic bytes); rebuild the version.")
+        return {"ok": True, "files": len(manifest.files)}
+
+    async def check_isolated_load(self, record: ModelVersion) -> dict[str, Any]:
+        """Load and run the GGUF in a child process with a timeout: crashes and hangs stay there."""
+        timeout = self.settings.load_timeout_seconds
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "appliance.releases.probe", str(record.gguf_path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise ValidationFailed(
+                f"Loading {record.gguf_path.name} hung for more than {timeout:g} s in the isolated test "
+                "process; the file is likely corrupt (or raise releases.load_timeout_seconds)."
+            ) from None
+        if process.returncode < 0:
+            name = signal.Signals(-process.returncode).name
+            raise ValidationFailed(
+                f"Loading {record.gguf_path.name} crashed llama.cpp ({name}) in the isolated test process; "
+                "the file is corrupt or not a model llama.cpp supports."
+            )
+        lines = stdout.decode("utf-8", "replace").strip().splitlines()
+        try:
+            result = json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            tail = stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+            raise ValidationFailed(
+                f"The isolated test load of {record.gguf_path.name} failed (exit {process.returncode}): "
+                + " / ".join(tail)
+            ) from None
+        if not result.get("ok"):
+            raise ValidationFailed(f"The model does not load: {result.get('error')}")
+        return result
+
+    async def run_golden(self, record: ModelVersion) -> dict[str, Any]:
+        try:
+            backend = await anyio.to_thread.run_sync(self.factory, record)
+        except ApplianceError as exc:
+            raise ValidationFailed(f"The model does not load: {exc.message}") from exc
+        try:
+            return await self.score_backend(backend)
+        finally:
+            await backend.close()
+
+    async def score_backend(self, backend: LLMBackend) -> dict[str, Any]:
+        items = golden.load_golden(self.settings.golden_path, self.settings.golden_limit)
+        return await golden.score(backend, items, max_tokens=self.settings.golden_max_tokens)
+
+    def check_quality(self, result: dict[str, Any], reference_score: float | None) -> None:
+        if result["errors"] == result["items"]:
+            raise ValidationFailed(f"Every golden question failed with an error: {result['first_error']}")
+        if reference_score is not None:
+            floor = reference_score - self.settings.golden_tolerance
+            if result["score"] < floor - 1e-9:
+                raise ValidationFailed(
+                    f"Golden QA score {result['score']:.2f} is below the active version's "
+                    f"{reference_score:.2f} minus the tolerance {self.settings.golden_tolerance:.2f}."
+                )
+        if result["latency_p95"] > self.settings.max_latency_seconds:
+            raise ValidationFailed(
+                f"Golden answers took {result['latency_p95']:.1f} s at p95, over "
+                f"releases.max_latency_seconds = {self.settings.max_latency_seconds:g}."
+            )

@@ -1,0 +1,98 @@
+"""Admin API for model versions under /api/models: thin over `ReleaseManager`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from appliance.errors import InvalidRequest
+from appliance.releases import ReleaseManager
+
+# Seam for the auth issue: put its admin guard here; until then these endpoints are as open as
+# the rest of the API (loopback by default), so keep server.host on 127.0.0.1.
+ADMIN_GUARDS: list = []
+
+
+class ImportBody(msgspec.Struct, forbid_unknown_fields=True):
+    path: str | None = None  # a version folder or archive on the appliance's disk
+    upstream_model: str | None = None  # or a model name on the OpenAI-compatible upstream
+
+
+class ActivateBody(msgspec.Struct, forbid_unknown_fields=True):
+    force: bool = False
+    reason: str = ""
+
+
+class ScheduleBody(msgspec.Struct, forbid_unknown_fields=True):
+    at: str | None = None  # ISO 8601 time; omitted means the next maintenance window
+
+
+class RollbackBody(msgspec.Struct, forbid_unknown_fields=True):
+    to: str | None = None  # name/version; omitted means the previous good version
+    reason: str = ""
+
+
+class ModelsController(Controller):
+    path = "/api/models"
+    tags = ["Model versions"]
+    guards = ADMIN_GUARDS
+
+    @get("/", summary="Model versions, the active one, probation and pending schedules")
+    async def list_versions(self, releases: NamedDependency[ReleaseManager]) -> dict[str, Any]:
+        return {"versions": releases.list(), **releases.status()}
+
+    @get("/history", summary="Every import, validation, activation, rollback and its reason")
+    async def history(self, releases: NamedDependency[ReleaseManager],
+                      limit: FromQuery[int] = 200) -> dict[str, Any]:
+        return {"history": releases.history(limit)}
+
+    @post("/import", summary="Import a version folder or archive, or register an upstream model", status_code=201)
+    async def import_version(self, data: JSONBody[ImportBody], releases: NamedDependency[ReleaseManager]) -> dict:
+        if bool(data.path) == bool(data.upstream_model):
+            raise InvalidRequest("Give exactly one of path (a version folder or archive) or upstream_model.")
+        if data.upstream_model:
+            return releases.register_upstream(data.upstream_model, actor="api").public()
+        from anyio import to_thread
+
+        record = await to_thread.run_sync(lambda: releases.import_path(data.path, actor="api"))
+        return record.public()
+
+    @post("/{name:str}/{version:str}/validate", summary="Run the validation gate", status_code=200)
+    async def validate(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager]) -> dict:
+        return (await releases.validate(f"{name}/{version}", actor="api")).public()
+
+    @post("/{name:str}/{version:str}/activate", summary="Swap this version in now", status_code=200)
+    async def activate(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager],
+                       data: JSONBody[ActivateBody | None] = None) -> dict:
+        body = data or ActivateBody()
+        return await releases.activate(f"{name}/{version}", actor="api", force=body.force, reason=body.reason)
+
+    @post("/{name:str}/{version:str}/schedule", summary="Activate at a time or in the maintenance window",
+          status_code=201)
+    async def schedule(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager],
+                       data: JSONBody[ScheduleBody | None] = None) -> dict:
+        at = parse_time(data.at) if data and data.at else None
+        return releases.schedule(f"{name}/{version}", at=at, actor="api")
+
+    @delete("/schedules/{schedule_id:str}", summary="Cancel a pending schedule", status_code=200)
+    async def cancel_schedule(self, schedule_id: FromPath[str], releases: NamedDependency[ReleaseManager]) -> dict:
+        return releases.scheduler.cancel(schedule_id, actor="api")
+
+    @post("/rollback", summary="Roll back to the previous good version (or a named one)", status_code=200)
+    async def rollback(self, releases: NamedDependency[ReleaseManager],
+                       data: JSONBody[RollbackBody | None] = None) -> dict:
+        body = data or RollbackBody()
+        return await releases.rollback(body.to, actor="api", reason=body.reason)
+
+
+def parse_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"{text!r} is not an ISO 8601 time such as 2026-05-01T03:00:00+09:00.",
+                             param="at") from None

@@ -1,0 +1,87 @@
+"""The registry: import with checksums, scan, states, history and rollback targets (real SQLite)."""
+
+from __future__ import annotations
+
+import tarfile
+
+import pytest
+
+from appliance import manifest as manifests
+from appliance.releases.registry import Registry, ReleaseError
+from tests.releases.conftest import write_version
+
+
+@pytest.fixture
+def small_gguf(tmp_path):
+    """A small stand-in file: import only checks checksums, loading is the validation gate's job."""
+    path = tmp_path / "small.gguf"
+    path.write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    return path
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = Registry(tmp_path / "data" / "releases.db", tmp_path / "models")
+    yield reg
+    reg.close()
+
+
+def test_import_folder_copies_and_registers_as_staged(tmp_path, registry, small_gguf):
+    source = write_version(tmp_path / "incoming", "erp", "v1", small_gguf, copy=True)
+    record = registry.import_path(source)
+    assert record.state == "staged" and record.key == "erp/v1"
+    assert (tmp_path / "models" / "erp" / "v1" / "model.gguf").is_file()
+    assert registry.history()[0]["event"] == "imported"
+    with pytest.raises(ReleaseError, match="already imported"):
+        registry.import_path(source)
+
+
+def test_import_archive(tmp_path, registry, small_gguf):
+    source = write_version(tmp_path / "incoming", "erp", "v2", small_gguf, copy=True)
+    archive = tmp_path / "erp-v2.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(source, arcname="v2")
+    assert registry.import_path(archive).key == "erp/v2"
+
+
+def test_one_changed_byte_is_rejected_naming_the_file(tmp_path, registry, small_gguf):
+    source = write_version(tmp_path / "incoming", "erp", "v3", small_gguf, copy=True)
+    data = bytearray((source / "model.gguf").read_bytes())
+    data[100] ^= 0xFF
+    (source / "model.gguf").write_bytes(bytes(data))
+    with pytest.raises(manifests.ManifestError, match="model.gguf does not match its sha256"):
+        registry.import_path(source)
+    assert registry.list() == []
+    assert not (tmp_path / "models" / "erp" / "v3").exists()
+
+
+def test_truncated_file_is_rejected(tmp_path, registry, small_gguf):
+    source = write_version(tmp_path / "incoming", "erp", "v4", small_gguf, copy=True)
+    with (source / "model.gguf").open("r+b") as fh:
+        fh.truncate(1000)
+    with pytest.raises(manifests.ManifestError, match="truncated"):
+        registry.import_path(source)
+
+
+def test_scan_registers_build_output_and_bad_manifests_as_failed(tmp_path, registry, small_gguf):
+    write_version(tmp_path / "models", "erp", "v5", small_gguf, copy=True)
+    broken = tmp_path / "models" / "erp" / "v6"
+    broken.mkdir(parents=True)
+    (broken / "manifest.json").write_text("{not json")
+    added = {r.key: r for r in registry.scan()}
+    assert added["erp/v5"].state == "staged"
+    assert added["erp/v6"].state == "failed" and "not a valid model manifest" in added["erp/v6"].reason
+    assert registry.scan() == []  # known versions are not added twice
+
+
+def test_rollback_target_is_the_last_good_active_version(tmp_path, registry, small_gguf):
+    for version in ("a", "b", "c"):
+        registry.import_path(write_version(tmp_path / "in", "erp", version, small_gguf, copy=True))
+        registry.set_state("erp", version, "ready")
+    for version in ("a", "b", "c"):
+        registry.mark_active("erp", version)
+        registry.record("activated", "erp", version)
+    assert registry.rollback_target().key == "erp/b"
+    registry.set_state("erp", "b", "failed", reason="broke")
+    assert registry.rollback_target().key == "erp/a"
+    assert [r.key for r in registry.list() if r.state == "active"] == ["erp/c"]

@@ -1,0 +1,107 @@
+"""Zero-downtime swap through the real server under concurrent streaming load."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from appliance.releases import ReleaseManager
+from tests.releases.conftest import write_version
+
+STREAMS = 12
+
+
+def prepare(settings, tmp_path, files: dict) -> None:
+    """Register versions as ready and make the first one active, as an operator would have."""
+    for version, gguf in files.items():
+        write_version(tmp_path / "models", "erp", version, gguf)
+    manager = ReleaseManager(settings)
+    manager.registry.scan()
+    for version in files:
+        manager.registry.set_state("erp", version, "ready")
+    first = next(iter(files))
+    manager.registry.mark_active("erp", first)
+    manager.registry.record("activated", "erp", first, reason="initial")
+    manager.close()
+
+
+def stream_once(client: httpx.Client, url: str) -> dict:
+    body = {"model": "default", "stream": True, "max_tokens": 16, "temperature": 0.8,
+            "messages": [{"role": "user", "content": "Name one ERP module."}]}
+    started = time.monotonic()
+    result = {"status": None, "fingerprints": set(), "finish": None, "done": False, "errors": [],
+              "started": started}
+    try:
+        with client.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=300) as response:
+            result["status"] = response.status_code
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = line[6:]
+                if data == "[DONE]":
+                    result["done"] = True
+                    continue
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    result["errors"].append(chunk["error"]["message"])
+                    continue
+                result["fingerprints"].add(chunk["system_fingerprint"])
+                for choice in chunk["choices"]:
+                    result["finish"] = choice["finish_reason"] or result["finish"]
+    except httpx.HTTPError as exc:
+        result["errors"].append(repr(exc))
+    return result
+
+
+@pytest.mark.slow
+def test_swap_under_streaming_load_loses_nothing_and_mixes_no_versions(
+        tmp_path, release_settings, gguf_files, live_server):
+    settings = release_settings(probation_seconds=0)
+    prepare(settings, tmp_path, {"v1": gguf_files["q8_0"], "v2": gguf_files["q4_0"]})
+    server = live_server(settings)
+    server.wait_ready(120)
+    assert server.assistant.backend.version == "erp/v1"
+
+    results: list[dict] = []
+    stop = threading.Event()
+
+    def client_loop() -> None:
+        with httpx.Client() as client:
+            while not stop.is_set():
+                results.append(stream_once(client, server.url))
+
+    threads = [threading.Thread(target=client_loop) for _ in range(STREAMS)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)
+    response = httpx.post(f"{server.url}/api/models/erp/v2/activate", json={"reason": "test"}, timeout=600)
+    swapped_at = time.monotonic()
+    assert response.status_code == 200, response.text
+    assert response.json()["swap"]["previous_version"] == "erp/v1"
+    deadline = time.monotonic() + 120
+    while sum(r["started"] > swapped_at for r in results) < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=300)
+
+    assert results, "no request completed"
+    failed = [r for r in results if r["status"] != 200 or r["errors"] or not r["done"] or not r["finish"]]
+    assert failed == [], f"{len(failed)} of {len(results)} requests failed: {failed[:3]}"
+    mixed = [r for r in results if len(r["fingerprints"]) != 1]
+    assert mixed == [], "a response mixed model versions"
+    served = {next(iter(r["fingerprints"])) for r in results}
+    assert served == {"erp/v1", "erp/v2"}
+    after = [r for r in results if r["started"] > swapped_at]
+    assert after and all(r["fingerprints"] == {"erp/v2"} for r in after)
+    assert httpx.get(f"{server.url}/v1/models").json()["data"][0]["version"] == "erp/v2"
+
+    listing = httpx.get(f"{server.url}/api/models").json()
+    assert listing["active"] == "erp/v2" and listing["serving"] == "erp/v2"
+    event = httpx.get(f"{server.url}/api/models/history").json()["history"][0]
+    assert (event["event"], event["version"], event["previous"], event["actor"]) == \
+        ("activated", "v2", "erp/v1", "api")
