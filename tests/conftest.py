@@ -149,12 +149,11 @@ def test_cache() -> Path:
 
 @pytest.fixture(scope="session")
 def embedder_dir(test_cache) -> Path:
-    """The int8 ONNX embedder artifact, exported by the bootstrap script once and cached across runs."""
+    """The int8 ONNX embedder artifact, exported by the build pipeline once and cached across runs."""
     path = test_cache / "embedder"
     if not (path / "embedder.json").is_file():
-        root = Path(__file__).resolve().parents[1]
-        subprocess.run([sys.executable, str(root / "installer" / "bootstrap_embedder.py"),
-                        "--out", str(path)], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-c", "from appliance_build.cli import main; main()",
+                        "embedder", "--out", str(path)], check=True, capture_output=True)
     return path
 
 

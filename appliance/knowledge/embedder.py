@@ -12,7 +12,7 @@ import numpy as np
 
 from appliance.errors import ApplianceError
 
-BOOTSTRAP_HINT = "python installer/bootstrap_embedder.py --out {path}"
+BOOTSTRAP_HINT = "appliance-build embedder --out {path}"
 
 
 class EmbedderMissing(ApplianceError):

@@ -217,13 +217,13 @@ def test_without_an_embedder_the_server_answers_ungrounded(tmp_path, backend):
                 time.sleep(0.1)
             retrieval = http.get("/ready").json()["retrieval"]
             assert retrieval["status"] == "unavailable"
-            assert "bootstrap_embedder.py --out" in retrieval["message"]
+            assert "appliance-build embedder --out" in retrieval["message"]
             chat = http.post("/v1/chat/completions", json={
                 "model": "default", "max_tokens": 8, "temperature": 0,
                 "messages": [{"role": "user", "content": "How do I request leave?"}]}).json()
-            assert chat["grounded"] is False and "bootstrap_embedder.py" in chat["retrieval_notice"]
+            assert chat["grounded"] is False and "appliance-build embedder" in chat["retrieval_notice"]
             search = http.post("/api/search", json={"query": "leave"})
-            assert search.status_code == 503 and "bootstrap_embedder.py" in search.json()["error"]["message"]
+            assert search.status_code == 503 and "appliance-build embedder" in search.json()["error"]["message"]
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -29,5 +29,5 @@ def test_concurrent_requests_share_model_calls(embedder):
 
 
 def test_a_missing_artifact_says_how_to_create_it(tmp_path):
-    with pytest.raises(EmbedderMissing, match="bootstrap_embedder.py --out"):
+    with pytest.raises(EmbedderMissing, match="appliance-build embedder --out"):
         OnnxEmbedder(tmp_path / "nowhere")

@@ -64,6 +64,44 @@ def parse_assignments(assignments: tuple[str, ...]) -> dict:
     return overrides
 
 
+@main.command("embedder")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to write the artifact to (e.g. <data_dir>/models/embedder).")
+@click.option("--quantization", type=click.Choice(["dynamic", "static"]), default="dynamic",
+              show_default=True, help="static calibrates on the sample knowledge base.")
+def embedder(out: Path, quantization: str) -> None:
+    """Export the bundled all-MiniLM-L6-v2 to the appliance's int8 ONNX embedder artifact only
+    (the quick way to enable retrieval without running a recipe)."""
+    import shutil
+    import tempfile
+
+    from appliance_build.basemodel import bundled_embedder
+    from appliance_build.embedder import export_embedder
+    from appliance_build.recipe import DEFAULTS
+
+    cfg = {**DEFAULTS["embedder"], "quantization": quantization}
+    corpus = _sample_corpus() if quantization == "static" else []
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent) as work:
+            result = export_embedder(bundled_embedder(), corpus, cfg, Path(work), seed=0)
+            if out.exists():
+                shutil.rmtree(out)
+            Path(result["folder"]).rename(out)  # same file system: the artifact appears whole
+    except BuildError as exc:
+        click.secho(f"Error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    click.echo(f"wrote {out} ({result['method']} int8, mean cosine to fp32 "
+               f"{max(result['mean_cosine_to_fp32'].values()):.4f})")
+
+
+def _sample_corpus() -> list[str]:
+    from appliance.knowledge.knowledge_base import sample_kb_path
+
+    return [p.read_text(encoding="utf-8", errors="ignore")[:2000]
+            for p in sorted(sample_kb_path().rglob("*")) if p.suffix in (".md", ".txt", ".html")]
+
+
 @main.command("recipes")
 def list_recipes() -> None:
     """List the recipes in build/recipes/."""
