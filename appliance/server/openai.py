@@ -210,6 +210,8 @@ async def _complete(request: Request, answer: AnswerStream, shape) -> Response:
         if not work.done():
             answer.cancel()
             work.cancel()
+            # Wait for the cancellation to land: result() of a task still being cancelled raises.
+            await asyncio.gather(work, return_exceptions=True)
     if work.cancelled():
         return Response(content=b"", status_code=499)
     headers = {"X-Cache": "hit" if answer.from_cache else "miss"}
