@@ -37,8 +37,9 @@ def test_unrelated_questions_are_not_relevant(sample_kb):
 
 def test_the_glossary_carries_questions_across_languages(sample_kb):
     # An English question about a Korean-only document, and the reverse.
-    # Same-language chunks still rank first in hybrid search, so look a little deeper.
-    hits = sample_kb.search("How do I write a purchase requisition?", 10)
+    # Checked on the keyword ranking: in hybrid search the English-centric vectors still favour
+    # same-language documents (see BENCHMARKS.md for the cross-language probes).
+    hits = sample_kb.search("How do I write a purchase requisition?", 5, mode="keyword")
     assert "purchasing/purchase-requisition-guide-ko.md" in [h.document for h in hits]
-    hits = sample_kb.search("출장 일비는 얼마인가요?", 10)
+    hits = sample_kb.search("출장 일비는 얼마인가요?", 5, mode="keyword")
     assert "hr/business-trip-policy.docx" in [h.document for h in hits]
