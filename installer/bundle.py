@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -87,6 +88,34 @@ def _appliance_wheel(source: Path, version: str | None, wheels: Path, log_file: 
     return built[0]
 
 
+def _collect_dependencies(project: dict, appliance: Path, llama: Path, wheels: Path, log_file: Path,
+                          *, refresh: bool, log) -> None:
+    """Put the wheels of the resolved dependency set of pyproject.toml into `wheels`.
+
+    The resolved set is cached per (dependencies, Python, platform, llama wheel), so a rebuild of
+    unchanged dependencies needs no network; `refresh` resolves against the index again.
+    """
+    key_source = json.dumps([sorted(project.get("dependencies", [])), platform_tag(), str(llama)])
+    cached = llama_wheel.cache_root() / "wheelhouse" / hashlib.sha256(key_source.encode()).hexdigest()[:16]
+    if refresh or not (cached / ".complete").is_file():
+        log("Resolving and downloading the runtime dependencies of pyproject.toml ...")
+        with tempfile.TemporaryDirectory(prefix="wheelhouse-") as tmp:
+            # The explicit llama wheel wins over PyPI's sdist, so pip never compiles it here.
+            _pip(["wheel", "-w", tmp, str(appliance), str(llama)], log_file)
+            (Path(tmp) / appliance.name).unlink()
+            shutil.rmtree(cached, ignore_errors=True)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(tmp, cached)
+        (cached / ".complete").write_text(key_source + "\n")
+    else:
+        log(f"Reusing the resolved runtime dependencies from {cached} (--refresh-wheels resolves again).")
+    for wheel in cached.glob("*.whl"):
+        shutil.copy2(wheel, wheels / wheel.name)
+    # Offline proof that the wheelhouse alone satisfies the appliance wheel, as on the server.
+    _pip(["install", "--dry-run", "--ignore-installed", "--no-index", "--find-links", str(wheels),
+          "--only-binary", ":all:", "--quiet", str(appliance)], log_file)
+
+
 def _check_no_torch(wheels: Path) -> None:
     leaked = sorted(p.name for p in wheels.glob("*.whl") if FORBIDDEN_WHEELS.match(p.name))
     if leaked:
@@ -148,6 +177,7 @@ def build(
     models_dir: Path | None = None,
     version: str | None = None,
     llama: Path | None = None,
+    refresh: bool = False,
     log=print,
 ) -> BuiltBundle:
     """Build `erp-appliance-<version>-<platform>.tar.gz` (and its .sha256) in `out`."""
@@ -170,9 +200,7 @@ def build(
         log(f"Building the {name} {version} wheel from {source} ...")
         appliance = _appliance_wheel(source, version if version != project["version"] else None,
                                      wheels, log_file)
-        log("Collecting the runtime dependencies' wheels (the resolved set of pyproject.toml) ...")
-        # The explicit llama wheel wins over PyPI's sdist, so pip never compiles it here.
-        _pip(["wheel", "-w", str(wheels), str(appliance), str(llama)], log_file)
+        _collect_dependencies(project, appliance, llama, wheels, log_file, refresh=refresh, log=log)
         _check_no_torch(wheels)
         if not any(wheels.glob("llama_cpp_python-*.whl")):
             raise BundleError("The wheelhouse has no llama-cpp-python wheel; see the build log.")
