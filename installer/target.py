@@ -9,6 +9,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import time
@@ -61,6 +62,10 @@ def _unpack(archive: Path, dest: Path) -> Path:
 
 
 def _check_python(meta: dict) -> None:
+    machine = sysconfig.get_platform().replace("-", "_")
+    if not meta["platform"].endswith(machine):
+        raise InstallerError(f"This bundle is for {meta['platform']}, but this server is {machine}; "
+                             "build the bundle on a machine of the same kind.")
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     if meta["python"] != here:
         raise InstallerError(
@@ -153,6 +158,7 @@ def _chown(path: Path, user: str) -> None:
 def install(bundle_path: Path, prefix: Path = Path("/"), *, user: str = SERVICE_USER, create_user: bool = True,
             memory_max: str | None = None, self_test_timeout: float = 600, log=print) -> dict:
     """Fresh install; on a failed self-test the program is removed again and the reason raised."""
+    os.umask(0o022)  # the service user must be able to read what root installs
     layout = Layout(prefix.resolve())
     with open_bundle(bundle_path, log=log) as (bundle, meta):
         if (state := layout.read_state()) is not None:
@@ -194,6 +200,7 @@ def install(bundle_path: Path, prefix: Path = Path("/"), *, user: str = SERVICE_
 def upgrade(bundle_path: Path, prefix: Path = Path("/"), *, memory_max: str | None = None,
             self_test_timeout: float = 600, log=print) -> dict:
     """Install side by side, switch, self-test; on failure switch back and raise why."""
+    os.umask(0o022)
     layout = Layout(prefix.resolve())
     with open_bundle(bundle_path, log=log) as (bundle, meta):
         state = layout.read_state()
