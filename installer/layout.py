@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +64,9 @@ class Layout:
 
     def rewrite(self, text: str) -> str:
         """Point the real-install paths in a config or unit file at this layout's folders."""
-        for real, here in ((OPT, self.opt), (ETC, self.etc), (DATA, self.data)):
-            text = text.replace(real, str(here))
-        return text
+        targets = {OPT: self.opt, ETC: self.etc, DATA: self.data}
+        # One pass, so a prefix that itself contains one of these paths is not rewritten twice.
+        return re.sub("|".join(map(re.escape, targets)), lambda m: str(targets[m.group(0)]), text)
 
     def read_state(self) -> dict | None:
         if not self.state_file.is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,9 @@ def netns_problem() -> str | None:
 def offline(*argv: str | Path, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run argv in a fresh network namespace that has only loopback, so any network use fails."""
     cmd = ["unshare", "-n", "bash", "-c", 'ip link set lo up && exec "$@"', "offline", *map(str, argv)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    # The launchers use $PYTHON: the same interpreter as the tests, whatever `python3` is.
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def unpack(archive: Path, dest: Path) -> Path:

@@ -47,7 +47,7 @@ def test_unit_is_rendered_for_a_prefix_and_parsed_back(tmp_path):
     assert command.environment["HF_HUB_OFFLINE"] == "1"
     assert service.unit_value(unit, "MemoryMax") == "3G"
     assert service.unit_value(unit, "ReadWritePaths") == str(layout.data)
-    assert "/var/lib/erp-appliance" not in unit and "/opt/erp-appliance" not in unit
+    assert "=/var/lib/erp-appliance" not in unit and "=/opt/erp-appliance" not in unit
 
 
 def test_memory_max_must_be_a_size(tmp_path):
@@ -58,7 +58,7 @@ def test_memory_max_must_be_a_size(tmp_path):
 def test_torch_in_the_wheelhouse_fails_the_build(tmp_path):
     (tmp_path / "torch-2.13.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
     (tmp_path / "nvidia_cublas_cu12-12.1-py3-none-any.whl").write_bytes(b"")
-    with pytest.raises(BundleError, match="torch-2.13.0.*nvidia_cublas"):
+    with pytest.raises(BundleError, match="nvidia_cublas.*torch-2.13.0"):
         bundle._check_no_torch(tmp_path)
 
 
