@@ -45,7 +45,14 @@ def pinned_version(requirements: list[str]) -> str:
 
 
 def portable_wheel(version: str, cmake_args: str = PORTABLE_CMAKE_ARGS, *, log=print) -> Path:
-    """Return the cached portable wheel for `version`, compiling it first if needed (minutes)."""
+    """Return the cached portable wheel for `version`, compiling it first if needed (minutes).
+
+    $ERP_INSTALLER_LLAMA_WHEEL names a wheel built elsewhere (a CI artifact) to use instead.
+    """
+    if given := os.environ.get("ERP_INSTALLER_LLAMA_WHEEL"):
+        if not Path(given).is_file():
+            raise BundleError(f"ERP_INSTALLER_LLAMA_WHEEL={given} does not exist.")
+        return Path(given)
     folder = cache_root() / "llama-cpp-python" / cache_key(version, cmake_args)
     folder.mkdir(parents=True, exist_ok=True)
     # One compile at a time on this machine: a second builder waits for the first one's wheel.

@@ -124,6 +124,7 @@ _ASK_SCRIPT = """
 import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
+from installer import selftest, service
 command = service.service_command(Path(sys.argv[1]).read_text())
 result = selftest.run(command, python=Path(sys.argv[2]), timeout=300, log=lambda _: None)
 print(json.dumps({"answer": result.answer}))
