@@ -8,6 +8,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -82,8 +83,17 @@ def run(command: ServiceCommand, *, python: Path, timeout: float = 600, log=prin
     want_sources = has_knowledge_base(python)
     log(f"Self-test: starting `{' '.join(command.argv)}` on {base} ...")
     with tempfile.TemporaryFile(mode="w+") as output:
-        proc = subprocess.Popen(command.argv, env=env, cwd=command.working_directory, stdout=output,
-                                stderr=subprocess.STDOUT, start_new_session=True, **_run_as(command.user))
+        run_as = _run_as(command.user)
+        try:
+            proc = subprocess.Popen(command.argv, env=env, cwd=command.working_directory, stdout=output,
+                                    stderr=subprocess.STDOUT, start_new_session=True, **run_as)
+        except OSError as exc:
+            who = f"the service user {command.user}" if run_as else "the installer"
+            raise SelfTestError(
+                f"Self-test failed: cannot start {command.argv[0]} ({exc}). {who} must be able to read "
+                f"and run it and the Python its virtual environment uses ({sys.executable}); "
+                "install with a system-wide python3 (PYTHON=/usr/bin/python3)."
+            ) from exc
 
         def fail(reason: str) -> SelfTestError:
             output.seek(0)
