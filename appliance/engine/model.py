@@ -62,7 +62,9 @@ def _load_cpu_backends() -> None:
     lib_dir = Path(llama.__file__).parent / "lib"
     if not any(lib_dir.glob("libggml-cpu-*.so")):
         return  # CPU backend linked in: nothing to load
-    ggml = ctypes.CDLL(str(lib_dir / "libggml.so"))
+    # By soname, the copy libllama already loaded: the wheel's libggml.so is a separate file, and
+    # loading it would create a second, empty backend registry.
+    ggml = ctypes.CDLL("libggml.so.0")
     ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
     if ggml.ggml_backend_reg_count() == 0:
         ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
