@@ -53,11 +53,30 @@ def _quiet_log(level, text, user_data):  # llama.cpp's own chatter would flood t
         log.error("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
 
 
+def _load_cpu_backends() -> None:
+    """Register the CPU backends of a portable llama.cpp build (one module per instruction set).
+
+    Such builds (GGML_BACKEND_DL, used by the offline installer) look for their modules only
+    next to the executable and in the working directory, so point them at llama_cpp/lib.
+    """
+    lib_dir = Path(llama.__file__).parent / "lib"
+    if not any(lib_dir.glob("libggml-cpu-*.so")):
+        return  # CPU backend linked in: nothing to load
+    # By soname, the copy libllama already loaded: the wheel's libggml.so is a separate file, and
+    # loading it would create a second, empty backend registry.
+    ggml = ctypes.CDLL("libggml.so.0")
+    ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
+    if ggml.ggml_backend_reg_count() == 0:
+        ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+        ggml.ggml_backend_load_all_from_path(str(lib_dir).encode())
+
+
 def init_backend() -> None:
     global _backend_ready
     with _backend_lock:
         if not _backend_ready:
             llama.llama_log_set(_quiet_log, ctypes.c_void_p(0))
+            _load_cpu_backends()
             llama.llama_backend_init()
             _backend_ready = True
 

@@ -1,0 +1,69 @@
+"""The appliance's exceptions. Each carries an HTTP status and a message that says what to do."""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base class: `status` is the HTTP status, `code` a stable machine-readable name."""
+
+    status = 500
+    code = "internal_error"
+    kind = "server_error"  # OpenAI's error "type"
+
+    def __init__(self, message: str, *, param: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+
+class ConfigError(ApplianceError):
+    code = "invalid_config"
+
+
+class InvalidRequest(ApplianceError):
+    status = 400
+    code = "invalid_request"
+    kind = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class NotFound(ApplianceError):
+    status = 404
+    code = "not_found"
+    kind = "invalid_request_error"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class QueueFull(ApplianceError):
+    status = 429
+    code = "queue_full"
+    kind = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: int = 1):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
+class NotReady(ApplianceError):
+    status = 503
+    code = "not_ready"
+    kind = "server_error"
+
+    def __init__(self, message: str, *, retry_after: int = 5):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class EngineError(ApplianceError):
+    status = 500
+    code = "engine_error"
+
+
+class ModelLoadError(ApplianceError):
+    code = "model_load_failed"

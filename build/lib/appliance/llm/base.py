@@ -1,0 +1,94 @@
+"""The LLM backend seam: one abstract method, capability flags, and the request/event types."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens; temperature 0 means greedy."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    max_tokens: int | None = None
+
+    @property
+    def deterministic(self) -> bool:
+        return self.temperature == 0 or self.seed is not None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Either chat `messages` or a raw `prompt`, plus sampling parameters."""
+
+    params: SamplingParams
+    messages: tuple[dict[str, str], ...] | None = None
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+Event = TextDelta | Finished
+
+
+class Generation(ABC):
+    """An admitted request: iterate it for events; `cancel()` frees its resources at once."""
+
+    prompt_tokens: int
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    @abstractmethod
+    def cancel(self) -> None: ...
+
+
+class LLMBackend(ABC):
+    """A source of completions. `start` validates and admits, raising before any token streams."""
+
+    supports_chat = True
+    supports_completion = True
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str: ...
+
+    @property
+    def version(self) -> str:
+        """What the response cache keys on; changes whenever the answers could change."""
+        return self.model_id
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {"model": self.model_id, "ready": self.ready}
+
+    @abstractmethod
+    async def start(self, request: GenerationRequest) -> Generation: ...
+
+    async def close(self) -> None:
+        """Stop admitting, let in-flight generations finish, release resources."""

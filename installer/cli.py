@@ -1,0 +1,123 @@
+"""The installer's command line: `build` on the build machine; `install`, `upgrade`, `uninstall` on the server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from installer.errors import InstallerError
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _build(args) -> None:
+    from installer.bundle import build
+
+    options = {"source": Path(args.source)} if args.source else {}
+    result = build(Path(args.out), models=args.model, version=args.version,
+                   models_dir=Path(args.models_dir) if args.models_dir else None,
+                   llama=Path(args.llama_wheel) if args.llama_wheel else None,
+                   refresh=args.refresh_wheels, log=_log, **options)
+    _log(f"Bundle:  {result.archive}\nSize:    {result.size_bytes / 2**20:.1f} MiB\n"
+         f"SHA-256: {result.sha256}  (also in {result.archive.name}.sha256)\nBuilt in {result.seconds:.0f} s.")
+
+
+def _install(args) -> None:
+    from installer.target import install
+
+    install(Path(args.bundle), Path(args.prefix), user=args.user, create_user=not args.no_user,
+            memory_max=args.memory_max, self_test_timeout=args.self_test_timeout, log=_log)
+
+
+def _upgrade(args) -> None:
+    from installer.target import upgrade
+
+    upgrade(Path(args.bundle), Path(args.prefix), memory_max=args.memory_max,
+            self_test_timeout=args.self_test_timeout, log=_log)
+
+
+def _uninstall(args) -> None:
+    from installer.target import uninstall
+
+    uninstall(Path(args.prefix), purge_data=args.purge_data, log=_log)
+
+
+def _verify(args) -> None:
+    from installer.target import open_bundle
+
+    with open_bundle(Path(args.bundle), log=_log) as (_, meta):
+        _log(f"{meta['name']} {meta['version']} ({meta['platform']}) is intact.")
+
+
+def _status(args) -> None:
+    from installer.layout import Layout
+
+    state = Layout(Path(args.prefix).resolve()).read_state()
+    if state is None:
+        raise InstallerError(f"Nothing is installed under {args.prefix}.")
+    print(json.dumps(state, indent=2))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="installer", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="Build the offline bundle archive (on a machine with PyPI access).")
+    b.add_argument("--out", default="dist", help="Folder for the archive and its .sha256 (default dist/).")
+    b.add_argument("--model", action="append", default=[], metavar="NAME/VERSION",
+                   help="Ship models/NAME/VERSION (repeatable); none ships only the bundled model.")
+    b.add_argument("--models-dir", help="Where model versions live (default <source>/models).")
+    b.add_argument("--version", help="Version to stamp on the appliance wheel (default: pyproject's).")
+    b.add_argument("--source", help="The appliance project folder (default: this repository).")
+    b.add_argument("--llama-wheel", help="Use this llama-cpp-python wheel instead of the cached portable build.")
+    b.add_argument("--refresh-wheels", action="store_true",
+                   help="Resolve the dependencies against the index again instead of reusing the cached set.")
+    b.set_defaults(func=_build)
+
+    def target_options(p, bundle: bool) -> None:
+        if bundle:
+            p.add_argument("--bundle", required=True, help="Bundle folder or .tar.gz (with its .sha256 beside it).")
+        p.add_argument("--prefix", default="/", help="Install under this folder instead of / (tests).")
+
+    i = sub.add_parser("install", help="Install from a bundle, then self-test.")
+    target_options(i, True)
+    i.add_argument("--user", default="erp-appliance", help="System user the service runs as.")
+    i.add_argument("--no-user", action="store_true", help="Do not create the system user (tests, containers).")
+    i.add_argument("--memory-max", help="systemd MemoryMax for the service (default 8G).")
+    i.add_argument("--self-test-timeout", type=float, default=600, help="Seconds the self-test may take.")
+    i.set_defaults(func=_install)
+
+    u = sub.add_parser("upgrade", help="Install a newer bundle side by side; roll back if its self-test fails.")
+    target_options(u, True)
+    u.add_argument("--memory-max", help="New systemd MemoryMax (default: keep the current one).")
+    u.add_argument("--self-test-timeout", type=float, default=600, help="Seconds the self-test may take.")
+    u.set_defaults(func=_upgrade)
+
+    r = sub.add_parser("uninstall", help="Remove the program; --purge-data also removes data and settings.")
+    target_options(r, False)
+    r.add_argument("--purge-data", action="store_true", help="Also delete the data and settings folders.")
+    r.set_defaults(func=_uninstall)
+
+    v = sub.add_parser("verify", help="Check a bundle's checksums without installing anything.")
+    target_options(v, True)
+    v.set_defaults(func=_verify)
+
+    s = sub.add_parser("status", help="Show the installed version and its history.")
+    target_options(s, False)
+    s.set_defaults(func=_status)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InstallerError as exc:
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

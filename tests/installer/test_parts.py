@@ -1,0 +1,78 @@
+"""The installer's parts on small inputs: checksums, unit rendering, the service command line, guards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from installer import bundle, llama_wheel, service
+from installer.checksums import verify_sums, write_sums
+from installer.errors import BundleError, IntegrityError
+from installer.layout import Layout
+
+TEMPLATE = (Path(bundle.TEMPLATES) / "erp-appliance.service").read_text()
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "a-1-py3-none-any.whl").write_bytes(b"wheel bytes")
+    (tmp_path / "install.sh").write_text("#!/bin/sh\n")
+    write_sums(tmp_path)
+    return tmp_path
+
+
+def test_checksums_accept_an_intact_tree(tree):
+    assert verify_sums(tree) == 2
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda t: (t / "install.sh").write_text("#!/bin/sh\nrm -rf /\n"), "changed: install.sh"),
+    (lambda t: (t / "wheels" / "a-1-py3-none-any.whl").unlink(), "missing: wheels/a-1-py3-none-any.whl"),
+    (lambda t: (t / "wheels" / "evil-1-py3-none-any.whl").write_bytes(b"x"), "not listed: wheels/evil"),
+])
+def test_checksums_refuse_changed_missing_and_extra_files(tree, damage, problem):
+    damage(tree)
+    with pytest.raises(IntegrityError, match=problem):
+        verify_sums(tree)
+
+
+def test_unit_is_rendered_for_a_prefix_and_parsed_back(tmp_path):
+    layout = Layout(tmp_path)
+    unit = service.render_unit(TEMPLATE, layout, user="svc", memory_max="3G")
+    command = service.service_command(unit)
+    assert command.argv == [str(layout.current / "venv/bin/appliance"), "serve", "--config", str(layout.config)]
+    assert command.user == "svc" and command.working_directory == str(layout.data)
+    assert command.environment["HF_HUB_OFFLINE"] == "1"
+    assert service.unit_value(unit, "MemoryMax") == "3G"
+    assert service.unit_value(unit, "ReadWritePaths") == str(layout.data)
+    assert "=/var/lib/erp-appliance" not in unit and "=/opt/erp-appliance" not in unit
+
+
+def test_memory_max_must_be_a_size(tmp_path):
+    with pytest.raises(ValueError, match="8G"):
+        service.render_unit(TEMPLATE, Layout(tmp_path), memory_max="lots")
+
+
+def test_torch_in_the_wheelhouse_fails_the_build(tmp_path):
+    (tmp_path / "torch-2.13.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    (tmp_path / "nvidia_cublas_cu12-12.1-py3-none-any.whl").write_bytes(b"")
+    with pytest.raises(BundleError, match="nvidia_cublas.*torch-2.13.0"):
+        bundle._check_no_torch(tmp_path)
+
+
+def test_llama_version_must_be_pinned():
+    assert llama_wheel.pinned_version(["rich>=13", "llama-cpp-python==0.3.36"]) == "0.3.36"
+    with pytest.raises(BundleError, match="pin llama-cpp-python exactly"):
+        llama_wheel.pinned_version(["llama-cpp-python>=0.3"])
+
+
+def test_unknown_model_lists_what_exists(tmp_path):
+    (tmp_path / "erp-assistant" / "1.0.0").mkdir(parents=True)
+    (tmp_path / "erp-assistant" / "1.0.0" / "manifest.json").write_text("{}")
+    with pytest.raises(BundleError, match="Available in .*: erp-assistant/1.0.0"):
+        bundle._copy_models(tmp_path, ["erp-assistant/2.0.0"], tmp_path / "out")
+    shipped = bundle._copy_models(tmp_path, ["erp-assistant/1.0.0"], tmp_path / "out")
+    assert shipped == [{"name": "erp-assistant", "version": "1.0.0"}]
+    assert (tmp_path / "out" / "erp-assistant" / "1.0.0" / "manifest.json").is_file()
