@@ -136,6 +136,12 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def corpus_overrides(corpus) -> dict:
+    """Recipe overrides pointing the data settings at the test corpus."""
+    return tiny_overrides(corpus)
+
+
+@pytest.fixture(scope="session")
 def tiny_run(corpus, tmp_path_factory):
     """One end-to-end run of the `tiny` recipe; returns (pipeline, outputs)."""
     from appliance_build.pipeline import Pipeline

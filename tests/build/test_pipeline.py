@@ -151,3 +151,21 @@ def test_rerun_resumes_from_cache(tiny_run):
         pipeline.recipe.settings["prune"] = {**pipeline.recipe["prune"], "sparsity": 0.3}
     assert result["finetune"].cached and not result["prune"].cached
     assert result["prune"].summary["linear_sparsity"] == pytest.approx(0.5, abs=0.005)
+
+
+def test_lora_finetune_merges_into_a_plain_llama(tiny_run, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from appliance_build.finetune import finetune
+
+    pipeline, outputs = tiny_run
+    rows = [{"input_ids": [1, 5, 6, 7, 8], "attention_mask": [1] * 5, "labels": [-100, -100, 6, 7, 8]}] * 8
+    cfg = {**pipeline.recipe["finetune"], "lora": True, "lora_r": 4, "lora_alpha": 8, "max_steps": 2,
+           "eval_steps": 2, "save_steps": 2, "batch_size": 4}
+    summary = finetune(Path(outputs["base"].summary["model_dir"]), rows, rows[:2], cfg, tmp_path, seed=0, pad_id=2)
+    assert summary["lora"] and summary["steps"] == 2
+    merged = AutoModelForCausalLM.from_pretrained(summary["model_dir"])
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    # A second call finds the checkpoints of the first and resumes from them.
+    assert finetune(Path(outputs["base"].summary["model_dir"]), rows, rows[:2], cfg, tmp_path, seed=0,
+                    pad_id=2)["resumed_from_checkpoint"]

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance import manifest
-from conftest import tiny_overrides
 
 
-def test_quickstart_reencodes_the_base_and_packages_it(corpus, tmp_path):
+def test_quickstart_reencodes_the_base_and_packages_it(corpus_overrides, tmp_path):
     from appliance_build.pipeline import Pipeline
     from appliance_build.recipe import Recipe
 
-    overrides = tiny_overrides(corpus) | {"evaluate": {"qa_samples": 1, "max_new_tokens": 4,
+    overrides = corpus_overrides | {"evaluate": {"qa_samples": 1, "max_new_tokens": 4,
                                                        "perplexity_samples": 4}}
     recipe = Recipe.load("quickstart", overrides=overrides)
     outputs = Pipeline(recipe, cache_dir=tmp_path / "cache", models_dir=tmp_path / "models").run()
