@@ -8,7 +8,6 @@ KV cells it leaves behind stay only as an evictable prefix cache for later reque
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import threading

@@ -2,43 +2,50 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 
 import sqlite_utils
 
-MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = []
+from appliance.migrations import Migrations
 
-
-def migration(func: Callable[[sqlite_utils.Database], None]):
-    MIGRATIONS.append((func.__name__, func))
-    return func
+migration = Migrations()
 
 
 @migration
 def m001_documents_and_chunks(db: sqlite_utils.Database) -> None:
     db["documents"].create(
-        {"id": int, "source": str, "title": str, "format": str, "content_hash": str,
-         "groups": str, "size": int, "chunk_count": int, "ingested_at": float},
-        pk="id", not_null={"source", "content_hash"},
+        {
+            "id": int,
+            "source": str,
+            "title": str,
+            "format": str,
+            "content_hash": str,
+            "groups": str,
+            "size": int,
+            "chunk_count": int,
+            "ingested_at": float,
+        },
+        pk="id",
+        not_null={"source", "content_hash"},
     )
     db["documents"].create_index(["source"], unique=True)
     db["chunks"].create(
-        {"id": int, "document_id": int, "ordinal": int, "text": str, "heading": str,
-         "page": int, "sheet": str, "terms": str},
-        pk="id", foreign_keys=[("document_id", "documents", "id")],
+        {
+            "id": int,
+            "document_id": int,
+            "ordinal": int,
+            "text": str,
+            "heading": str,
+            "page": int,
+            "sheet": str,
+            "terms": str,
+        },
+        pk="id",
+        foreign_keys=[("document_id", "documents", "id")],
     )
     db["chunks"].create_index(["document_id"])
     db["meta"].create({"key": str, "value": str}, pk="key")
     db["meta"].insert({"key": "version", "value": "0"})
 
 
-def migrate(db: sqlite_utils.Database) -> None:
-    if "_migrations" not in db.table_names():
-        db["_migrations"].create({"name": str, "applied_at": float}, pk="name")
-    applied = {row["name"] for row in db["_migrations"].rows}
-    for name, func in MIGRATIONS:
-        if name not in applied:
-            with db.conn:
-                func(db)
-                db["_migrations"].insert({"name": name, "applied_at": time.time()})
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    return migration.apply(db)

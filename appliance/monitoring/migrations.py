@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 
 import sqlite_utils
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+from appliance.migrations import Migrations
 
-
-def migration(fn: Callable[[sqlite_utils.Database], None]):
-    MIGRATIONS.append(fn)
-    return fn
-
-
-def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Apply the migrations not yet recorded in `_migrations`; return the names applied."""
-    db["_migrations"].create({"name": str, "applied_at": float}, pk="name", if_not_exists=True)
-    done = {row["name"] for row in db["_migrations"].rows}
-    applied = []
-    for fn in MIGRATIONS:
-        if fn.__name__ in done:
-            continue
-        with db.conn:
-            fn(db)
-            db["_migrations"].insert({"name": fn.__name__, "applied_at": time.time()})
-        applied.append(fn.__name__)
-    return applied
+migration = Migrations()
 
 
 @migration
@@ -98,8 +78,14 @@ def m003_rollups(db: sqlite_utils.Database) -> None:
 @migration
 def m004_feedback(db: sqlite_utils.Database) -> None:
     db["feedback"].create(
-        {"id": int, "ts": float, "response_id": str, "rating": str, "comment": str,
-         "model_version": str},
+        {
+            "id": int,
+            "ts": float,
+            "response_id": str,
+            "rating": str,
+            "comment": str,
+            "model_version": str,
+        },
         pk="id",
     )
     db["feedback"].create_index(["ts"])
@@ -109,8 +95,17 @@ def m004_feedback(db: sqlite_utils.Database) -> None:
 @migration
 def m005_golden_runs(db: sqlite_utils.Database) -> None:
     db["golden_runs"].create(
-        {"id": int, "ts": float, "set_path": str, "questions": int, "passed": int, "score": float,
-         "model_version": str, "duration_s": float, "detail": str},
+        {
+            "id": int,
+            "ts": float,
+            "set_path": str,
+            "questions": int,
+            "passed": int,
+            "score": float,
+            "model_version": str,
+            "duration_s": float,
+            "detail": str,
+        },
         pk="id",
     )
     db["golden_runs"].create_index(["ts"])
@@ -119,8 +114,18 @@ def m005_golden_runs(db: sqlite_utils.Database) -> None:
 @migration
 def m006_alerts(db: sqlite_utils.Database) -> None:
     db["alerts"].create(
-        {"id": int, "rule": str, "metric": str, "severity": str, "state": str, "started_at": float,
-         "resolved_at": float, "value": float, "threshold": float, "message": str},
+        {
+            "id": int,
+            "rule": str,
+            "metric": str,
+            "severity": str,
+            "state": str,
+            "started_at": float,
+            "resolved_at": float,
+            "value": float,
+            "threshold": float,
+            "message": str,
+        },
         pk="id",
     )
     db["alerts"].create_index(["state"])
@@ -130,3 +135,7 @@ def m006_alerts(db: sqlite_utils.Database) -> None:
         foreign_keys=[("alert_id", "alerts", "id")],
     )
     db["alert_events"].create_index(["alert_id"])
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    return migration.apply(db)

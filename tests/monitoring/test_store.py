@@ -7,7 +7,7 @@ import random
 import pytest
 
 from appliance.monitoring.collector import Collector, RequestEvent
-from appliance.monitoring.migrations import MIGRATIONS, migrate
+from appliance.monitoring.migrations import migrate, migration
 from appliance.monitoring.store import HOUR, MINUTE, MetricsStore, Retention
 
 T0 = 1_700_000_000 - 1_700_000_000 % HOUR  # an hour boundary, so buckets line up predictably
@@ -20,7 +20,7 @@ def request(ts: float, latency: float, status: int = 200, **extra) -> dict:
 
 def test_migrations_are_recorded_and_applied_once(store):
     names = [row["name"] for row in store.db["_migrations"].rows]
-    assert names == [fn.__name__ for fn in MIGRATIONS]
+    assert names == migration.names
     assert migrate(store.db) == []
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
