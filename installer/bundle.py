@@ -26,7 +26,8 @@ REPO_ROOT = INSTALLER_DIR.parent
 TEMPLATES = INSTALLER_DIR / "templates"
 BUNDLE_META = "bundle.json"
 # Wheels that mean the build-side stack leaked into the runtime (torch pulls CUDA and triton).
-FORBIDDEN_WHEELS = re.compile(r"^(torch|torchvision|torchaudio|triton|nvidia[_-].*)-", re.I)
+# nvidia-ml-py is not one of them: it is the pure-Python NVML binding monitoring reads GPUs with.
+FORBIDDEN_WHEELS = re.compile(r"^(torch|torchvision|torchaudio|triton|nvidia[_-](?!ml[_-]py-).*)-", re.I)
 # What the appliance wheel is built from; everything else in the repo stays out of the copy.
 SOURCE_SKIP = shutil.ignore_patterns(
     ".git", ".venv", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", "models", "tests",

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from installer.bundle import FORBIDDEN_WHEELS
+
 from installer.checksums import sha256_file
 from installer.layout import Layout
 
@@ -56,7 +58,7 @@ def test_bundle_holds_everything_and_no_torch(bundle_v1, unpacked_v1):
                  "upgrade", "uninstall", "SHA256SUMS", "bundle.json", "installer/__main__.py"):
         assert (unpacked_v1 / item).exists(), item
     wheels = [p.name.lower() for p in (unpacked_v1 / "wheels").iterdir()]
-    assert not [w for w in wheels if w.startswith(("torch", "nvidia", "triton"))]
+    assert not [w for w in wheels if FORBIDDEN_WHEELS.match(w)]
     meta = json.loads((unpacked_v1 / "bundle.json").read_text())
     assert any(w.startswith(f"erp_appliance-{meta['version']}-") for w in wheels)
     (llama,) = (unpacked_v1 / "wheels").glob("llama_cpp_python-*.whl")

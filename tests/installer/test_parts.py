@@ -58,6 +58,7 @@ def test_memory_max_must_be_a_size(tmp_path):
 def test_torch_in_the_wheelhouse_fails_the_build(tmp_path):
     (tmp_path / "torch-2.13.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
     (tmp_path / "nvidia_cublas_cu12-12.1-py3-none-any.whl").write_bytes(b"")
+    (tmp_path / "nvidia_ml_py-13.615.71-py3-none-any.whl").write_bytes(b"")  # NVML binding: allowed
     with pytest.raises(BundleError, match="nvidia_cublas.*torch-2.13.0"):
         bundle._check_no_torch(tmp_path)
 
