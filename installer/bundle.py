@@ -170,6 +170,20 @@ def _write_archive(stage: Path, archive: Path) -> None:
     os.replace(tmp, archive)
 
 
+EMBEDDER_FILES = ("model.onnx", "tokenizer.json", "embedder.json")
+
+
+def _copy_embedder(folder: Path, dest: Path) -> None:
+    """Ship the knowledge base's int8 ONNX embedder, so the installed appliance answers grounded."""
+    missing = [name for name in EMBEDDER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise BundleError(f"{folder} is not an embedder artifact (missing {', '.join(missing)}); "
+                          f"create one with `appliance-build embedder --out {folder}`.")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in EMBEDDER_FILES:
+        shutil.copy2(folder / name, dest / name)
+
+
 def build(
     out: Path,
     *,
@@ -178,6 +192,7 @@ def build(
     models_dir: Path | None = None,
     version: str | None = None,
     llama: Path | None = None,
+    embedder: Path | None = None,
     refresh: bool = False,
     log=print,
 ) -> BuiltBundle:
@@ -207,6 +222,8 @@ def build(
             raise BundleError("The wheelhouse has no llama-cpp-python wheel; see the build log.")
 
         shipped = _copy_models((models_dir or source / "models").resolve(), list(models), stage / "models")
+        if embedder is not None:
+            _copy_embedder(embedder, stage / "models" / "embedder")
         (stage / "config").mkdir()
         shutil.copy2(TEMPLATES / "appliance.toml", stage / "config" / "appliance.toml")
         (stage / "systemd").mkdir()
@@ -221,6 +238,7 @@ def build(
             "llama_cpp_cmake_args": (llama.parent / "cmake-args.txt").read_text().strip()
             if (llama.parent / "cmake-args.txt").is_file() else "unknown (wheel given with --llama-wheel)",
             "models": shipped,
+            "embedder": embedder is not None,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (stage / BUNDLE_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -21,6 +21,7 @@ def _build(args) -> None:
     result = build(Path(args.out), models=args.model, version=args.version,
                    models_dir=Path(args.models_dir) if args.models_dir else None,
                    llama=Path(args.llama_wheel) if args.llama_wheel else None,
+                   embedder=Path(args.embedder) if args.embedder else None,
                    refresh=args.refresh_wheels, log=_log, **options)
     _log(f"Bundle:  {result.archive}\nSize:    {result.size_bytes / 2**20:.1f} MiB\n"
          f"SHA-256: {result.sha256}  (also in {result.archive.name}.sha256)\nBuilt in {result.seconds:.0f} s.")
@@ -74,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--version", help="Version to stamp on the appliance wheel (default: pyproject's).")
     b.add_argument("--source", help="The appliance project folder (default: this repository).")
     b.add_argument("--llama-wheel", help="Use this llama-cpp-python wheel instead of the cached portable build.")
+    b.add_argument("--embedder", help="Knowledge-base embedder artifact to ship (made by "
+                   "`appliance-build embedder --out DIR`); without it the installed appliance answers ungrounded.")
     b.add_argument("--refresh-wheels", action="store_true",
                    help="Resolve the dependencies against the index again instead of reusing the cached set.")
     b.set_defaults(func=_build)

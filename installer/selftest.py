@@ -66,7 +66,10 @@ def _run_as(user: str | None) -> dict:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
-def run(command: ServiceCommand, *, python: Path, timeout: float = 600, log=print) -> SelfTestResult:
+def run(command: ServiceCommand, *, python: Path, timeout: float = 600, log=print,
+        require_grounded: bool = False) -> SelfTestResult:
+    """Start the service's command line, wait for /ready, ask one question. With
+    `require_grounded` (an embedder is installed) retrieval must be ready and the answer grounded."""
     """Raise SelfTestError unless the server becomes ready and gives a non-empty answer."""
     started = time.monotonic()
     port = free_port()
@@ -115,6 +118,15 @@ def run(command: ServiceCommand, *, python: Path, timeout: float = 600, log=prin
                 except (urllib.error.URLError, OSError, ValueError):
                     pass
                 time.sleep(0.5)
+            while require_grounded:  # first start ingests the sample knowledge base
+                retrieval = (_request(f"{base}/ready", timeout=5)[1].get("retrieval") or {})
+                if retrieval.get("status") == "ready":
+                    break
+                if retrieval.get("status") == "unavailable":
+                    raise fail(f"retrieval is unavailable: {retrieval.get('message')}")
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise fail(f"retrieval was not ready within {timeout:.0f} s ({retrieval}).")
+                time.sleep(0.5)
             log(f"Self-test: ready after {time.monotonic() - started:.1f} s; asking one question ...")
             status, body = _request(f"{base}/v1/chat/completions", {
                 "model": model,
@@ -132,6 +144,8 @@ def run(command: ServiceCommand, *, python: Path, timeout: float = 600, log=prin
                 raise fail("the model gave an empty answer.")
             if want_sources and "sources" not in body:
                 raise fail("this version has a knowledge base, but the answer carries no `sources`.")
+            if require_grounded and not (body.get("grounded") and body.get("sources")):
+                raise fail(f"the answer is not grounded in the knowledge base: {body.get('retrieval_notice')}")
         finally:
             _stop(proc)
     return SelfTestResult(answer, want_sources, time.monotonic() - started)

@@ -110,6 +110,8 @@ def _install_version(bundle: Path, meta: dict, layout: Layout, *, log=print) -> 
             dest = layout.models / model["name"] / model["version"]
             if not dest.exists():  # a model version never changes once built
                 shutil.copytree(bundle / "models" / model["name"] / model["version"], dest)
+        if meta.get("embedder"):
+            shutil.copytree(bundle / "models" / "embedder", vdir / "embedder")
     except BaseException:
         shutil.rmtree(vdir, ignore_errors=True)
         raise
@@ -123,9 +125,24 @@ def _switch_current(layout: Layout, vdir: Path) -> None:
     os.replace(tmp, layout.current)  # rename(2): the link never points nowhere
 
 
-def _self_test(layout: Layout, timeout: float, log) -> selftest.SelfTestResult:
+def _install_embedder(layout: Layout, vdir: Path, user: str | None, *, log) -> bool:
+    """Give the data dir the version's embedder unless it has one (a different embedder means
+    re-embedding the knowledge base, which is the model lifecycle's job). True when one is there."""
+    target = layout.data / "models" / "embedder"
+    shipped = vdir / "embedder"
+    if shipped.is_dir() and not (target / "embedder.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(shipped, target, dirs_exist_ok=True)
+        if user:
+            _chown(layout.data / "models", user)
+        log(f"Installed the knowledge-base embedder in {target}.")
+    return (target / "embedder.json").exists()
+
+
+def _self_test(layout: Layout, timeout: float, log, *, grounded: bool = False) -> selftest.SelfTestResult:
     command = service.service_command(layout.unit.read_text(encoding="utf-8"))
-    result = selftest.run(command, python=layout.current / "venv" / "bin" / "python", timeout=timeout, log=log)
+    result = selftest.run(command, python=layout.current / "venv" / "bin" / "python", timeout=timeout,
+                          log=log, require_grounded=grounded)
     log(f"Self-test passed in {result.seconds:.1f} s; answer: {result.answer[:120]!r}"
         + (" (with sources)" if result.sources_checked else ""))
     return result
@@ -181,8 +198,9 @@ def install(bundle_path: Path, prefix: Path = Path("/"), *, user: str = SERVICE_
         template = (bundle / "systemd" / "erp-appliance.service").read_text()
         layout.unit.write_text(service.render_unit(template, layout, user=user, memory_max=memory_max))
         _switch_current(layout, vdir)
+        grounded = _install_embedder(layout, vdir, user, log=log)
         try:
-            _self_test(layout, self_test_timeout, log)
+            _self_test(layout, self_test_timeout, log, grounded=grounded)
         except SelfTestError:
             layout.unit.unlink(missing_ok=True)
             shutil.rmtree(layout.opt, ignore_errors=True)
@@ -219,8 +237,9 @@ def upgrade(bundle_path: Path, prefix: Path = Path("/"), *, memory_max: str | No
         service.stop(layout)
         layout.unit.write_text(service.render_unit(template, layout, user=state["user"], memory_max=memory_max))
         _switch_current(layout, vdir)
+        grounded = _install_embedder(layout, vdir, state["user"], log=log)
         try:
-            _self_test(layout, self_test_timeout, log)
+            _self_test(layout, self_test_timeout, log, grounded=grounded)
         except SelfTestError as exc:
             _switch_current(layout, old_vdir)
             layout.unit.write_text(old_unit)

@@ -47,14 +47,14 @@ def bundle_out(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bundle_v1(bundle_out):
-    """The repository as it is, stamped with a test version."""
-    return build(bundle_out, version=f"{BASE_VERSION}+test.1", log=lambda _: None)
+def bundle_v1(bundle_out, embedder_dir):
+    """The repository as it is, stamped with a test version, shipping the embedder."""
+    return build(bundle_out, version=f"{BASE_VERSION}+test.1", embedder=embedder_dir, log=lambda _: None)
 
 
 @pytest.fixture(scope="session")
-def bundle_v2(bundle_out):
-    return build(bundle_out, version=f"{BASE_VERSION}+test.2", log=lambda _: None)
+def bundle_v2(bundle_out, embedder_dir):
+    return build(bundle_out, version=f"{BASE_VERSION}+test.2", embedder=embedder_dir, log=lambda _: None)
 
 
 @pytest.fixture(scope="session")

@@ -115,8 +115,10 @@ def test_install_offline_then_answer(bundle_v1, unpacked_v1, prefix, layout):
     assert "MemoryMax=6G" in unit and f"ReadWritePaths={layout.data}" in unit
     assert f"data_dir = \"{layout.data}\"" in layout.config.read_text()
 
-    # The installer's self-test ran the unit's ExecStart offline and got an answer; show it.
+    # The installer's self-test ran the unit's ExecStart offline and got a grounded answer.
+    assert "Installed the knowledge-base embedder" in result.stdout
     assert "answer: '" in result.stdout and "answer: ''" not in result.stdout
+    assert "(with sources)" in result.stdout
 
 
 _ASK_SCRIPT = """
@@ -125,7 +127,8 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from installer import selftest, service
 command = service.service_command(Path(sys.argv[1]).read_text())
-result = selftest.run(command, python=Path(sys.argv[2]), timeout=300, log=lambda _: None)
+result = selftest.run(command, python=Path(sys.argv[2]), timeout=300, log=lambda _: None,
+                      require_grounded=True)
 print(json.dumps({"answer": result.answer}))
 """
 
