@@ -29,10 +29,22 @@ BUNDLE_META = "bundle.json"
 # nvidia-ml-py is not one of them: it is the pure-Python NVML binding monitoring reads GPUs with.
 FORBIDDEN_WHEELS = re.compile(r"^(torch|torchvision|torchaudio|triton|nvidia[_-](?!ml[_-]py-).*)-", re.I)
 # What the appliance wheel is built from; everything else in the repo stays out of the copy.
-SOURCE_SKIP = shutil.ignore_patterns(
-    ".git", ".venv", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", "models", "tests",
-    ".pytest_cache", ".hypothesis", "data", "var", "node_modules", ".benchmarks",
-)
+_SKIP_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", "*.egg-info",
+                                        ".pytest_cache", ".hypothesis")
+# Only at the top: appliance/data (the sample knowledge base, the golden set) is package data.
+_SKIP_AT_TOP = {"build", "dist", "models", "tests", "data", "var", "node_modules", ".benchmarks",
+                ".setuptools-build"}
+
+
+def source_skip(root: Path):
+    """A copytree `ignore` for the appliance's source tree rooted at `root`."""
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = set(_SKIP_ANYWHERE(directory, names))
+        if Path(directory).resolve() == root.resolve():
+            skipped |= _SKIP_AT_TOP & set(names)
+        return skipped
+
+    return ignore
 
 
 @dataclass
@@ -73,7 +85,7 @@ def _pip(args: list[str], log_file: Path) -> None:
 def _appliance_wheel(source: Path, version: str | None, wheels: Path, log_file: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="appliance-src-") as tmp:
         copy = Path(tmp) / "src"
-        shutil.copytree(source, copy, ignore=SOURCE_SKIP)
+        shutil.copytree(source, copy, ignore=source_skip(source))
         if version:
             pyproject = copy / "pyproject.toml"
             text, count = re.subn(r'(?m)^version\s*=\s*"[^"]*"', f'version = "{version}"',

@@ -19,7 +19,8 @@ from pathlib import Path
 from installer.errors import SelfTestError
 from installer.service import ServiceCommand
 
-QUESTION = "What is a purchase order? Answer in one sentence."
+# Answerable from the sample knowledge base that every fresh install ingests on first start.
+QUESTION = "How many hours of overtime are allowed per week?"
 # Present in versions that ship the knowledge base; then every answer must carry its sources.
 KNOWLEDGE_MODULE = "appliance.knowledge"
 

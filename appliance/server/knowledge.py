@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, PathParameter
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import UploadFile
 
@@ -63,7 +63,7 @@ class KnowledgeController(Controller):
         return {"results": results, "version": kb.version}
 
     @delete("/documents/{document_id:int}", summary="Delete a document everywhere", status_code=200)
-    async def delete_document(self, document_id: FromPath[int], assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+    async def delete_document(self, document_id: Annotated[int, PathParameter(ge=1, le=2**63 - 1)], assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         kb = assistant.require_knowledge()
         await anyio.to_thread.run_sync(kb.delete, document_id)
         return {"deleted": document_id, "version": kb.version}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from appliance.errors import InvalidRequest
 from appliance.releases import ReleaseManager
@@ -48,7 +48,7 @@ class ModelsController(Controller):
 
     @get("/history", summary="Every import, validation, activation, rollback and its reason")
     async def history(self, releases: NamedDependency[ReleaseManager],
-                      limit: FromQuery[int] = 200) -> dict[str, Any]:
+                      limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 200) -> dict[str, Any]:
         return {"history": releases.history(limit)}
 
     @post("/import", summary="Import a version folder or archive, or register an upstream model", status_code=201)
