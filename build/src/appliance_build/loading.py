@@ -43,14 +43,18 @@ def _pick(row: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
-def load_chat_logs(path: Path, out: Loaded, rel: str) -> None:
-    """One record per (user turn, next assistant turn); the conversation is the split group."""
+def _json_rows(path: Path, out: Loaded):
+    """(line number, parsed value) of each line that is valid JSON; the others are reported."""
     for number, line in _lines(path, out):
         try:
-            row = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             out.problem(path, number, f"not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
+
+
+def load_chat_logs(path: Path, out: Loaded, rel: str) -> None:
+    """One record per (user turn, next assistant turn); the conversation is the split group."""
+    for number, row in _json_rows(path, out):
         messages = _pick(row, MESSAGE_KEYS) if isinstance(row, dict) else None
         if not isinstance(messages, list) or not messages:
             out.problem(path, number, f"no conversation: expected a non-empty list under one of {MESSAGE_KEYS}")
@@ -71,12 +75,7 @@ def load_chat_logs(path: Path, out: Loaded, rel: str) -> None:
 
 
 def load_qa_jsonl(path: Path, out: Loaded, rel: str) -> None:
-    for number, line in _lines(path, out):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            out.problem(path, number, f"not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
+    for number, row in _json_rows(path, out):
         if not isinstance(row, dict):
             out.problem(path, number, "expected a JSON object with question and answer")
             continue
