@@ -76,3 +76,35 @@ class EngineError(ApplianceError):
 
 class ModelLoadError(ApplianceError):
     code = "model_load_failed"
+
+
+class AuthenticationRequired(ApplianceError):
+    status = 401
+    code = "authentication_required"
+    kind = "authentication_error"
+
+    def __init__(self, message: str = "Log in, or send an API key as `Authorization: Bearer <key>` "
+                 "(an admin creates keys with `appliance keys create`)."):
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="appliance"'})
+
+
+class PermissionDenied(ApplianceError):
+    status = 403
+    code = "permission_denied"
+    kind = "permission_error"
+
+
+class Conflict(ApplianceError):
+    status = 409
+    code = "conflict"
+    kind = "invalid_request_error"
+
+
+class TooManyLogins(ApplianceError):
+    status = 429
+    code = "too_many_logins"
+    kind = "rate_limit_error"
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"Too many failed logins; try again in {retry_after} s or ask an admin to "
+                         "reset the password.", headers={"Retry-After": str(retry_after)})

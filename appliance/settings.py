@@ -29,6 +29,7 @@ class ServerSettings(Section):
     drain_seconds: float = Field(
         30.0, ge=0, description="On shutdown, how long in-flight requests may run before being cut."
     )
+    ui: bool = Field(True, description="Serve the web UI: chat at /, the admin console at /admin.")
 
 
 class EngineSettings(Section):
@@ -307,6 +308,26 @@ class ReleasesSettings(Section):
     )
 
 
+class AuthSettings(Section):
+    enabled: bool = Field(
+        True, description="Require a session or API key on /v1 and /api; turn off only for local development."
+    )
+    session_hours: float = Field(12.0, gt=0, description="A UI login lasts this long without activity.")
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto", description="Mark the session cookie Secure: 'auto' does so on HTTPS requests."
+    )
+    min_password_length: int = Field(10, ge=8, le=256, description="Shortest password accepted for a user.")
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins per user name or address before logins are refused for a while."
+    )
+    login_window_seconds: float = Field(
+        900.0, gt=0, description="Window over which failed logins count, and how long the refusal lasts."
+    )
+    protect_metrics: bool = Field(
+        False, description="Require an admin key or session on the Prometheus /metrics endpoint too."
+    )
+
+
 class Settings(BaseSettings):
     """Everything the appliance can be told; see docs/configuration.md."""
 
@@ -327,6 +348,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,381 @@
+"""accounts.db: users, API keys, login sessions, login throttling and the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from appliance.accounts.migrations import migrate
+from appliance.accounts.passwords import PasswordPolicy
+from appliance.errors import AuthenticationRequired, Conflict, InvalidRequest, NotFound, TooManyLogins
+from appliance.settings import AuthSettings
+
+ROLES = ("employee", "admin")
+KEY_PREFIX = "erp-"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_GROUP = re.compile(r"^[\w.-]{1,64}$")
+# Writes of "last seen" are skipped when the stored value is this recent: one write per minute,
+# not one per request.
+_TOUCH_SECONDS = 60.0
+# A shared office address (NAT) sends many users' logins: it gets more failures than one name.
+_ADDRESS_FACTOR = 4
+
+
+def _digest(secret: str) -> str:
+    # API keys and session tokens are 256-bit random: a fast hash is enough (unlike passwords).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def clean_groups(groups: Iterable[str]) -> tuple[str, ...]:
+    cleaned = sorted({g.strip() for g in groups if g and g.strip()})
+    for group in cleaned:
+        if not _GROUP.match(group):
+            raise InvalidRequest(f"Group name {group!r} is not allowed: use up to 64 letters, digits, "
+                                 "'_', '-' or '.'.", param="groups")
+    return tuple(cleaned)
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    display_name: str
+    role: str
+    groups: tuple[str, ...]
+    active: bool
+    created_at: float
+    last_login_at: float | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "username": self.username, "display_name": self.display_name,
+                "role": self.role, "groups": list(self.groups), "active": self.active,
+                "created_at": self.created_at, "last_login_at": self.last_login_at}
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: int
+    user_id: int
+    username: str
+    name: str
+    prefix: str
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "user_id": self.user_id, "username": self.username, "name": self.name,
+                "prefix": self.prefix, "created_at": self.created_at,
+                "last_used_at": self.last_used_at, "revoked_at": self.revoked_at,
+                "active": self.revoked_at is None}
+
+
+@dataclass(frozen=True)
+class Session:
+    user: User
+    csrf_token: str
+    expires_at: float
+
+
+def _user(row: sqlite3.Row | dict) -> User:
+    return User(id=row["id"], username=row["username"], display_name=row["display_name"],
+                role=row["role"], groups=tuple(json.loads(row["groups"])), active=bool(row["active"]),
+                created_at=row["created_at"], last_login_at=row["last_login_at"])
+
+
+def _key(row: dict) -> ApiKey:
+    return ApiKey(id=row["id"], user_id=row["user_id"], username=row["username"], name=row["name"],
+                  prefix=row["prefix"], created_at=row["created_at"], last_used_at=row["last_used_at"],
+                  revoked_at=row["revoked_at"])
+
+
+class Accounts:
+    """All reads and writes of accounts.db; safe to share between threads (one connection, one lock)."""
+
+    def __init__(self, path: str | Path, settings: AuthSettings | None = None):
+        self.path = Path(path)
+        self.settings = settings or AuthSettings()
+        self.passwords = PasswordPolicy(self.settings.min_password_length)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        with self._lock:
+            self.db.enable_wal()
+            self.db.execute("PRAGMA foreign_keys = ON")
+            migrate(self.db)
+
+    @classmethod
+    def open(cls, settings) -> Accounts:
+        """The data dir's accounts.db, from the whole settings tree."""
+        return cls(settings.resolved_data_dir() / "accounts.db", settings.auth)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def _rows(self, sql: str, params: Sequence = ()) -> list[dict]:
+        with self._lock:
+            return [dict(r) for r in self.db.execute(sql, list(params)).fetchall()]
+
+    # -- users ---------------------------------------------------------------------------------
+
+    def users(self) -> list[User]:
+        return [_user(r) for r in self._rows("SELECT * FROM users ORDER BY username")]
+
+    def user(self, user_id: int) -> User:
+        rows = self._rows("SELECT * FROM users WHERE id = ?", [user_id])
+        if not rows:
+            raise NotFound(f"No user with id {user_id}; `appliance users list` shows them.")
+        return _user(rows[0])
+
+    def by_name(self, username: str) -> User | None:
+        rows = self._rows("SELECT * FROM users WHERE username = ?", [username])
+        return _user(rows[0]) if rows else None
+
+    def admin_count(self) -> int:
+        return self._rows("SELECT count(*) AS n FROM users WHERE role = 'admin' AND active = 1")[0]["n"]
+
+    def create_user(self, username: str, password: str | None, *, role: str = "employee",
+                    groups: Iterable[str] = (), display_name: str = "") -> User:
+        """A new user; without a password it can only use API keys."""
+        if not _NAME.match(username or ""):
+            raise InvalidRequest("User names are 1-64 letters, digits, '.', '_', '@' or '-', starting "
+                                 "with a letter or digit.", param="username")
+        self._check_role(role)
+        groups = clean_groups(groups)
+        hashed = self.passwords.hash(password) if password is not None else None
+        now = time.time()
+        with self._lock:
+            try:
+                with self.db.conn:
+                    cursor = self.db.execute(
+                        "INSERT INTO users (username, display_name, role, groups, password_hash, "
+                        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [username, display_name.strip()[:200], role, json.dumps(list(groups)), hashed,
+                         now, now])
+            except sqlite3.IntegrityError:
+                raise Conflict(f"A user named {username!r} exists already; pick another name or "
+                               "update that user.", param="username") from None
+        return self.user(cursor.lastrowid)
+
+    def update_user(self, user_id: int, *, role: str | None = None, groups: Iterable[str] | None = None,
+                    display_name: str | None = None, active: bool | None = None) -> User:
+        user = self.user(user_id)
+        changes: dict[str, Any] = {}
+        if role is not None:
+            self._check_role(role)
+            changes["role"] = role
+        if groups is not None:
+            changes["groups"] = json.dumps(list(clean_groups(groups)))
+        if display_name is not None:
+            changes["display_name"] = display_name.strip()[:200]
+        if active is not None:
+            changes["active"] = int(active)
+        loses_admin = user.is_admin and user.active and (
+            (role is not None and role != "admin") or active is False)
+        with self._lock, self.db.conn:
+            if loses_admin and self.admin_count() <= 1:
+                raise Conflict(f"{user.username} is the last active admin; make another user admin first.")
+            if changes:
+                changes["updated_at"] = time.time()
+                sets = ", ".join(f"{k} = ?" for k in changes)
+                self.db.execute(f"UPDATE users SET {sets} WHERE id = ?", [*changes.values(), user_id])
+            if active is False or (role is not None and role != user.role):
+                self.db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
+        return self.user(user_id)
+
+    def set_password(self, user_id: int, password: str) -> None:
+        """Change a password; every session of that user ends."""
+        self.user(user_id)
+        hashed = self.passwords.hash(password)
+        with self._lock, self.db.conn:
+            self.db.execute("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
+                            [hashed, time.time(), user_id])
+            self.db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
+            self.db.execute("DELETE FROM login_failures WHERE key = ?",
+                            [f"user:{self.user(user_id).username.lower()}"])
+
+    def delete_user(self, user_id: int) -> User:
+        """Delete a user with their keys, sessions and conversations."""
+        user = self.user(user_id)
+        with self._lock, self.db.conn:
+            if user.is_admin and user.active and self.admin_count() <= 1:
+                raise Conflict(f"{user.username} is the last active admin; make another user admin first.")
+            self.db.execute("DELETE FROM users WHERE id = ?", [user_id])
+        return user
+
+    @staticmethod
+    def _check_role(role: str) -> None:
+        if role not in ROLES:
+            raise InvalidRequest(f"Unknown role {role!r}; use one of: {', '.join(ROLES)}.", param="role")
+
+    # -- logins and sessions -------------------------------------------------------------------
+
+    def login(self, username: str, password: str, *, ip: str = "", user_agent: str = "") -> tuple[str, Session]:
+        """Check a password (throttled per name and per address); return a new session's token."""
+        now = time.time()
+        keys = [f"user:{username.lower()}", f"ip:{ip}"]
+        self._check_throttle(keys, now)
+        rows = self._rows("SELECT * FROM users WHERE username = ?", [username])
+        row = rows[0] if rows else None
+        ok = self.passwords.verify(row["password_hash"] if row else None, password)
+        if not ok or not row["active"]:
+            with self._lock, self.db.conn:
+                self.db.execute("INSERT INTO login_failures (key, ts) VALUES (?, ?), (?, ?)",
+                                [keys[0], now, keys[1], now])
+                self.db.execute("DELETE FROM login_failures WHERE ts < ?",
+                                [now - self.settings.login_window_seconds])
+            raise AuthenticationRequired("Wrong user name or password." if ok is False or row is None
+                                         else "This account is disabled; ask an admin.")
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(24)
+        with self._lock, self.db.conn:
+            self.db.execute("DELETE FROM login_failures WHERE key = ?", [keys[0]])
+            self.db.execute(
+                "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, ip, "
+                "user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [_digest(token), row["id"], csrf, now, now, ip, user_agent[:300]])
+            self.db.execute("UPDATE users SET last_login_at = ? WHERE id = ?", [now, row["id"]])
+            if self.passwords.needs_rehash(row["password_hash"]):
+                self.db.execute("UPDATE users SET password_hash = ? WHERE id = ?",
+                                [self.passwords.hash(password), row["id"]])
+        return token, Session(self.user(row["id"]), csrf, now + self.lifetime)
+
+    @property
+    def lifetime(self) -> float:
+        return self.settings.session_hours * 3600
+
+    def _check_throttle(self, keys: list[str], now: float) -> None:
+        window = self.settings.login_window_seconds
+        for key, limit in zip(keys, (self.settings.login_max_failures,
+                                     self.settings.login_max_failures * _ADDRESS_FACTOR)):
+            rows = self._rows("SELECT count(*) AS n, min(ts) AS first FROM login_failures "
+                              "WHERE key = ? AND ts >= ?", [key, now - window])
+            if rows[0]["n"] >= limit:
+                raise TooManyLogins(max(1, int(rows[0]["first"] + window - now) + 1))
+
+    def session(self, token: str) -> Session | None:
+        """The live session of a token, sliding its expiry; None if unknown, expired or disabled."""
+        now = time.time()
+        rows = self._rows("SELECT s.csrf_token, s.last_seen_at, u.* FROM sessions s JOIN users u "
+                          "ON u.id = s.user_id WHERE s.token_hash = ?", [_digest(token)])
+        if not rows or not rows[0]["active"]:
+            return None
+        row = rows[0]
+        if row["last_seen_at"] + self.lifetime < now:
+            self.logout(token)
+            return None
+        if now - row["last_seen_at"] > _TOUCH_SECONDS:
+            with self._lock, self.db.conn:
+                self.db.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?",
+                                [now, _digest(token)])
+        return Session(_user(row), row["csrf_token"], now + self.lifetime)
+
+    def logout(self, token: str) -> None:
+        with self._lock, self.db.conn:
+            self.db.execute("DELETE FROM sessions WHERE token_hash = ?", [_digest(token)])
+
+    def purge_sessions(self) -> int:
+        """Delete expired sessions; returns how many."""
+        with self._lock, self.db.conn:
+            cursor = self.db.execute("DELETE FROM sessions WHERE last_seen_at < ?",
+                                     [time.time() - self.lifetime])
+        return cursor.rowcount
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    def create_key(self, user_id: int, name: str) -> tuple[str, ApiKey]:
+        """A new key for a user: the secret is returned once and only its hash is stored."""
+        user = self.user(user_id)
+        name = (name or "").strip()
+        if not name or len(name) > 100:
+            raise InvalidRequest("Name the key (1-100 characters), e.g. after the program that uses it.",
+                                 param="name")
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._lock, self.db.conn:
+            cursor = self.db.execute(
+                "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                [user.id, name, secret[:len(KEY_PREFIX) + 6], _digest(secret), time.time()])
+        return secret, self.key(cursor.lastrowid)
+
+    def key(self, key_id: int) -> ApiKey:
+        rows = self._rows("SELECT k.*, u.username FROM api_keys k JOIN users u ON u.id = k.user_id "
+                          "WHERE k.id = ?", [key_id])
+        if not rows:
+            raise NotFound(f"No API key with id {key_id}; `appliance keys list` shows them.")
+        return _key(rows[0])
+
+    def keys(self, user_id: int | None = None) -> list[ApiKey]:
+        where, params = ("WHERE k.user_id = ?", [user_id]) if user_id is not None else ("", [])
+        return [_key(r) for r in self._rows(
+            f"SELECT k.*, u.username FROM api_keys k JOIN users u ON u.id = k.user_id {where} "
+            "ORDER BY k.id", params)]
+
+    def revoke_key(self, key_id: int) -> ApiKey:
+        key = self.key(key_id)
+        if key.revoked_at is None:
+            with self._lock, self.db.conn:
+                self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", [time.time(), key_id])
+        return self.key(key_id)
+
+    def key_user(self, secret: str) -> tuple[User, ApiKey] | None:
+        """The user behind a live key; None for unknown, revoked, or a disabled user's key."""
+        if not secret.startswith(KEY_PREFIX):
+            return None
+        rows = self._rows("SELECT k.id AS key_id, k.name, k.prefix, k.created_at AS key_created_at, "
+                          "k.last_used_at, k.revoked_at, u.* FROM api_keys k JOIN users u "
+                          "ON u.id = k.user_id WHERE k.key_hash = ?", [_digest(secret)])
+        if not rows or rows[0]["revoked_at"] is not None or not rows[0]["active"]:
+            return None
+        row = rows[0]
+        now = time.time()
+        if row["last_used_at"] is None or now - row["last_used_at"] > _TOUCH_SECONDS:
+            with self._lock, self.db.conn:
+                self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", [now, row["key_id"]])
+        user = _user(row)
+        key = ApiKey(id=row["key_id"], user_id=user.id, username=user.username, name=row["name"],
+                     prefix=row["prefix"], created_at=row["key_created_at"], last_used_at=now,
+                     revoked_at=None)
+        return user, key
+
+    # -- audit log -----------------------------------------------------------------------------
+
+    def audit(self, actor: str, action: str, target: str = "", *, status: int | None = None,
+              ip: str | None = None, **detail: Any) -> None:
+        with self._lock, self.db.conn:
+            self.db.execute(
+                "INSERT INTO audit (ts, actor, action, target, status, ip, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [time.time(), actor, action, target, status, ip, json.dumps(detail, default=str)])
+
+    def audit_log(self, *, limit: int = 200, actor: str | None = None, action: str | None = None,
+                  since: float | None = None) -> list[dict[str, Any]]:
+        clauses, params = [], []
+        for column, value in (("actor", actor), ("action", action)):
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("ts >= ?")
+            params.append(since)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._rows(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+        for row in rows:
+            row["detail"] = json.loads(row["detail"])
+        return rows
