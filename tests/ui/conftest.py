@@ -203,6 +203,17 @@ def login(page, base_url: str, credentials: tuple[str, str], path: str = "/") ->
     page.wait_for_url(f"{base_url}{path}")
 
 
+def eventually(page, script: str, timeout: float = 30) -> None:
+    """Poll a page expression until it is true (wait_for_function would eval, which the CSP forbids)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {script}")
+        time.sleep(0.1)
+
+
 def api_session(page, base_url: str) -> httpx.Client:
     """An HTTP client riding on the page's session cookie and CSRF token, as the page's own code does."""
     cookies = {c["name"]: c["value"] for c in page.context.cookies(base_url)}

@@ -127,7 +127,8 @@ async function openConversation(id, { updateHash = true } = {}) {
       else messages.append(new AnswerView(message).el);
     }
     messages.scrollTop = messages.scrollHeight;
-    renderConversationList();
+    if (state.conversations.some((c) => c.id === conversation.id)) renderConversationList();
+    else await loadConversations(); // started elsewhere (another tab, or the API) since the list loaded
     $("question").focus();
   } catch (error) {
     if (error.status === 404) {
@@ -137,6 +138,12 @@ async function openConversation(id, { updateHash = true } = {}) {
       toast(error.message, { error: true });
     }
   }
+}
+
+// A link or bookmark to #c=<id> opens that conversation.
+async function openFromHash() {
+  const match = location.hash.match(/^#c=([\w-]+)$/);
+  if (match && match[1] !== state.current?.id) await openConversation(match[1], { updateHash: false });
 }
 
 function newConversation() {
@@ -508,8 +515,8 @@ async function main() {
   renderExamples();
   loadModel();
   await loadConversations();
-  const match = location.hash.match(/^#c=([\w-]+)$/);
-  if (match) await openConversation(match[1], { updateHash: false });
+  await openFromHash();
+  window.addEventListener("hashchange", openFromHash);
   $("question").focus();
   document.body.dataset.ready = currentLanguage();
 }
