@@ -121,7 +121,7 @@ class Appliance:
 
 
 @pytest.fixture
-def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir, corpus):
+def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir, corpus, engine_settings):
     """Start the appliance with auth on, the small corpus, an admin and an employee."""
     started = []
 
@@ -129,6 +129,7 @@ def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir,
         settings = load_settings(data_dir=tmp_path / f"data{len(started)}")
         settings.auth.enabled = True  # an assignment beats the suite's APPLIANCE_AUTH__ENABLED=false
         settings.knowledge.embedder_path = str(embedder_dir)
+        settings.engine = engine_settings(max_request_tokens=1024, default_max_tokens=48, slots=2)
         settings.monitoring.golden_interval_hours = 0  # no accuracy run competing for the model
         for dotted, value in settings_changes.items():
             section, name = dotted.split("__")

@@ -5,7 +5,7 @@ import { ApiError, api, errorFrom, headers, loadMe, toLogin } from "./api.js";
 import { renderAnswer } from "./answer.js";
 import { confirmDialog, promptDialog } from "./dialog.js";
 import { clear, fillIcons, formatRelative, h, icon, toast } from "./dom.js";
-import { currentLanguage, startPage, t } from "./i18n.js";
+import { startPage, t } from "./i18n.js";
 import { renderShell } from "./shell.js";
 import { sseData } from "./sse.js";
 
@@ -21,6 +21,7 @@ const state = {
   model: null,
   conversations: [],
   current: null, // {id, title, messages: [{role, content, sources, response_id, rating}]}
+  modelReady: null, // resolves once the model answers /v1/models
   streaming: null, // AbortController of the answer in progress
 };
 
@@ -32,6 +33,7 @@ async function loadModel() {
     try {
       const models = await api.get("/v1/models");
       state.model = models.data[0].id;
+      document.body.dataset.model = state.model;
       notice.hidden = true;
       return;
     } catch (error) {
@@ -325,10 +327,6 @@ function historyForModel() {
 async function ask(question) {
   question = question.trim();
   if (!question || state.streaming) return;
-  if (!state.model) {
-    toast(t("chat.modelLoading"), { error: true });
-    return;
-  }
   const input = $("question");
   input.value = "";
   autosize();
@@ -348,6 +346,7 @@ async function ask(question) {
   let failed = null;
   const history = historyForModel();
   try {
+    if (!state.model) await state.modelReady; // the question waits, showing progress, until the model is up
     const response = await fetch("/v1/chat/completions", {
       method: "POST",
       credentials: "same-origin",
@@ -513,12 +512,11 @@ async function main() {
   }
   renderShell(state.me, { page: "chat" });
   renderExamples();
-  loadModel();
+  state.modelReady = loadModel();
   await loadConversations();
   await openFromHash();
   window.addEventListener("hashchange", openFromHash);
   $("question").focus();
-  document.body.dataset.ready = currentLanguage();
 }
 
 main();
