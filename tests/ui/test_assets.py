@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
+
+import pytest
 
 from appliance.server.ui import ASSETS_DIR, UI_DIR, assets_build
 
@@ -73,3 +76,15 @@ def test_build_id_changes_with_any_asset(tmp_path):
     assert assets_build(tmp_path) == first
     (tmp_path / "a.js").write_text("two")
     assert assets_build(tmp_path) != first
+
+
+@pytest.mark.slow
+def test_the_appliance_wheel_carries_the_ui(tmp_path):
+    # The same wheel the offline bundle ships: built from a copy of the source, as the bundle does.
+    from installer.bundle import REPO_ROOT, _appliance_wheel
+
+    wheel = _appliance_wheel(REPO_ROOT, None, tmp_path, tmp_path / "pip.log")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    shipped = {f"appliance/{p.relative_to(UI_DIR.parent).as_posix()}" for p in UI_DIR.rglob("*") if p.is_file()}
+    assert shipped and shipped <= names, sorted(shipped - names)
