@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,16 +81,37 @@ class LentBackend(LLMBackend):
         pass
 
 
+def close_backend(backend: LLMBackend) -> None:
+    # Playwright's sync API keeps an event loop running on this thread: close on another one.
+    worker = threading.Thread(target=asyncio.run, args=(backend.close(),))
+    worker.start()
+    worker.join()
+
+
 @pytest.fixture(scope="session")
 def ui_backend(engine_settings):
     """The real bundled model; grounded prompts need more context than the default test engine."""
-    import asyncio
-
     from appliance.llm.local import LocalBackend
 
     backend = LocalBackend(engine_settings(max_request_tokens=1024, default_max_tokens=48, slots=2))
     yield backend
-    asyncio.run(backend.close())
+    close_backend(backend)
+
+
+@pytest.fixture
+def own_backend(engine_settings):
+    """Backends with engine settings of their own, closed when the test ends."""
+    from appliance.llm.local import LocalBackend
+
+    made = []
+
+    def make(**engine) -> LLMBackend:
+        made.append(LocalBackend(engine_settings(**engine)))
+        return made[-1]
+
+    yield make
+    for backend in made:
+        close_backend(backend)
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +148,8 @@ def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir,
     """Start the appliance with auth on, the small corpus, an admin and an employee."""
     started = []
 
-    def start(*, max_tokens: int | None = None, **settings_changes) -> Appliance:
+    def start(*, max_tokens: int | None = None, backend: LLMBackend | None = None,
+              **settings_changes) -> Appliance:
         settings = load_settings(data_dir=tmp_path / f"data{len(started)}")
         settings.auth.enabled = True  # an assignment beats the suite's APPLIANCE_AUTH__ENABLED=false
         settings.knowledge.embedder_path = str(embedder_dir)
@@ -137,7 +161,7 @@ def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir,
         knowledge = KnowledgeBase.open(settings, embedder=embedder)
         report = knowledge.ingest([corpus])
         assert not report.failed, report.failed
-        backend = LentBackend(ui_backend)
+        backend = LentBackend(backend or ui_backend)
         if max_tokens is not None:
             backend = LongAnswers(ui_backend, max_tokens)
         server = live_server(settings, backend, knowledge=knowledge)

@@ -3,8 +3,10 @@ cited answers, source passages, feedback, history, and stopping an answer."""
 
 from __future__ import annotations
 
+import threading
 import time
 
+import httpx
 import pytest
 
 from appliance.accounts import Conversations
@@ -173,4 +175,44 @@ def test_stop_cancels_the_answer_on_the_server(appliance_factory, ui_backend, ne
     saved = Conversations(appliance.accounts).get(user.id, conversation["id"])["messages"]
     assert saved[1]["content"].strip()
     assert saved[1]["response_id"] == last_answer(page).get_attribute("data-response-id")
+    assert not page.errors
+
+
+@pytest.mark.slow
+def test_a_busy_appliance_and_an_ended_session_are_explained(appliance_factory, own_backend, new_page):
+    # One slot and no queue: while another answer runs, the next question is refused with 429.
+    backend = own_backend(slots=1, max_queue=0, max_request_tokens=1024, default_max_tokens=1000)
+    appliance = appliance_factory(backend=backend)
+    user = appliance.user(EMPLOYEE[0])
+    secret, _ = appliance.accounts.create_key(user.id, "load")
+    started, release = threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        with httpx.stream("POST", f"{appliance.url}/v1/chat/completions", timeout=300,
+                          headers={"Authorization": f"Bearer {secret}"},
+                          json={"model": "default", "stream": True, "rag": False,
+                                "messages": [{"role": "user", "content": "Write a long story."}]}) as response:
+            for _ in response.iter_lines():
+                started.set()
+                if release.is_set():
+                    return  # leaving closes the stream: the server cancels the answer
+
+    worker = threading.Thread(target=occupy, daemon=True)
+    worker.start()
+    page = new_page()
+    login(page, appliance.url, EMPLOYEE)
+    page.wait_for_selector("body[data-model]")
+    assert started.wait(120)
+    ask(page, QUESTION)
+    page.wait_for_selector(".message.assistant[data-state=error]")
+    error = last_answer(page).locator(".answer").inner_text()
+    assert "busy" in error and "try again in" in error
+    assert last_answer(page).locator("button", has_text="Try again").is_visible()
+    release.set()
+    worker.join(60)
+
+    # The session ends on the server (a password reset): the next question leads to the login page.
+    appliance.accounts.set_password(user.id, "a-brand-new-password")
+    ask(page, QUESTION)
+    page.wait_for_url(f"{appliance.url}/login?next=%2F*")
     assert not page.errors

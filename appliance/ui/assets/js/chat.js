@@ -191,7 +191,6 @@ class AnswerView {
     this.sources = sources || [];
     this.responseId = response_id;
     this.rating = rating;
-    this.status = "";
     this.outcome = "done"; // or stopped, interrupted, not-found, error: for styling and tests
     this.streaming = false;
     this.answer = h("div", { class: "answer" });
@@ -205,6 +204,7 @@ class AnswerView {
       title: (n) => this.sources[n - 1]?.title || this.sources[n - 1]?.document || "",
       open: (n) => openPassage(this.sources[n - 1], n),
     };
+    this.el.view = this; // found again when the language changes
     this.render();
   }
 
@@ -242,7 +242,8 @@ class AnswerView {
       clear(this.meta);
       return;
     }
-    const parts = [h("span", { class: "status" }, this.status)];
+    const note = { interrupted: "chat.interrupted", stopped: "chat.stopped", "not-found": "chat.notFound" }[this.outcome];
+    const parts = [h("span", { class: "status" }, note ? t(note) : "")];
     if (this.responseId) {
       for (const [rating, name] of [["up", "up"], ["down", "down"]]) {
         parts.push(h("button", {
@@ -397,8 +398,6 @@ async function ask(question) {
   view.streaming = false;
   if (view.notFound) view.answer.classList.add("not-found");
   view.outcome = failed ? "interrupted" : stopped ? "stopped" : view.notFound ? "not-found" : "done";
-  const note = { interrupted: "chat.interrupted", stopped: "chat.stopped", "not-found": "chat.notFound" }[view.outcome];
-  view.status = note ? t(note) : "";
   view.render();
   if (nearBottom(messages)) messages.scrollTop = messages.scrollHeight;
   if (view.text) await remember(question, view);
@@ -493,6 +492,9 @@ function bind() {
     if (event.target === $("passage")) $("passage").close(); // a click on the backdrop
   });
   document.addEventListener("languagechange", () => {
+    for (const message of document.querySelectorAll(".message.assistant")) {
+      if (message.view && !message.view.streaming && message.dataset.state !== "error") message.view.render();
+    }
     renderExamples();
     renderConversationList();
     document.title = t("app.name");

@@ -90,9 +90,11 @@ export function formatDate(seconds, { time = true } = {}) {
   if (seconds === null || seconds === undefined) return "";
   const date = typeof seconds === "string" ? new Date(seconds) : new Date(seconds * 1000);
   if (Number.isNaN(date.getTime())) return String(seconds);
+  // The year only when it is not this one: tables stay narrow.
+  const year = date.getFullYear() === new Date().getFullYear() ? {} : { year: "numeric" };
   const options = time
-    ? { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }
-    : { year: "numeric", month: "short", day: "numeric" };
+    ? { ...year, month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }
+    : { ...year, month: "short", day: "numeric" };
   return date.toLocaleString(currentLanguage(), options);
 }
 
@@ -123,6 +125,12 @@ export function formatNumber(value, digits = 0) {
   return Number(value).toLocaleString(currentLanguage(), {
     maximumFractionDigits: digits, minimumFractionDigits: digits,
   });
+}
+
+// A value of unknown kind, as short as it can be shown: 1, 0.25, true, text.
+export function formatValue(value) {
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : formatNumber(value, 3).replace(/0+$/, "");
+  return String(value);
 }
 
 let toastArea = null;

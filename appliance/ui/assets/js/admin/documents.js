@@ -166,9 +166,9 @@ export default {
         const body = await api.post("/api/search", { query: query.value.trim(), k: 8 });
         clear(results, body.results.length
           ? h("ol", { class: "results" }, body.results.map((r) => h("li", { class: "result", "data-document": r.document },
-            h("div", { class: "head" }, h("strong", {}, r.title || r.document), h("span", { class: "muted" }, r.document),
-              r.heading ? h("span", { class: "faint" }, `· ${r.heading}`) : null, h("span", { class: "spacer" }),
+            h("div", { class: "head" }, h("strong", {}, r.title || r.document), h("span", { class: "spacer" }),
               badge(r.score.toFixed(3))),
+            h("span", { class: "where" }, [r.document, r.heading].filter(Boolean).join(" · ")),
             h("p", { class: "snippet" }, r.snippet))))
           : h("p", { class: "muted" }, t("documents.noResults")));
       } catch (error) {

@@ -28,11 +28,11 @@ export default {
       const selected = userSelect.value;
       clear(userSelect, users.users.map((u) => h("option", { value: u.id, selected: String(u.id) === selected }, `${u.display_name || u.username} (${u.username})`)));
       clear(listArea, table([
-        { label: t("keys.name"), cell: (k) => [h("strong", {}, k.name), h("span", { class: "sub mono" }, `${k.prefix}…`)] },
+        { label: t("keys.name"), class: "nowrap", cell: (k) => [h("strong", {}, k.name), h("span", { class: "sub mono" }, `${k.prefix}…`)] },
         { label: t("keys.user"), cell: (k) => k.username },
         { label: t("keys.state"), cell: (k) => badge(k.active ? t("keys.active") : t("keys.revoked"), k.active ? "success" : "neutral") },
         { label: t("keys.created"), cell: (k) => formatDate(k.created_at), class: "date" },
-        { label: t("keys.lastUsed"), cell: (k) => (k.last_used_at ? formatDate(k.last_used_at) : h("span", { class: "faint" }, t("users.never"))) },
+        { label: t("keys.lastUsed"), class: "date", cell: (k) => (k.last_used_at ? formatDate(k.last_used_at) : h("span", { class: "faint" }, t("users.never"))) },
         {
           label: "", class: "actions", cell: (k) => (k.active ? actionButton(t("keys.revoke"), async () => {
             const ok = await confirmDialog({ title: t("keys.revokeTitle", { name: k.name }), body: t("keys.revokeBody"), confirm: t("keys.revoke"), danger: true });

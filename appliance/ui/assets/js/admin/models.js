@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { confirmDialog, modal } from "../dialog.js";
-import { clear, formatDate, formatNumber, h, toast } from "../dom.js";
+import { clear, formatDate, formatNumber, formatValue, h, toast } from "../dom.js";
 import { t } from "../i18n.js";
 import { actionButton, badge, card, errorCard, pageHead, refreshButton, table } from "./common.js";
 
@@ -24,12 +24,12 @@ function validationSummary(version) {
   const rows = [];
   for (const [name, check] of Object.entries(checks)) {
     for (const [key, value] of Object.entries(check || {})) {
-      if (typeof value === "object") continue;
-      rows.push(h("dt", {}, `${name}.${key}`), h("dd", {}, typeof value === "number" ? formatNumber(value, 3) : String(value)));
+      if (value === null || typeof value === "object") continue;
+      rows.push(h("li", {}, h("span", { class: "faint" }, `${name}.${key} `), h("strong", {}, formatValue(value))));
     }
   }
-  if (validation.at) rows.push(h("dt", {}, t("models.validatedAt")), h("dd", {}, formatDate(validation.at)));
-  if (rows.length) parts.push(h("details", { class: "more" }, h("summary", {}, t("models.details")), h("dl", { class: "kv" }, rows)));
+  if (validation.at) rows.push(h("li", {}, h("span", { class: "faint" }, `${t("models.validatedAt")} `), formatDate(validation.at)));
+  if (rows.length) parts.push(h("details", { class: "more" }, h("summary", {}, t("models.details")), h("ul", { class: "checks" }, rows)));
   return parts;
 }
 
@@ -73,10 +73,13 @@ export default {
         await load();
       };
       const versions = table([
-        { label: t("models.version"), cell: (v) => [h("strong", {}, `${v.name}/${v.version}`), h("span", { class: "sub" }, v.kind === "upstream" ? t("models.upstream") : v.path)] },
+        {
+          label: t("models.version"), class: "nowrap",
+          cell: (v) => [h("strong", { title: v.path }, `${v.name}/${v.version}`),
+            h("span", { class: "sub" }, v.kind === "upstream" ? t("models.upstream") : t("models.importedAt", { when: formatDate(v.created_at) }))],
+        },
         { label: t("models.state"), cell: (v) => [badge(t(`models.states.${v.state}`), v.state), v.serving ? h("span", { class: "sub" }, t("models.serving")) : null] },
-        { label: t("models.validation"), cell: validationSummary },
-        { label: t("models.created"), cell: (v) => formatDate(v.created_at), class: "date" },
+        { label: t("models.validation"), cell: validationSummary, class: "wide" },
         {
           label: "", class: "actions", cell: (v) => [
             v.state !== "active" ? actionButton(t("models.validate"), () => act(t("models.validated"), () => api.post(`${path(v)}/validate`)), { iconName: "check", kind: "ghost" }) : null,

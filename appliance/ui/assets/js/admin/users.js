@@ -51,11 +51,11 @@ export default {
       }
       roles = body.roles || roles;
       clear(listArea, table([
-        { label: t("users.user"), cell: (u) => [h("strong", {}, u.display_name || u.username), h("span", { class: "sub" }, u.username)] },
+        { label: t("users.user"), class: "nowrap", cell: (u) => [h("strong", {}, u.display_name || u.username), h("span", { class: "sub" }, u.username)] },
         { label: t("users.role"), cell: (u) => badge(t(`role.${u.role}`), u.role === "admin" ? "accent" : "neutral") },
         { label: t("users.groups"), cell: (u) => chips(u.groups) },
         { label: t("users.state"), cell: (u) => badge(u.active ? t("users.active") : t("users.disabled"), u.active ? "success" : "danger") },
-        { label: t("users.lastLogin"), cell: (u) => (u.last_login_at ? formatDate(u.last_login_at) : h("span", { class: "faint" }, t("users.never"))) },
+        { label: t("users.lastLogin"), class: "date", cell: (u) => (u.last_login_at ? formatDate(u.last_login_at) : h("span", { class: "faint" }, t("users.never"))) },
         {
           label: "", class: "actions", cell: (u) => [
             actionButton(t("common.edit"), async () => {

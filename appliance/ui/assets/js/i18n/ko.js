@@ -144,7 +144,7 @@ export default {
   "models.golden": "골든 QA {score}% · p95 {p95}초",
   "models.details": "자세히",
   "models.validatedAt": "검증 시각",
-  "models.created": "가져온 날",
+  "models.importedAt": "{when} 가져옴",
   "models.validate": "검증",
   "models.validated": "검증을 마쳤습니다.",
   "models.activate": "활성화",
