@@ -191,10 +191,11 @@ def drive(url: str, out: Path) -> None:
         admin.fill("#upload-groups", "finance")
         admin.set_input_files("#upload-files", files=[
             {"name": "bonus-pool-2026.md", "mimeType": "text/markdown",
-             "buffer": b"# Executive bonus pool 2026\n\nThe pool is approved by the CEO in March.\n"},
-            {"name": "scanned-invoice.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 truncated"},
+             "buffer": b"# Executive bonus pool 2026\n\nThe CEO approves the pool in March.\n"},
+            {"name": "scanned-invoice.pdf", "mimeType": "application/pdf",
+             "buffer": b"%PDF-1.4 truncated"},
         ])
-        admin.wait_for_selector(".upload[data-name='scanned-invoice.pdf'] .badge[data-status=failed]")
+        admin.wait_for_selector(".upload[data-name='scanned-invoice.pdf'] [data-status=failed]")
         admin.fill("#search-query", "purchase order release approval")
         admin.press("#search-query", "Enter")
         admin.wait_for_selector("#search-results .result")
@@ -246,9 +247,10 @@ def main() -> None:
         knowledge.ingest([sample_kb_path() / area for area in AREAS])
         with Appliance(settings, knowledge) as appliance:
             accounts = appliance.app.state.accounts
-            admin = accounts.create_user(ADMIN[0], ADMIN[1], role="admin", groups=["all", "finance"],
-                                         display_name=ADMIN[2])
-            employee = accounts.create_user(EMPLOYEE[0], EMPLOYEE[1], groups=["all"], display_name=EMPLOYEE[2])
+            admin = accounts.create_user(ADMIN[0], ADMIN[1], role="admin",
+                                         groups=["all", "finance"], display_name=ADMIN[2])
+            employee = accounts.create_user(EMPLOYEE[0], EMPLOYEE[1], groups=["all"],
+                                            display_name=EMPLOYEE[2])
             accounts.create_user("seoyeon", "employee-password-2", groups=["all", "hr"],
                                  display_name="Lee Seoyeon")
             former = accounts.create_user("dohyun", "employee-password-3", groups=["all"],

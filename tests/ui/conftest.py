@@ -144,14 +144,15 @@ class Appliance:
 
 
 @pytest.fixture
-def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir, corpus, engine_settings):
+def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir, corpus,
+                      engine_settings):
     """Start the appliance with auth on, the small corpus, an admin and an employee."""
     started = []
 
     def start(*, max_tokens: int | None = None, backend: LLMBackend | None = None,
               **settings_changes) -> Appliance:
         settings = load_settings(data_dir=tmp_path / f"data{len(started)}")
-        settings.auth.enabled = True  # an assignment beats the suite's APPLIANCE_AUTH__ENABLED=false
+        settings.auth.enabled = True  # beats the suite's APPLIANCE_AUTH__ENABLED=false
         settings.knowledge.embedder_path = str(embedder_dir)
         settings.engine = engine_settings(max_request_tokens=1024, default_max_tokens=48, slots=2)
         settings.monitoring.golden_interval_hours = 0  # no accuracy run competing for the model
@@ -229,7 +230,7 @@ def login(page, base_url: str, credentials: tuple[str, str], path: str = "/") ->
 
 
 def eventually(page, script: str, timeout: float = 30) -> None:
-    """Poll a page expression until it is true (wait_for_function would eval, which the CSP forbids)."""
+    """Poll a page expression until it is true (wait_for_function evals, which the CSP forbids)."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -240,7 +241,7 @@ def eventually(page, script: str, timeout: float = 30) -> None:
 
 
 def api_session(page, base_url: str) -> httpx.Client:
-    """An HTTP client riding on the page's session cookie and CSRF token, as the page's own code does."""
+    """An HTTP client on the page's session cookie and CSRF token, as the page's own code is."""
     cookies = {c["name"]: c["value"] for c in page.context.cookies(base_url)}
     client = httpx.Client(base_url=base_url, cookies=cookies, timeout=120)
     me = client.get("/api/auth/me").raise_for_status().json()

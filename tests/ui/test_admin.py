@@ -4,6 +4,7 @@ versions, monitoring and the audit log, each against the real appliance."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -34,14 +35,15 @@ def chat_sources(page, question: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_uploaded_document_is_found_by_search_and_never_shown_outside_its_group(appliance, new_page):
+def test_uploaded_document_is_found_by_search_and_never_shown_outside_its_group(appliance,
+                                                                                new_page):
     admin = new_page()
     login(admin, appliance.url, ADMIN, "/admin")
     admin.wait_for_selector("#documents-table")
     admin.fill("#upload-groups", OUTSIDER_GROUP)
     admin.set_input_files("#upload-files", files=[
         {"name": "bonus-pool.md", "mimeType": "text/markdown", "buffer": SECRET},
-        {"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 this is not a PDF"},
+        {"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 not a PDF"},
     ])
     admin.wait_for_selector(".upload[data-name='bonus-pool.md'] .badge[data-status=added]")
     failed = admin.locator(".upload[data-name='broken.pdf']")
@@ -66,7 +68,8 @@ def test_uploaded_document_is_found_by_search_and_never_shown_outside_its_group(
     client = api_session(employee, appliance.url)
     listed = [d["source"] for d in client.get("/api/documents").json()["documents"]]
     assert listed and "bonus-pool.md" not in listed
-    found = client.post("/api/search", json={"query": "executive bonus pool BON-77", "k": 10}).json()
+    found = client.post("/api/search", json={"query": "executive bonus pool BON-77", "k": 10})
+    found = found.json()
     assert "bonus-pool.md" not in [r["document"] for r in found["results"]]
     sources = chat_sources(employee, SECRET_QUESTION)
     assert not any("bonus-pool.md" in s for s in sources)
@@ -112,12 +115,14 @@ def test_users_keys_and_audit(appliance, new_page):
     page.wait_for_selector("#users-table tr[data-id='minji'] :text('Active')")
 
     # Reset the password: the new one logs in.
-    page.locator("#users-table tr[data-id='minji']").locator("button", has_text="Reset password").click()
+    row = page.locator("#users-table tr[data-id='minji']")
+    row.locator("button", has_text="Reset password").click()
     page.fill("#prompt-dialog input", "second-password-2")
     page.click("#prompt-dialog button[value=ok]")
     page.wait_for_selector(".toast:text('reset')")
     assert httpx.post(f"{appliance.url}/api/auth/login",
-                      json={"username": "minji", "password": "second-password-2"}).status_code == 200
+                      json={"username": "minji", "password": "second-password-2"}
+                      ).status_code == 200
 
     # An API key: the secret is shown once, works, and stops working when revoked.
     open_tab(page, appliance.url, "keys")
@@ -149,7 +154,8 @@ def test_users_keys_and_audit(appliance, new_page):
     open_tab(page, appliance.url, "audit")
     page.wait_for_selector("#audit-table")
     log = page.inner_text("#audit-table")
-    for action in ("user_created", "user_changed", "key_created", "key_revoked", "user_deleted", "login"):
+    for action in ("user_created", "user_changed", "key_created", "key_revoked", "user_deleted",
+                   "login"):
         assert action in log, action
     page.fill("#audit-action", "key_revoked")
     page.press("#audit-action", "Enter")
@@ -159,17 +165,16 @@ def test_users_keys_and_audit(appliance, new_page):
 
 
 @pytest.mark.slow
-def test_model_versions_validate_schedule_activate_and_monitoring(appliance_factory, model_path, tmp_path,
-                                                                   new_page):
+def test_model_versions_validate_schedule_activate_and_monitoring(appliance_factory, model_path,
+                                                                   tmp_path, new_page):
     golden = tmp_path / "golden.jsonl"
     golden.write_text("".join(json.dumps(item) + "\n" for item in GOLDEN_ITEMS), encoding="utf-8")
     models = tmp_path / "models"
     write_version(models, "erp-assistant", "1.1.0", Path(model_path))
-    appliance = appliance_factory(**{
-        "releases__models_dir": str(models), "releases__golden_path": str(golden),
-        "releases__golden_max_tokens": 16, "releases__max_latency_seconds": 600,
-        "releases__load_timeout_seconds": 120, "releases__probation_seconds": 0,
-    })
+    appliance = appliance_factory(
+        releases__models_dir=str(models), releases__golden_path=str(golden),
+        releases__golden_max_tokens=16, releases__max_latency_seconds=600,
+        releases__load_timeout_seconds=120, releases__probation_seconds=0)
     page = new_page()
     login(page, appliance.url, ADMIN, "/admin")
     open_tab(page, appliance.url, "models")
@@ -178,8 +183,9 @@ def test_model_versions_validate_schedule_activate_and_monitoring(appliance_fact
     assert "Staged" in row.inner_text() and "Not validated" in row.inner_text()
 
     row.locator("button", has_text="Validate").click()
-    page.wait_for_selector("#versions-table tr[data-id='erp-assistant/1.1.0'] :text('Ready')", timeout=300_000)
-    row = page.locator("#versions-table tr[data-id='erp-assistant/1.1.0']")
+    version = "#versions-table tr[data-id='erp-assistant/1.1.0']"
+    page.wait_for_selector(f"{version} :text('Ready')", timeout=300_000)
+    row = page.locator(version)
     assert "Passed" in row.inner_text() and "golden QA" in row.inner_text()
 
     # Schedule for the maintenance window, then cancel it.
@@ -190,10 +196,9 @@ def test_model_versions_validate_schedule_activate_and_monitoring(appliance_fact
     page.wait_for_selector("table#schedules-table", state="detached")
 
     # Activate now: the version serves requests.
-    page.locator("#versions-table tr[data-id='erp-assistant/1.1.0']").locator("button", has_text="Activate").click()
+    page.locator(version).locator("button", has_text="Activate").click()
     page.click("#confirm-dialog button[value=ok]")
-    page.wait_for_selector("#versions-table tr[data-id='erp-assistant/1.1.0'] :text('serving requests')",
-                           timeout=300_000)
+    page.wait_for_selector(f"{version} :text('serving requests')", timeout=300_000)
     assert appliance.server.assistant.backend.version == "erp-assistant/1.1.0"
     history = page.inner_text("#history-table")
     for event in ("imported", "validated", "scheduled", "activated"):
@@ -208,7 +213,11 @@ def test_model_versions_validate_schedule_activate_and_monitoring(appliance_fact
     client = api_session(page, appliance.url)
     client.post("/v1/chat/completions", json={"model": "default", "messages": [
         {"role": "user", "content": "How do I get a purchase order approved?"}]}).raise_for_status()
-    appliance.monitor.collector.flush()
+    deadline = time.monotonic() + 30
+    while appliance.monitor.store.summary(0)["requests"] < 1:  # recorded just after the response
+        assert time.monotonic() < deadline, "the request was not recorded"
+        appliance.monitor.collector.flush()
+        time.sleep(0.2)
     open_tab(page, appliance.url, "monitoring")
     page.wait_for_selector("#summary .stat")
     assert page.locator("#charts svg.chart").count() == 6

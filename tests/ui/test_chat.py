@@ -23,8 +23,8 @@ WATCH_ANSWER = """() => {
     const message = [...document.querySelectorAll('.message.assistant')].at(-1);
     if (message) window.answerFrames.push({state: message.dataset.state,
       length: message.querySelector('.answer').textContent.length});
-  }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true,
-    attributes: true});
+  }).observe(document.getElementById('messages'),
+    {subtree: true, childList: true, characterData: true, attributes: true});
 }"""
 
 
@@ -50,7 +50,8 @@ def test_streamed_answer_with_sources_passage_feedback_and_history(appliance, ne
     text = answer.locator(".answer").inner_text().strip()
     assert text
     frames = page.evaluate("window.answerFrames")
-    partial = {f["length"] for f in frames if f["state"] == "streaming" and 0 < f["length"] < len(text)}
+    partial = {f["length"] for f in frames
+               if f["state"] == "streaming" and 0 < f["length"] < len(text)}
     assert partial, "the answer appeared all at once instead of streaming in"
     response_id = answer.get_attribute("data-response-id")
     assert response_id and response_id.startswith("chatcmpl-")
@@ -95,7 +96,8 @@ def test_streamed_answer_with_sources_passage_feedback_and_history(appliance, ne
     assert last_answer(page).locator(".answer").inner_text().strip() == text
     assert last_answer(page).locator(".source").count() == sources.count()
     assert last_answer(page).locator(".feedback.up").get_attribute("aria-pressed") == "true"
-    assert page.locator(f"#conversation-list [data-id='{conversation['id']}'][aria-current=true]").count() == 1
+    current = f"#conversation-list [data-id='{conversation['id']}'][aria-current=true]"
+    assert page.locator(current).count() == 1
     assert not page.errors
 
 
@@ -103,15 +105,17 @@ def test_citations_open_their_source_and_conversations_rename_and_delete(applian
     page = new_page(viewport=PHONE)
     login(page, appliance.url, EMPLOYEE)
     client = api_session(page, appliance.url)
-    hits = client.post("/api/search", json={"query": "purchase order release approval", "k": 2}).json()["results"]
+    hits = client.post("/api/search", json={"query": "purchase order release approval", "k": 2})
+    hits = hits.json()["results"]
     assert len(hits) == 2
     sources = [{key: hit[key] for key in ("chunk_id", "document_id", "document", "title", "heading",
                                           "page", "sheet", "snippet", "score")} for hit in hits]
     conversation = client.post("/api/conversations", json={"title": "PO approvals"}).json()
     client.post(f"/api/conversations/{conversation['id']}/messages", json={"messages": [
         {"role": "user", "content": "Who releases a PO?"},
-        {"role": "assistant", "content": "The **release strategy** decides it [1]. Stuck POs: see [2].\n"
-                                         "- first step\n- second step [1, 2]\n<script>alert(1)</script>",
+        {"role": "assistant",
+         "content": "The **release strategy** decides it [1]. Stuck POs: see [2].\n"
+                    "- first step\n- second step [1, 2]\n<script>alert(1)</script>",
          "sources": sources, "response_id": "chatcmpl-saved"}]}).raise_for_status()
 
     page.goto(f"{appliance.url}/#c={conversation['id']}")
@@ -136,7 +140,8 @@ def test_citations_open_their_source_and_conversations_rename_and_delete(applian
     page.fill("#prompt-dialog input", "Purchase order release")
     page.click("#prompt-dialog button[value=ok]")
     page.wait_for_selector("#conversation-list .title:text('Purchase order release')")
-    assert client.get(f"/api/conversations/{conversation['id']}").json()["title"] == "Purchase order release"
+    renamed = client.get(f"/api/conversations/{conversation['id']}").json()
+    assert renamed["title"] == "Purchase order release"
     item.locator(".delete").click()
     page.click("#confirm-dialog button[value=ok]")
     page.wait_for_selector(f"#conversation-list [data-id='{conversation['id']}']", state="detached")
@@ -154,7 +159,7 @@ def test_stop_cancels_the_answer_on_the_server(appliance_factory, ui_backend, ne
     page.wait_for_selector("#examples .example")
     ask(page, QUESTION)
     page.wait_for_selector("#stop", state="visible")
-    eventually(page, "(document.querySelector('.message.assistant .answer') || {}).textContent?.length > 20",
+    eventually(page, "document.querySelector('.message .answer')?.textContent.length > 20",
                timeout=ANSWER_TIMEOUT / 1000)
     page.click("#stop")
     page.wait_for_selector(".message.assistant[data-state=stopped]")
@@ -179,7 +184,8 @@ def test_stop_cancels_the_answer_on_the_server(appliance_factory, ui_backend, ne
 
 
 @pytest.mark.slow
-def test_a_busy_appliance_and_an_ended_session_are_explained(appliance_factory, own_backend, new_page):
+def test_a_busy_appliance_and_an_ended_session_are_explained(appliance_factory, own_backend,
+                                                             new_page):
     # One slot and no queue: while another answer runs, the next question is refused with 429.
     backend = own_backend(slots=1, max_queue=0, max_request_tokens=1024, default_max_tokens=1000)
     appliance = appliance_factory(backend=backend)
@@ -188,10 +194,10 @@ def test_a_busy_appliance_and_an_ended_session_are_explained(appliance_factory, 
     started, release = threading.Event(), threading.Event()
 
     def occupy() -> None:
-        with httpx.stream("POST", f"{appliance.url}/v1/chat/completions", timeout=300,
-                          headers={"Authorization": f"Bearer {secret}"},
-                          json={"model": "default", "stream": True, "rag": False,
-                                "messages": [{"role": "user", "content": "Write a long story."}]}) as response:
+        body = {"model": "default", "stream": True, "rag": False,
+                "messages": [{"role": "user", "content": "Write a long story."}]}
+        with httpx.stream("POST", f"{appliance.url}/v1/chat/completions", json=body, timeout=300,
+                          headers={"Authorization": f"Bearer {secret}"}) as response:
             for _ in response.iter_lines():
                 started.set()
                 if release.is_set():

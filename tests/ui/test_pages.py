@@ -68,7 +68,8 @@ def test_korean_first_when_the_browser_prefers_it_and_the_switch_is_remembered(a
     page.click(".lang-switch [data-lang=en]")
     assert page.get_attribute("html", "lang") == "en"
     assert page.inner_text("#welcome h1") == "How can I help with the ERP?"
-    assert page.inner_text("#examples .example >> nth=0").endswith("How do I get a purchase order approved?")
+    first_example = page.inner_text("#examples .example >> nth=0")
+    assert first_example.endswith("How do I get a purchase order approved?")
     page.reload()
     page.wait_for_selector("#examples .example")
     assert page.inner_text("#welcome h1") == "How can I help with the ERP?"  # remembered
@@ -108,7 +109,8 @@ def test_phone_sized_pages_have_no_horizontal_scroll(appliance, new_page):
     login(page, appliance.url, ADMIN)
     page.wait_for_selector("#examples .example")
     assert no_horizontal_scroll(page)
-    assert page.locator("#sidebar").evaluate("e => e.getBoundingClientRect().right <= 0")  # tucked away
+    sidebar = page.locator("#sidebar")
+    assert sidebar.evaluate("e => e.getBoundingClientRect().right <= 0")  # tucked away
     page.click("#sidebar-toggle")
     eventually(page, "document.getElementById('sidebar').getBoundingClientRect().left >= 0")
     assert no_horizontal_scroll(page)
