@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from litestar.datastructures import State
 
 from appliance.accounts import Accounts
+from appliance.cli import main
 from appliance.server.app import create_app, open_accounts
 from appliance.server.auth import admin_only
 from appliance.settings import Settings
@@ -348,6 +350,18 @@ def test_protected_metrics_need_an_admin(auth):
         assert auth.call("GET", "/metrics", auth.admin_key).status_code == 200
     finally:
         settings.auth.protect_metrics = False
+
+
+def test_model_commands_use_an_admin_key_against_a_running_server(auth, tmp_path):
+    def models(*args, **env):
+        return CliRunner().invoke(main, ["models", "rollback", "--server", auth.url, *args], env=env)
+
+    refused = models()
+    assert refused.exit_code == 2 and "--api-key" in refused.output and "APPLIANCE_API_KEY" in refused.output
+    employee = models("--api-key", auth.employee_key)
+    assert employee.exit_code == 2 and "admin role" in employee.output
+    admin = models(APPLIANCE_API_KEY=auth.admin_key)  # authenticated: the server's own answer
+    assert admin.exit_code == 2 and "no previous good version" in admin.output
 
 
 def test_with_auth_off_everyone_is_the_local_developer(live_server, app_settings, shared_backend):
