@@ -134,7 +134,7 @@ class AuthMiddleware(MiddlewareProtocol):
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
-        path, method = scope["path"], scope["method"]
+        path, method = scope["path"].rstrip("/") or "/", scope["method"]
         principal: Principal | None = state.get("local_principal")
         if principal is None and path not in OPEN_PATHS:
             principal = await self._authenticate(scope, state.accounts, path, method)

@@ -89,3 +89,9 @@ def test_cli_changes_are_audited(tmp_path):
     assert entries[0]["actor"].startswith("cli") and entries[0]["target"] == "robot/k1"
     shown = run(tmp_path, "audit", "--limit", "1")
     assert "key_created" in shown.output and "user_created" not in shown.output
+
+
+def test_a_wrong_data_dir_is_named_not_created(tmp_path):
+    result = run(tmp_path / "typo", "users", "list")
+    assert result.exit_code == 2 and "No accounts database at" in result.output
+    assert not (tmp_path / "typo").exists()
