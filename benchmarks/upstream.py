@@ -3,9 +3,10 @@
 Method: `python -m llama_cpp.server` serves the bundled model (re-encoded to Q8_0) on loopback as
 the upstream; `appliance serve` runs in front of it with `llm.backend = "openai"`, the response
 cache off and retrieval off (`"rag": false`), so the difference is the appliance's own work
-(authenticating the API key, parsing, validation, proxying the stream, metrics). Each round sends the same non-streaming
-request (1 completion token, temperature 0) once directly to the upstream and once through the
-appliance, in alternating order; the figure is the median of the per-round differences.
+(authenticating the API key, parsing, validation, proxying the stream, metrics). Each round
+sends the same non-streaming request (1 completion token, temperature 0) once directly to the
+upstream and once through the appliance, in alternating order; the figure is the median of the
+per-round differences.
 
     python benchmarks/upstream.py --rounds 60
 """
