@@ -35,10 +35,18 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _open(config_path: str | None, data_dir: str | None) -> tuple[Accounts, list[str]]:
-    """The accounts store and the default groups of new users."""
+def _open(config_path: str | None, data_dir: str | None, *, create: bool = False) -> tuple[Accounts, list[str]]:
+    """The accounts store and the default groups of new users; only creating commands may start
+    a new accounts.db (a mistyped --data-dir must not look like an empty appliance)."""
     try:
         settings = load_settings(config_path, **({"data_dir": Path(data_dir)} if data_dir else {}))
+    except ApplianceError as exc:
+        _fail(exc.message)
+    path = settings.resolved_data_dir() / "accounts.db"
+    if not create and not path.exists():
+        _fail(f"No accounts database at {path}: create the first admin with `appliance users "
+              "create-admin`, or point --data-dir / --config at the appliance's data.")
+    try:
         return Accounts.open(settings), settings.knowledge.default_groups
     except ApplianceError as exc:
         _fail(exc.message)
@@ -98,14 +106,14 @@ def users() -> None:
 @_with_data_options
 def create_admin(username, display_name, password_stdin, config_path, data_dir) -> None:
     """Create an admin (the first one, typically), with a password for the web UI."""
-    accounts, default_groups = _open(config_path, data_dir)
+    accounts, default_groups = _open(config_path, data_dir, create=True)
     password = _password(password_stdin)
     user = _run(accounts, lambda: accounts.create_user(username, password, role="admin",
                                                        groups=default_groups, display_name=display_name),
                 "user_created", username, role="admin")
-    click.echo(f"Created admin {user.username} (groups: {', '.join(user.groups) or 'none'}). Sign in "
-               f"at the web UI, or create an API key: appliance keys create --user {user.username} "
-               "--name NAME")
+    click.echo(f"Created admin {user.username} (groups: {', '.join(user.groups) or 'none'}) in "
+               f"{accounts.path}. Sign in at the web UI, or create an API key: appliance keys create "
+               f"--user {user.username} --name NAME")
 
 
 @users.command("create")
@@ -118,7 +126,7 @@ def create_admin(username, display_name, password_stdin, config_path, data_dir) 
 @_with_data_options
 def create(username, role, groups, display_name, password_stdin, no_password, config_path, data_dir) -> None:
     """Create a user."""
-    accounts, default_groups = _open(config_path, data_dir)
+    accounts, default_groups = _open(config_path, data_dir, create=True)
     password = None if no_password else _password(password_stdin)
     chosen = _groups(groups)
     user = _run(accounts, lambda: accounts.create_user(

@@ -134,7 +134,7 @@ class AuthMiddleware(MiddlewareProtocol):
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
-        path, method = scope["path"], scope["method"]
+        path, method = scope["path"].rstrip("/") or "/", scope["method"]
         principal: Principal | None = state.get("local_principal")
         if principal is None and path not in OPEN_PATHS:
             principal = await self._authenticate(scope, state.accounts, path, method)
@@ -143,18 +143,24 @@ class AuthMiddleware(MiddlewareProtocol):
             await self.app(scope, receive, send)
             return
 
-        status: list[int] = []
+        audited = False
+
+        async def audit(status: int) -> None:
+            nonlocal audited
+            audited = True
+            await anyio.to_thread.run_sync(self._audit, state.accounts, scope, principal, status)
 
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
+            # Written before the response starts: once a client sees the answer, the entry exists.
+            if message["type"] == "http.response.start" and not audited:
+                await audit(message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            await anyio.to_thread.run_sync(self._audit, state.accounts, scope, principal,
-                                           status[0] if status else 500)
+            if not audited:  # no response at all: the handler failed beyond the error handlers
+                await audit(500)
 
     async def _authenticate(self, scope: Scope, accounts: Accounts, path: str,
                             method: str) -> Principal | None:
