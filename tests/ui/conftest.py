@@ -124,6 +124,19 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def knowledge_template(tmp_path_factory, embedder, embedder_dir, corpus) -> Path:
+    """The corpus ingested once; each test's appliance starts from a copy of this data dir."""
+    data = tmp_path_factory.mktemp("knowledge-template")
+    settings = load_settings(data_dir=data)
+    settings.knowledge.embedder_path = str(embedder_dir)
+    knowledge = KnowledgeBase.open(settings, embedder=embedder)
+    report = knowledge.ingest([corpus])
+    assert not report.failed and report.chunks, report.as_dict()
+    knowledge.close()
+    return data
+
+
 @dataclass
 class Appliance:
     url: str
@@ -144,14 +157,16 @@ class Appliance:
 
 
 @pytest.fixture
-def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir, corpus,
+def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir, knowledge_template,
                       engine_settings):
     """Start the appliance with auth on, the small corpus, an admin and an employee."""
     started = []
 
     def start(*, max_tokens: int | None = None, backend: LLMBackend | None = None,
               **settings_changes) -> Appliance:
-        settings = load_settings(data_dir=tmp_path / f"data{len(started)}")
+        data = tmp_path / f"data{len(started)}"
+        shutil.copytree(knowledge_template, data)
+        settings = load_settings(data_dir=data)
         settings.auth.enabled = True  # beats the suite's APPLIANCE_AUTH__ENABLED=false
         settings.knowledge.embedder_path = str(embedder_dir)
         settings.engine = engine_settings(max_request_tokens=1024, default_max_tokens=48, slots=2)
@@ -160,8 +175,6 @@ def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir,
             section, name = dotted.split("__")
             setattr(getattr(settings, section), name, value)
         knowledge = KnowledgeBase.open(settings, embedder=embedder)
-        report = knowledge.ingest([corpus])
-        assert not report.failed, report.failed
         backend = LentBackend(backend or ui_backend)
         if max_tokens is not None:
             backend = LongAnswers(ui_backend, max_tokens)
