@@ -20,7 +20,7 @@ export function table(columns, rows, { empty = t("common.none"), id, rowId } = {
   return h("div", { class: "table-wrap" }, h("table", { id },
     h("thead", {}, h("tr", {}, columns.map((c) => h("th", { class: c.class || "" }, c.label)))),
     h("tbody", {}, rows.map((row) => h("tr", { "data-id": rowId ? rowId(row) : null },
-      columns.map((c) => h("td", { class: c.class || "" }, c.cell(row))))))));
+      columns.map((c) => h("td", { class: c.class || "", "data-label": c.label || null }, c.cell(row))))))));
 }
 
 export function badge(text, kind = "neutral") {
