@@ -15,6 +15,7 @@ import numpy as np
 from appliance.errors import ApplianceError
 
 BOOTSTRAP_HINT = "appliance-build embedder --out {path}"
+ARTIFACT_FILES = ("model.onnx", "tokenizer.json", "embedder.json")
 
 
 class EmbedderMissing(ApplianceError):
@@ -62,8 +63,7 @@ class OnnxEmbedder(Embedder):
         import onnxruntime
         from tokenizers import Tokenizer
 
-        missing = [f for f in ("model.onnx", "tokenizer.json", "embedder.json")
-                   if not (path / f).is_file()]
+        missing = [f for f in ARTIFACT_FILES if not (path / f).is_file()]
         if missing:
             raise EmbedderMissing(
                 f"The embedder artifact in {path} is missing {', '.join(missing)}; create it with "
@@ -109,14 +109,17 @@ EMBEDDERS = {"onnx": OnnxEmbedder}
 
 
 def artifact_fingerprint(path: Path) -> str:
-    """sha256 over an artifact folder's files (relative path and content), in path order."""
+    """sha256 over an artifact's files (name and content): equal for copies of one embedder."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+    for name in ARTIFACT_FILES:
+        file = Path(path) / name
+        if not file.is_file():
+            continue
         file_digest = hashlib.sha256()
         with file.open("rb") as fh:
             while chunk := fh.read(1 << 20):
                 file_digest.update(chunk)
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest.hexdigest()}\n".encode())
+        digest.update(f"{name}\0{file_digest.hexdigest()}\n".encode())
     return digest.hexdigest()
 
 

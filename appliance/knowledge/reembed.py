@@ -20,7 +20,7 @@ from appliance.knowledge.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
-BATCH = 256
+BATCH = 32  # chunks per step: progress and cancellation are seen between steps
 
 
 class ReembedCancelled(ApplianceError):
@@ -100,9 +100,7 @@ class IndexBuild:
             todo = sorted(want - have)
             self.total = len(todo)
         for start in range(0, len(todo), BATCH):
-            if self._cancel.is_set():
-                raise ReembedCancelled(
-                    f"Re-embedding was cancelled after {self.done} of {self.total} chunks.")
+            self._check_cancel()
             batch = todo[start:start + BATCH]
             texts = store.chunk_texts(batch)  # chunks deleted meanwhile are simply absent
             ids = [i for i in batch if i in texts]
@@ -111,11 +109,16 @@ class IndexBuild:
                 keep = [k for k, chunk_id in enumerate(ids) if chunk_id not in self.removed]
                 self.vectors.add([ids[k] for k in keep], vectors[keep])
             self.done += len(batch)
+        self._check_cancel()
         self.vectors.persist()
         with lock:
             self.state = "ready"
         log.info("re-embedded %d chunks with %s in %.1f s", self.total, self.record.embedder,
                  time.time() - self.started)
+
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise ReembedCancelled(f"Re-embedding was cancelled after {self.done} of {self.total} chunks.")
 
     def finish(self, state: str, error: str | None = None) -> None:
         self.state = state

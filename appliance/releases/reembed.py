@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplianceError
+from appliance.knowledge.reembed import ReembedCancelled
 from appliance.releases.registry import ReleaseError
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,10 @@ class ReembedUnavailable(ReleaseError):
 class ReembedFailed(ReleaseError):
     status = 500
     code = "reembed_failed"
+
+
+class ReembedCancelledError(ReleaseError):
+    code = "reembed_cancelled"
 
 
 class IndexSwitch(ABC):
@@ -101,6 +106,9 @@ class KnowledgeIndexSwitch(IndexSwitch):
             await asyncio.gather(work, return_exceptions=True)
             kb.discard(handle, "cancelled", "the activation was cancelled")  # if it had finished
             raise
+        except ReembedCancelled as exc:
+            raise ReembedCancelledError(f"{exc.message} The activation is cancelled; the current "
+                                        "model, index and embedder keep serving.") from exc
         except ApplianceError as exc:
             raise ReembedFailed(f"Re-embedding the knowledge base with {path} stopped after "
                                 f"{handle.done} of {handle.total} chunks: {exc.message}; the "
