@@ -124,15 +124,16 @@ def validate(ref, config_path, server) -> None:
     """
     settings = _settings(config_path)
     url = _server_url(settings, server)
-    shown: list[str] = []
+    steps: set[str] = set()
+    finished: set[str] = set()
 
     def progress(step: str, checks: dict) -> None:
         for name, result in checks.items():
-            if name not in shown:
-                shown.append(name)
+            if name not in finished:
+                finished.add(name)
                 click.echo(f"  {name}: {_figures(result)}")
-        if step not in shown:
-            shown.append(step)
+        if step not in steps and step != "done":
+            steps.add(step)
             click.echo(f"{step} ...")
 
     if url:  # the server compares with the model it serves, and keeps to two models in memory
