@@ -13,7 +13,7 @@ import numpy as np
 
 from appliance.errors import ApplianceError, Conflict
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
-from appliance.knowledge.embedder import Embedder, load_embedder
+from appliance.knowledge.embedder import Embedder, artifact_fingerprint, load_embedder
 from appliance.knowledge.glossary import Glossary
 from appliance.knowledge.ingest import IngestReport, Ingestor
 from appliance.knowledge.keyword import Analyzer, KeywordIndex
@@ -198,11 +198,10 @@ class KnowledgeBase:
             raise ApplianceError("This knowledge base has no index folder, so it cannot re-embed.")
         if self._build is not None:
             raise Conflict("The knowledge base is already being re-embedded; wait for it to finish.")
+        if artifact_fingerprint(Path(path)) == self.index.fingerprint:
+            return None  # decided before loading the model: most swaps keep the embedder
         embedder = load_embedder(self.settings.embedder, Path(path),
                                  threads=self.settings.embedder_threads)
-        if embedder.fingerprint == self.index.fingerprint:
-            embedder.close()
-            return None
         previous = IndexRecord.from_json(self.store.meta("previous_index"))
         reused = previous is not None and previous.fingerprint == embedder.fingerprint
         name = previous.name if reused else embedder.fingerprint[:12]

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplianceError
@@ -41,7 +42,7 @@ class IndexRecord:
     def for_embedder(cls, embedder: Embedder, name: str | None = None) -> IndexRecord:
         fingerprint = embedder.fingerprint
         return cls(fingerprint[:12] if name is None else name,
-                   str(embedder.path) if embedder.path is not None else "", fingerprint,
+                   str(Path(embedder.path).resolve()) if embedder.path is not None else "", fingerprint,
                    f"{embedder.name}/{embedder.dim}")
 
     @classmethod
