@@ -247,15 +247,11 @@ class MetricsStore:
             ratings, positive = self.db.execute(
                 f"SELECT count(*), sum({METRICS['feedback_positive'].expression}) FROM feedback "
                 f"WHERE {where}", params).fetchone()
-            golden = self.db.execute(
-                f"SELECT id, score, passed, questions FROM golden_runs WHERE {where} "
-                "ORDER BY ts DESC LIMIT 1", params).fetchone()
         return {
             "requests": count, "errors": int(errors or 0),
             "error_rate": (errors or 0) / count if count else None,
             "latency_p95": latency.percentile(95) if latency.count else None,
             "feedback": ratings, "feedback_positive": (positive or 0) / ratings if ratings else None,
-            "golden": dict(zip(("id", "score", "passed", "questions"), golden)) if golden else None,
         }
 
     # -- maintenance ---------------------------------------------------------------------------
