@@ -60,9 +60,8 @@ class Retriever:
                  dense_weight: float = 1.0, korean_dense_weight: float = 0.15, min_similarity: float = 0.35,
                  min_keyword_coverage: float = 0.5, glossary=None, translated_weight: float = 1.0):
         self.store = store
-        self.vectors = vectors
+        self.use_dense(vectors, embed)
         self.keywords = keywords
-        self.embed = embed  # texts -> unit vectors (the micro-batcher in the server)
         self.analyzer = analyzer
         self.candidates = candidates
         self.rrf_k = rrf_k
@@ -73,19 +72,34 @@ class Retriever:
         self.glossary = glossary
         self.translated_weight = translated_weight
 
+    def use_dense(self, vectors: VectorStore, embed) -> None:
+        """Switch the vector index and its embedder (texts -> unit vectors) together."""
+        # One attribute: a search that started before the switch keeps a matching pair, so a
+        # query vector never meets an index of another embedder (or dimension).
+        self._dense = (vectors, embed)
+
+    @property
+    def vectors(self) -> VectorStore:
+        return self._dense[0]
+
+    @property
+    def embed(self):
+        return self._dense[1]
+
     def search(self, query: str, k: int = 5, *, groups: Iterable[str] | None = None,
                mode: str = "hybrid") -> list[Hit]:
         """Top `k` chunks the caller's `groups` may see (None: everything), best first."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        vectors, embed = self._dense
         groups = None if groups is None else list(groups)
         hidden = self.store.hidden_chunk_ids(groups)
         dense: dict[int, float] = {}
         keyword: dict[int, tuple[float, float]] = {}
         rankings = []
         if mode in ("hybrid", "dense"):
-            vector = self.embed([query])[0]
-            dense = dict(self.vectors.search(vector, self.candidates, exclude=hidden))
+            vector = embed([query])[0]
+            dense = dict(vectors.search(vector, self.candidates, exclude=hidden))
             # The default embedder is English-centric: on Korean queries its ranking is weaker.
             weight = self.korean_dense_weight if is_korean(query) else self.dense_weight
             rankings.append((weight, list(dense)))

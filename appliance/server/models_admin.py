@@ -62,11 +62,18 @@ class ModelsController(Controller):
         note_audit(request, record.key)
         return record.public()
 
-    @post("/{name:str}/{version:str}/validate", summary="Run the validation gate", status_code=200)
+    @get("/{name:str}/{version:str}", summary="One version: state, validation progress and result")
+    async def get_version(self, name: FromPath[str], version: FromPath[str],
+                          releases: NamedDependency[ReleaseManager]) -> dict:
+        return releases.version(f"{name}/{version}")
+
+    @post("/{name:str}/{version:str}/validate", status_code=202,
+          summary="Start the validation gate in the background; the version reads `validating` until done")
     async def validate(self, name: FromPath[str], version: FromPath[str], request: Request,
                        releases: NamedDependency[ReleaseManager]) -> dict:
         note_audit(request, f"{name}/{version}")
-        return (await releases.validate(f"{name}/{version}", actor=_actor(request))).public()
+        job = releases.start_validation(f"{name}/{version}", actor=_actor(request))
+        return {"job": job, "version": releases.version(f"{name}/{version}")}
 
     @post("/{name:str}/{version:str}/activate", summary="Swap this version in now", status_code=200)
     async def activate(self, name: FromPath[str], version: FromPath[str], request: Request,
@@ -91,6 +98,12 @@ class ModelsController(Controller):
                               releases: NamedDependency[ReleaseManager]) -> dict:
         note_audit(request, schedule_id)
         return releases.scheduler.cancel(schedule_id, actor=_actor(request))
+
+    @delete("/reembed", summary="Cancel the knowledge-base re-embedding of an activation in progress",
+            status_code=200)
+    async def cancel_reembed(self, request: Request, releases: NamedDependency[ReleaseManager]) -> dict:
+        note_audit(request, "knowledge-base re-embedding")
+        return {"cancelled": releases.cancel_reembed(), "reembed": releases.status()["reembed"]}
 
     @post("/rollback", summary="Roll back to the previous good version (or a named one)", status_code=200)
     async def rollback(self, request: Request, releases: NamedDependency[ReleaseManager],
