@@ -184,6 +184,7 @@ def test_model_versions_validate_schedule_activate_and_monitoring(appliance_fact
 
     row.locator("button", has_text="Validate").click()
     version = "#versions-table tr[data-id='erp-assistant/1.1.0']"
+    page.wait_for_selector(f"{version} [data-step]")  # a background job: its steps show as they run
     page.wait_for_selector(f"{version} :text('Ready')", timeout=300_000)
     row = page.locator(version)
     assert "Passed" in row.inner_text() and "golden QA" in row.inner_text()
@@ -201,7 +202,7 @@ def test_model_versions_validate_schedule_activate_and_monitoring(appliance_fact
     page.wait_for_selector(f"{version} :text('serving requests')", timeout=300_000)
     assert appliance.server.assistant.backend.version == "erp-assistant/1.1.0"
     history = page.inner_text("#history-table")
-    for event in ("imported", "validated", "scheduled", "activated"):
+    for event in ("imported", "validation_started", "validated", "scheduled", "activated"):
         assert event in history, event
 
     # A rollback with nothing to roll back to says so.

@@ -15,6 +15,7 @@ DYNAMIC_KEYS = {  # built as t(`prefix.${value}`) from values the server sends
     "chat.feedback": ["up", "down"],
     "documents.status": ["added", "updated", "unchanged", "failed"],
     "models.states": ["staged", "validating", "ready", "active", "failed", "retired"],
+    "models.reembedStates": ["building", "ready", "installed", "failed", "cancelled"],
     "monitoring.ranges": ["1h", "24h", "7d"],
     "monitoring.state": ["firing", "resolved"],
     "role": ["employee", "admin"],

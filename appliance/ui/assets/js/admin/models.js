@@ -9,8 +9,15 @@ import { actionButton, badge, card, errorCard, pageHead, refreshButton, table } 
 
 const path = (v) => `/api/models/${encodeURIComponent(v.name)}/${encodeURIComponent(v.version)}`;
 
+const POLL_MS = 2000; // while a validation or a re-embedding runs
+
 function validationSummary(version) {
   const validation = version.validation || {};
+  if (validation.running) {
+    return [badge(t("models.validating"), "warning"),
+      h("span", { class: "sub", "data-step": validation.step || "" }, t("models.step", { step: validation.step || "…" })),
+      h("progress", { class: "inline-progress" })];
+  }
   if (!Object.keys(validation).length) return h("span", { class: "faint" }, t("models.notValidated"));
   const checks = validation.checks || {};
   const golden = checks.golden;
@@ -58,7 +65,10 @@ export default {
   title: "admin.models",
 
   async render(panel) {
+    let timer = null;
+    let stopped = false;
     const load = async () => {
+      clearTimeout(timer);
       let data;
       let history;
       try {
@@ -82,7 +92,7 @@ export default {
         { label: t("models.validation"), cell: validationSummary, class: "wide" },
         {
           label: "", class: "actions", cell: (v) => [
-            v.state !== "active" ? actionButton(t("models.validate"), () => act(t("models.validated"), () => api.post(`${path(v)}/validate`)), { iconName: "check", kind: "ghost" }) : null,
+            !["active", "validating"].includes(v.state) ? actionButton(t("models.validate"), () => act(t("models.validationStarted"), () => api.post(`${path(v)}/validate`)), { iconName: "check", kind: "ghost" }) : null,
             ["ready", "active"].includes(v.state) && v.state !== "active" ? actionButton(t("models.schedule"), async () => {
               const body = await scheduleDialog(v);
               if (body) await act(t("models.scheduled"), () => api.post(`${path(v)}/schedule`, body));
@@ -116,6 +126,12 @@ export default {
         if (ok) await act(t("models.rolledBack"), () => api.post("/api/models/rollback", { reason: "admin console" }));
       }, { iconName: "undo", kind: "danger", id: "rollback", small: false });
 
+      const reembed = data.reembed;
+      const reembedStat = reembed ? stat(t("models.reembed"),
+        t(`models.reembedStates.${reembed.state}`) || reembed.state,
+        [t("models.reembedProgress", { done: reembed.chunks_done, total: reembed.chunks_total }),
+          reembed.state === "building" ? [" ", actionButton(t("common.cancel"), () => act(t("models.cancelled"), () => api.delete("/api/models/reembed")), { kind: "ghost", id: "cancel-reembed" })] : null]) : null;
+
       clear(panel,
         pageHead(t("admin.models"), t("models.subtitle"), refreshButton(load), rollback),
         h("div", { class: "stats" },
@@ -123,12 +139,20 @@ export default {
           stat(t("models.servingNow"), data.serving || "–"),
           stat(t("models.probation"), probation ? probation.version : t("models.noProbation"),
             probation ? t("models.probationUntil", { until: formatDate(probation.until) }) : ""),
-          stat(t("models.pending"), String((data.schedules || []).length))),
+          stat(t("models.pending"), String((data.schedules || []).length)),
+          reembedStat),
         card(t("models.versions"), versions),
         card(t("models.schedules"), schedules),
         card(t("models.history"), events));
+      // Validations and re-embeddings run in the background: follow them until they finish.
+      const busy = (data.validating || []).length || reembed?.state === "building";
+      if (busy && !stopped) timer = setTimeout(load, POLL_MS);
     };
     await load();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
   },
 };
 
