@@ -31,6 +31,7 @@ from appliance.server.models_admin import ModelsController
 from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
 from appliance.server.request_metrics import RequestMetricsMiddleware
+from appliance.server.ui import ui_router
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -201,9 +202,12 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     # Outermost first: request metrics also count the requests that authentication refuses.
     middleware = [DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else []
     middleware.append(DefineMiddleware(AuthMiddleware, settings=settings))
+    handlers = [HealthController, OpenAIController, KnowledgeController, MonitoringController,
+                ModelsController, AuthController, AdminController, ConversationsController]
+    if settings.server.ui:
+        handlers.append(ui_router())
     return Litestar(
-        route_handlers=[HealthController, OpenAIController, KnowledgeController, MonitoringController,
-                        ModelsController, AuthController, AdminController, ConversationsController],
+        route_handlers=handlers,
         dependencies={
             "assistant": Provide(lambda: assistant, sync_to_thread=False),
             "model_error": Provide(_model_error, sync_to_thread=False),
