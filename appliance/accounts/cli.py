@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import secrets
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -103,17 +104,31 @@ def users() -> None:
 @click.option("--username", default="admin", show_default=True, help="Name of the admin to create.")
 @click.option("--display-name", default="", help="Name shown in the web UI.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--generate-password", is_flag=True,
+              help="Make up a strong password and print it once (first start of a fresh appliance).")
+@click.option("--if-none", is_flag=True, help="Do nothing, successfully, when an admin already exists.")
 @_with_data_options
-def create_admin(username, display_name, password_stdin, config_path, data_dir) -> None:
+def create_admin(username, display_name, password_stdin, generate_password, if_none, config_path,
+                 data_dir) -> None:
     """Create an admin (the first one, typically), with a password for the web UI."""
+    if password_stdin and generate_password:
+        _fail("Use either --password-stdin or --generate-password, not both.")
     accounts, default_groups = _open(config_path, data_dir, create=True)
-    password = _password(password_stdin)
+    if if_none and accounts.admin_count() > 0:
+        click.echo(f"An admin already exists in {accounts.path}; nothing to do.")
+        return
+    password = secrets.token_urlsafe(15) if generate_password else _password(password_stdin)
     user = _run(accounts, lambda: accounts.create_user(username, password, role="admin",
                                                        groups=default_groups, display_name=display_name),
                 "user_created", username, role="admin")
     click.echo(f"Created admin {user.username} (groups: {', '.join(user.groups) or 'none'}) in "
-               f"{accounts.path}. Sign in at the web UI, or create an API key: appliance keys create "
-               f"--user {user.username} --name NAME")
+               f"{accounts.path}.")
+    if generate_password:
+        click.secho(f"Password for {user.username}: {password}", bold=True)
+        click.echo("It is shown only now; change it after signing in, or set a new one with "
+                   f"`appliance users set-password {user.username}`.")
+    click.echo(f"Sign in at the web UI, or create an API key: appliance keys create --user "
+               f"{user.username} --name NAME")
 
 
 @users.command("create")

@@ -36,6 +36,20 @@ def test_first_admin_from_a_prompt_with_confirmation(tmp_path):
     assert again.exit_code == 2 and "exists already" in again.output
 
 
+def test_first_start_admin_with_a_generated_password_only_once(tmp_path):
+    first = run(tmp_path, "users", "create-admin", "--if-none", "--generate-password")
+    assert first.exit_code == 0, first.output
+    password = first.output.split("Password for admin: ", 1)[1].split()[0]
+    assert len(password) >= 20
+    token, session = open_accounts(tmp_path).login("admin", password)
+    assert session.user.is_admin
+    second = run(tmp_path, "users", "create-admin", "--if-none", "--generate-password")
+    assert second.exit_code == 0 and "already exists" in second.output and "Password" not in second.output
+    assert [u.username for u in open_accounts(tmp_path).users()] == ["admin"]
+    both = run(tmp_path, "users", "create-admin", "--generate-password", "--password-stdin")
+    assert both.exit_code == 2 and "not both" in both.output
+
+
 def test_users_lifecycle(tmp_path):
     created = run(tmp_path, "users", "create", "alice", "--groups", "hr,all", "--password-stdin",
                   input=f"{PASSWORD}\n")
