@@ -36,6 +36,8 @@ from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
 
+HOUSEKEEPING_SECONDS = 3600.0  # expired sessions and audit entries past their retention go hourly
+
 
 def load_backend(settings: Settings) -> LLMBackend:
     from appliance.llm import create_backend
@@ -100,7 +102,7 @@ def open_knowledge(settings: Settings, assistant: Assistant, state: State) -> No
 def open_accounts(settings: Settings, state: State) -> Accounts:
     """Open accounts.db; with auth off, every request acts as the local developer (blocking)."""
     accounts = Accounts.open(settings)
-    accounts.purge_sessions()
+    accounts.housekeeping()
     state.accounts = accounts
     if not settings.auth.enabled:
         state.local_principal = local_principal(accounts, settings)
@@ -112,6 +114,20 @@ def open_accounts(settings: Settings, state: State) -> Accounts:
         log.warning("no admin account yet: create one with `appliance users create-admin --username NAME` "
                     "(same data dir), then sign in at the web UI or create API keys")
     return accounts
+
+
+async def housekeeping(accounts: Accounts) -> None:
+    """The accounts' periodic clean-up, off the request path, until cancelled."""
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+        try:
+            done = await anyio.to_thread.run_sync(accounts.housekeeping)
+        except Exception:  # a locked or full disk now must not end the clean-up for good
+            log.exception("accounts housekeeping failed; it runs again in %.0f s", HOUSEKEEPING_SECONDS)
+            continue
+        if done["audit"]:
+            log.info("deleted %d audit entries older than %d days", done["audit"],
+                     accounts.settings.audit_retention_days)
 
 
 def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowledge=None) -> Litestar:
@@ -138,6 +154,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         releases = holder["releases"] = app.state.releases = ReleaseManager(
             settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
         releases.start()
+        cleaner = asyncio.create_task(housekeeping(accounts), name="accounts housekeeping")
         loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
@@ -148,6 +165,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         try:
             yield
         finally:
+            cleaner.cancel()
             if loader is not None and not loader.done():
                 loader.cancel()
             await releases.stop()
@@ -161,6 +179,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             releases.close()
             if monitor is not None:  # last, so the drained requests are recorded too
                 await monitor.stop()
+            await asyncio.gather(cleaner, return_exceptions=True)  # a clean-up in flight ends first
             accounts.close()
 
     async def _open_knowledge() -> None:
