@@ -13,6 +13,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components
 
 from appliance import __version__
 from appliance.accounts import Accounts
@@ -22,7 +23,13 @@ from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
 from appliance.monitoring.monitor import Monitor
 from appliance.server.accounts import AdminController, AuthController
-from appliance.server.auth import AuthMiddleware, is_loopback, local_principal
+from appliance.server.auth import (
+    CREDENTIALS,
+    SECURITY_SCHEMES,
+    AuthMiddleware,
+    is_loopback,
+    local_principal,
+)
 from appliance.server.conversations import ConversationsController
 from appliance.server.errors import exception_handlers
 from appliance.server.health import HealthController
@@ -242,7 +249,9 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         openapi_config=OpenAPIConfig(
             title="ERP Appliance API", version=__version__, path="/schema",
             description="OpenAI-compatible chat, completions and embeddings over the appliance's "
-            "local models, grounded in its knowledge base.",
+            "local models, grounded in its knowledge base. Every operation needs an API key "
+            "(`Authorization: Bearer erp-...`) or the web UI's session unless it says otherwise.",
+            security=CREDENTIALS, components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         debug=False,
     )

@@ -18,7 +18,7 @@ from litestar.datastructures import State
 from appliance.accounts import Accounts
 from appliance.cli import main
 from appliance.server.app import create_app, open_accounts
-from appliance.server.auth import admin_only
+from appliance.server.auth import admin_only, needs_credentials
 from appliance.settings import Settings
 from tests.conftest import LiveServer
 
@@ -109,6 +109,36 @@ def test_open_routes_stay_open(auth):
     # A stale key sent to an open page is ignored rather than refused.
     assert auth.call("GET", "/health", headers={"Authorization": "Bearer erp-stale"}).status_code == 200
     assert auth.call("POST", "/api/auth/login", json={"username": "root", "password": PASSWORD}).status_code == 200
+
+
+def test_the_openapi_document_says_how_to_authenticate_and_where_not_to(auth):
+    schema = auth.call("GET", "/schema/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {**schemes["apiKey"], "type": "http", "scheme": "bearer"}
+    assert schemes["session"] == {**schemes["session"], "type": "apiKey", "in": "cookie",
+                                  "name": "appliance_session"}
+    assert schema["security"] == [{"apiKey": []}, {"session": []}]  # the default of every operation
+    settings = auth.server.app.state.settings
+    seen = set()
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+                continue
+            seen.add((method.upper(), path))
+            security = operation.get("security", schema["security"])
+            if path == "/metrics":  # open unless auth.protect_metrics
+                assert security == [{}, {"apiKey": []}, {"session": []}]
+            elif needs_credentials(path, settings):
+                assert security == schema["security"], (method, path)
+            else:
+                assert security == [], (method, path)
+    assert {("GET", "/health"), ("GET", "/ready"), ("POST", "/api/auth/login")} <= seen
+    # What the document describes works as described: the bearer scheme, and the cookie it names.
+    assert auth.call("GET", "/v1/models", headers={"Authorization": f"Bearer {auth.employee_key}"}
+                     ).status_code == 200
+    with auth.session("alice") as (client, _):
+        assert schemes["session"]["name"] in client.cookies
+        assert client.get("/v1/models").status_code == 200
 
 
 def test_employees_get_403_on_every_admin_route(auth):
