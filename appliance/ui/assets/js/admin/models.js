@@ -140,7 +140,7 @@ export default {
       const probation = data.probation;
       const events = table([
         { label: t("models.when"), cell: (e) => formatDate(e.at), class: "date" },
-        { label: t("models.event"), cell: (e) => badge(e.event, e.event.includes("fail") || e.event.includes("rolled") ? "warning" : "neutral") },
+        { label: t("models.event"), cell: (e) => badge(e.event, /fail|rolled|interrupted/.test(e.event) ? "warning" : "neutral") },
         { label: t("models.version"), cell: (e) => `${e.name}/${e.version}` },
         { label: t("models.actor"), cell: (e) => e.actor },
         { label: t("models.reason"), cell: (e) => e.reason || (e.previous ? t("models.previous", { previous: e.previous }) : "") },
