@@ -24,13 +24,15 @@ def row(kind, group, question, answer, tags=()):
 
 
 LEAVE = "doc:docs/hr/annual-leave-ko.md"
+SAME_DAY = "당일 09:30까지 팀장에게 보고하고 복귀 후 2영업일 이내에 사후 신청합니다."
 RECORDS = [
-    doc(LEAVE, "1. 신청 방법", "HR100 화면에서 사용일 3영업일 전까지 신청합니다.", "연차휴가 신청 안내 > 1. 신청 방법"),
-    doc(LEAVE, "2. 당일 연차", "당일 09:30까지 팀장에게 보고하고 복귀 후 2영업일 이내에 사후 신청합니다.",
-        "연차휴가 신청 안내 > 2. 당일 연차"),
+    doc(LEAVE, "1. 신청 방법", "HR100 화면에서 사용일 3영업일 전까지 신청합니다.",
+        "연차휴가 신청 안내 > 1. 신청 방법"),
+    doc(LEAVE, "2. 당일 연차", SAME_DAY, "연차휴가 신청 안내 > 2. 당일 연차"),
     doc("doc:docs/it/contacts.md", "Contact kim@hanbit.example", "Mail the helpdesk.", "IT contacts"),
     row("qa", LEAVE, "당일 연차는 어떻게 하나요?", "당일 09:30까지 팀장에게 보고합니다."),
-    row("qa", LEAVE, "질문이 있습니다. 당일 연차는 어떻게 하나요?", "당일 09:30까지 팀장에게 보고합니다.", ["augmented"]),
+    row("qa", LEAVE, "질문이 있습니다. 당일 연차는 어떻게 하나요?", "당일 09:30까지 팀장에게 보고합니다.",
+        ["augmented"]),
     row("qa", "qa:q9", "Who approves a KRW 20 million PO?", "The Head of Procurement, release code R2."),
     row("chat", "chat:c1", "How do I reset my HERP password?", "Use self-service SY200."),
 ]
@@ -43,12 +45,12 @@ def test_pairs_cover_headings_qa_and_chat_in_both_languages():
         by_kind.setdefault(pair.kind, []).append(pair)
     assert set(by_kind) == {"heading", "heading_path", "qa", "qa_section", "chat"}
     # A heading (numbering stripped) and its path both point at the section as the KB embeds it.
-    assert Pair("당일 연차", "연차휴가 신청 안내 > 2. 당일 연차\n당일 09:30까지 팀장에게 보고하고 복귀 후 2영업일 이내에 "
-                "사후 신청합니다.", "heading", LEAVE) in pairs
+    assert Pair("당일 연차", f"연차휴가 신청 안내 > 2. 당일 연차\n{SAME_DAY}", "heading", LEAVE) in pairs
     assert any(p.query == "연차휴가 신청 안내 > 1. 신청 방법" for p in by_kind["heading_path"])
     # The QA answer is found inside the second section of its source document.
     [section] = by_kind["qa_section"]
-    assert section.query == "당일 연차는 어떻게 하나요?" and section.passage.startswith("연차휴가 신청 안내 > 2. 당일 연차")
+    assert section.query == "당일 연차는 어떻게 하나요?"
+    assert section.passage.startswith("연차휴가 신청 안내 > 2. 당일 연차")
     # No PII from headings, no augmented variants, a QA pair without a source document keeps only its answer.
     assert not any("kim@hanbit.example" in p.query for p in pairs)
     assert not any(p.query.startswith("질문이 있습니다") for p in pairs)
@@ -122,11 +124,13 @@ def test_adaptation_trains_on_the_train_split_and_measures_both(tiny_run):
         for name in ("eval pairs", "kb probes"):
             figures = summary["recall"][model][name]
             assert 0 <= figures["recall@1"] <= figures["recall@5"] <= 1 and 0 < figures["mrr"] <= 1
-    gain = summary["recall"]["adapted"]["eval pairs"]["recall@5"] - summary["recall"]["base"]["eval pairs"]["recall@5"]
+    recall = {model: summary["recall"][model]["eval pairs"]["recall@5"] for model in ("base", "adapted")}
+    gain = recall["adapted"] - recall["base"]
     assert summary["kept"] == ("adapted" if gain >= summary["min_recall_gain"] else "base")
     assert summary["kept"] == "adapted"  # the tiny recipe accepts any adapted embedder
     report = (outputs["evaluate"].path / "report.md").read_text(encoding="utf-8")
-    assert "## Embedder adaptation" in report and "| eval pairs | adapted |" in report and "| kb probes | base |" in report
+    assert "## Embedder adaptation" in report
+    assert "| eval pairs | adapted |" in report and "| kb probes | base |" in report
 
 
 def test_adapted_embedder_is_exported_and_served(tiny_run):
@@ -143,8 +147,8 @@ def test_adapted_embedder_is_exported_and_served(tiny_run):
     # The fp32 export carries the adapted weights, not the base's.
     texts = ["연차 휴가는 어떻게 신청하나요?", "Who approves a KRW 20 million PO?"]
     onnx_vectors = ExportCheck(Path(exported["fp32_folder"])).embed(texts)
-    tuned = SentenceTransformer(adapted.summary["adapted_dir"], device="cpu").encode(texts, normalize_embeddings=True)
-    base = SentenceTransformer(adapted.summary["base_dir"], device="cpu").encode(texts, normalize_embeddings=True)
+    tuned, base = (SentenceTransformer(adapted.summary[folder], device="cpu").encode(texts, normalize_embeddings=True)
+                   for folder in ("adapted_dir", "base_dir"))
     assert np.abs(onnx_vectors - tuned).max() < 1e-4 < np.abs(onnx_vectors - base).max()
 
     version = Path(outputs["package"].summary["folder"])
@@ -174,7 +178,8 @@ def test_gate_forced_to_keep_the_base(tiny_run):
     summary = result["embedder_adapt"].summary
     assert summary["kept"] == "base" and summary["model_dir"] == summary["base_dir"]
     assert "base embedder kept" in summary["reason"]
-    assert summary["recall"]["base"]["eval pairs"] == outputs["embedder_adapt"].summary["recall"]["base"]["eval pairs"]
+    first = outputs["embedder_adapt"].summary
+    assert summary["recall"]["base"]["eval pairs"] == first["recall"]["base"]["eval pairs"]
     exported = result["embedder"].summary
     assert exported["source"] == "base"
     assert json.loads((Path(exported["folder"]) / "embedder.json").read_text())["name"] == "all-minilm-l6-v2"

@@ -55,16 +55,24 @@ def adaptation_section(adaptation: dict[str, Any]) -> list[str]:
     if not adaptation:
         return []
     k = adaptation["k"]
+    at_k = f"recall@{k}"
     lines = ["## Embedder adaptation", "", f"**Decision:** {adaptation['reason']}", "",
-             f"| set | embedder | recall@1 | recall@{k} | MRR |", "|---|---|---|---|---|"]
+             f"| set | embedder | recall@1 | {at_k} | MRR |", "|---|---|---|---|---|"]
     recall = adaptation.get("recall", {})
-    for name in recall.get("base", {}):
+    measured = recall.get("base", {})
+    for name in measured:
         for label in ("base", "adapted"):
-            row = recall.get(label, {}).get(name)
-            if row:
-                lines.append(f"| {name} | {label} | {row['recall@1']:.3f} | {row[f'recall@{k}']:.3f} | {row['mrr']:.3f} |")
-    lines += [""] + [f"- {name}: {note}; {adaptation.get('eval_set' if name == 'eval pairs' else 'probe_set')}"
-                     for name, note in SET_NOTES.items() if name in recall.get("base", {})]
+            if row := recall.get(label, {}).get(name):
+                lines.append(f"| {name} | {label} | {row['recall@1']:.3f} | {row[at_k]:.3f} | {row['mrr']:.3f} |")
+    lines.append("")
+    for name, note in SET_NOTES.items():
+        if name in measured:
+            lines.append(f"- {name}: {note}; {adaptation.get('eval_set' if name == 'eval pairs' else 'probe_set')}")
+    for name, base in measured.items():
+        adapted = recall.get("adapted", {}).get(name, {}).get("by_kind", {})
+        kinds = [f"{kind} {figures[at_k]:.3f} -> {adapted.get(kind, {}).get(at_k, 0):.3f}"
+                 for kind, figures in base.get("by_kind", {}).items()]
+        lines.append(f"- {name}, {at_k} by query kind (base -> adapted): {', '.join(kinds)}")
     lines += [f"- training pairs (train split only): {adaptation.get('train_pairs')} "
               f"{adaptation.get('train_pairs_by_kind')}; {adaptation.get('training', {})}", ""]
     return lines
