@@ -103,6 +103,18 @@ def test_gate_keeps_the_adapted_embedder_only_when_it_beats_the_base_by_the_marg
     assert not gate(base, base, 5, 0.01)[0]
 
 
+def test_without_held_out_pairs_nothing_is_trained_and_the_base_stays(tmp_path):
+    from appliance_build.embedder_adapt import adapt_embedder
+    from appliance_build.recipe import DEFAULTS
+
+    base = tmp_path / "base-embedder"  # never opened: the stage stops before loading a model
+    summary = adapt_embedder(base, RECORDS, [], [], [], DEFAULTS["embedder_adapt"], tmp_path / "out", seed=0,
+                             serve_max_length=256)
+    assert summary["kept"] == "base" and summary["model_dir"] == str(base)
+    assert "no held-out eval pairs" in summary["reason"] and "training" not in summary
+    assert len(jsonl.read(tmp_path / "out" / "pairs" / "train.jsonl")) == summary["train_pairs"] > 0
+
+
 def test_adaptation_trains_on_the_train_split_and_measures_both(tiny_run):
     _, outputs = tiny_run
     adapted = outputs["embedder_adapt"]

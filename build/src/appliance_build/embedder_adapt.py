@@ -258,16 +258,17 @@ def adapt_embedder(base_dir: Path, train_records: list[dict[str, Any]], eval_rec
         "min_recall_gain": cfg["min_recall_gain"],
     }
     _write_pairs(out / "pairs", train_pairs, eval_pairs)
-    if not train_pairs:
-        return {**summary, "kept": "base", "model_dir": str(base_dir),
-                "reason": "no training pairs in the train split: base embedder kept"}
+    if not train_pairs or not evaluation.queries:
+        # Without held-out pairs nothing could show the adapted embedder is better, so none is trained.
+        missing = "no training pairs in the train split" if not train_pairs else "no held-out eval pairs"
+        return {**summary, "kept": "base", "model_dir": str(base_dir), "reason": f"{missing}: base embedder kept"}
 
     set_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = SentenceTransformer(str(base_dir), device=device)
     model.max_seq_length = serve_max_length
     k = cfg["recall_k"]
-    sets = [s for s in (evaluation if evaluation.queries else None, probing) if s is not None]
+    sets = [evaluation] + ([probing] if probing else [])
     figures: dict[str, dict[str, Any]] = {"base": {}, "adapted": {}}
     for retrieval in sets:
         console.print(f"base embedder on {retrieval.name}: {len(retrieval.queries)} queries, "
@@ -283,11 +284,8 @@ def adapt_embedder(base_dir: Path, train_records: list[dict[str, Any]], eval_rec
         console.print(f"adapted embedder on {retrieval.name}")
         figures["adapted"][retrieval.name] = measure(model, retrieval, k)
     summary["recall"] = figures
-    if not evaluation.queries:
-        keep, reason = False, "no eval pairs to compare on: base embedder kept"
-    else:
-        keep, reason = gate(figures["base"]["eval pairs"], figures["adapted"]["eval pairs"], k,
-                            cfg["min_recall_gain"])
+    keep, reason = gate(figures["base"][evaluation.name], figures["adapted"][evaluation.name], k,
+                        cfg["min_recall_gain"])
     console.print(f"[bold]{reason}")
     return {**summary, "kept": "adapted" if keep else "base", "reason": reason,
             "adapted_dir": str(adapted_dir), "model_dir": str(adapted_dir if keep else base_dir)}
