@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from appliance.knowledge.keyword import Analyzer, is_korean
+from appliance.knowledge.analyzer import Analyzer, is_korean
 
 # (English phrase, Korean phrase): common ERP, finance, HR and IT-helpdesk vocabulary.
 ERP_TERMS: tuple[tuple[str, str], ...] = (

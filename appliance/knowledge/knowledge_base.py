@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance.knowledge.access import AccessIndex
+from appliance.knowledge.analyzer import Analyzer
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
 from appliance.knowledge.embedder import Embedder, load_embedder
 from appliance.knowledge.glossary import Glossary
 from appliance.knowledge.ingest import IngestReport, Ingestor
-from appliance.knowledge.keyword import Analyzer, KeywordIndex
+from appliance.knowledge.keyword import KeywordIndex
 from appliance.knowledge.retrieval import Hit, Retriever
 from appliance.knowledge.store import DocumentStore
 from appliance.knowledge.vectors import VectorStore, open_vector_store
@@ -43,10 +45,11 @@ class KnowledgeBase:
         self.embedder = embedder
         self.analyzer = analyzer or Analyzer()
         self.keywords = KeywordIndex()
+        self.access = AccessIndex()
         self.batcher = EmbeddingBatcher(embedder, max_batch=settings.embed_batch,
                                         window_ms=settings.embed_window_ms)
         self.retriever = Retriever(
-            store, vectors, self.keywords, self.batcher.embed, self.analyzer,
+            store, vectors, self.keywords, self.access, self.batcher.embed, self.analyzer,
             candidates=settings.candidates, rrf_k=settings.rrf_k,
             dense_weight=settings.dense_weight, korean_dense_weight=settings.korean_dense_weight,
             min_similarity=settings.min_similarity, min_keyword_coverage=settings.min_keyword_coverage,
@@ -72,7 +75,8 @@ class KnowledgeBase:
 
     # -- consistency -----------------------------------------------------------------------------
     def repair(self) -> dict[str, int]:
-        """Make the indexes match SQLite: re-embed missing chunks, drop orphans, rebuild BM25."""
+        """Make the indexes match SQLite: re-embed missing chunks, drop orphans, rebuild BM25
+        and the access groups."""
         with self._write_lock:
             fingerprint = f"{self.embedder.name}/{self.embedder.dim}"
             have = self.vectors.ids()
@@ -90,9 +94,10 @@ class KnowledgeBase:
                 self.vectors.add(batch, self.embedder.embed([texts[i] for i in batch]))
             if self.store.meta("analyzer") != self.analyzer.version:
                 self._reanalyze()
-            self.keywords = KeywordIndex()
-            self.keywords.add_many(self.store.iter_terms())
-            self.retriever.keywords = self.keywords
+            self.keywords.rebuild(self.store.iter_terms())
+            self.access.clear()
+            for groups, chunk_ids in self.store.iter_chunk_groups():
+                self.access.set(chunk_ids, groups)
             self.store.set_meta("embedder", fingerprint)
             if orphans or missing:
                 log.info("repaired the vector index: %d missing re-embedded, %d orphans removed",
@@ -109,14 +114,22 @@ class KnowledgeBase:
         self.store.set_meta("analyzer", self.analyzer.version)
 
     def apply(self, new_ids: Sequence[int], vectors: np.ndarray, terms: Sequence[str],
-              removed: Sequence[int]) -> None:
+              removed: Sequence[int], groups: Sequence[str]) -> None:
         """Bring the indexes up to a committed document change."""
         with self._write_lock:
+            self.access.remove(removed)
             self.vectors.remove(removed)
             self.keywords.remove(removed)
+            self.access.set(new_ids, groups)
             self.vectors.add(new_ids, vectors)
             for chunk_id, joined in zip(new_ids, terms):
                 self.keywords.add(chunk_id, joined.split())
+
+    def regroup(self, document_id: int, groups: Sequence[str]) -> None:
+        """Change a document's access groups (SQLite first, then the in-memory filter)."""
+        self.store.set_groups(document_id, groups)
+        with self._write_lock:
+            self.access.set(self.store.document_chunk_ids(document_id), sorted(set(groups)))
 
     def persist(self) -> None:
         with self._write_lock:
@@ -142,6 +155,7 @@ class KnowledgeBase:
     def delete(self, document_id: int) -> None:
         removed = self.store.delete_document(document_id)
         with self._write_lock:
+            self.access.remove(removed)
             self.vectors.remove(removed)
             self.keywords.remove(removed)
         self.persist()

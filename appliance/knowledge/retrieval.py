@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from appliance.knowledge.keyword import Analyzer, KeywordIndex, is_korean
+from appliance.knowledge.access import AccessIndex
+from appliance.knowledge.analyzer import Analyzer, is_korean
+from appliance.knowledge.keyword import KeywordIndex
 from appliance.knowledge.store import DocumentStore
 from appliance.knowledge.vectors import VectorStore
 
@@ -56,12 +58,13 @@ def reciprocal_rank_fusion(rankings: Sequence[tuple[float, Sequence[int]]], k: i
 
 class Retriever:
     def __init__(self, store: DocumentStore, vectors: VectorStore, keywords: KeywordIndex,
-                 embed, analyzer: Analyzer, *, candidates: int = 50, rrf_k: int = 60,
+                 access: AccessIndex, embed, analyzer: Analyzer, *, candidates: int = 50, rrf_k: int = 60,
                  dense_weight: float = 1.0, korean_dense_weight: float = 0.15, min_similarity: float = 0.35,
                  min_keyword_coverage: float = 0.5, glossary=None, translated_weight: float = 1.0):
         self.store = store
         self.vectors = vectors
         self.keywords = keywords
+        self.access = access
         self.embed = embed  # texts -> unit vectors (the micro-batcher in the server)
         self.analyzer = analyzer
         self.candidates = candidates
@@ -79,19 +82,19 @@ class Retriever:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         groups = None if groups is None else list(groups)
-        hidden = self.store.hidden_chunk_ids(groups)
+        visible = self.access.filter(groups)
         dense: dict[int, float] = {}
         keyword: dict[int, tuple[float, float]] = {}
         rankings = []
         if mode in ("hybrid", "dense"):
             vector = self.embed([query])[0]
-            dense = dict(self.vectors.search(vector, self.candidates, exclude=hidden))
+            dense = dict(self.vectors.search(vector, self.candidates, visible))
             # The default embedder is English-centric: on Korean queries its ranking is weaker.
             weight = self.korean_dense_weight if is_korean(query) else self.dense_weight
             rankings.append((weight, list(dense)))
         if mode in ("hybrid", "keyword"):
             terms = self.analyzer.terms(query)
-            found = self.keywords.search(terms, self.candidates, exclude=hidden)
+            found = self.keywords.search(terms, self.candidates, visible=visible)
             keyword = {i: (s, c) for i, s, c in found}
             rankings.append((1.0, list(keyword)))
             translated = self.glossary.translate(query, terms) if self.glossary else []
@@ -100,8 +103,8 @@ class Retriever:
                 # written in that language only: reaching those is what translation is for.
                 # Chunks the question already matched in its own language (bilingual code
                 # lists, say) get no second vote.
-                found = self.keywords.search(translated, self.candidates,
-                                             exclude=[*hidden, *keyword],
+                found = self.keywords.search(translated, self.candidates, visible=visible,
+                                             exclude=keyword,
                                              korean=not is_korean(query))
                 rankings.append((self.translated_weight, [i for i, _, _ in found]))
                 for i, s, c in found:

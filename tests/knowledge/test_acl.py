@@ -13,4 +13,4 @@ def test_restricted_documents_are_filtered_by_group(kb):
         insider = kb.search("executive bonus pool BON-77", 10, groups=["executives"], mode=mode)
         assert insider[0].document == "bonus.md", mode
     assert kb.search("executive bonus pool", 10)[0].document == "bonus.md"  # the operator sees all
-    assert kb.store.hidden_chunk_ids(["all"]) and not kb.store.hidden_chunk_ids(["all", "executives"])
+    assert kb.access.filter(["all"]).hidden() and kb.access.filter(["all", "executives"]) is None

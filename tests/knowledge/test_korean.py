@@ -2,7 +2,7 @@
 
 import pytest
 
-from appliance.knowledge.keyword import Analyzer, is_korean
+from appliance.knowledge.analyzer import Analyzer, is_korean
 
 
 def test_analyzer_splits_korean_into_content_morphemes():
