@@ -42,6 +42,10 @@ def _stem(word: str) -> str:
     return _STEMMER.stemWord(word)
 
 
+def _is_code(word: str) -> bool:
+    return any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
+
+
 def english_terms(text: str) -> list[str]:
     """Lower-cased, stemmed words without stop words (numbers are kept)."""
     return [_stem(w) for w in _WORD.findall(text.lower())
@@ -79,6 +83,7 @@ class Analyzer:
                     form += "다"
                 if form not in _KOREAN_STOPWORDS:
                     out.append(form)
-        # Kiwi splits codes like "PO-1001" apart; keep the whole codes too.
-        out.extend(w for w in _WORD.findall(text) if "-" in w or "_" in w)
+        # Kiwi splits codes like "PO-1001" or "HR300" apart; keep the whole codes too, as
+        # English text has them, so a code matches across languages.
+        out.extend(w for w in _WORD.findall(text) if "-" in w or "_" in w or _is_code(w))
         return out

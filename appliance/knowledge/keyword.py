@@ -17,6 +17,30 @@ import numpy as np
 from appliance.knowledge.access import AccessFilter
 from appliance.knowledge.analyzer import has_hangul
 
+# A chunk whose terms are at least this share Korean (and at most 1 - this) counts as written
+# in both languages: the bilingual code lists.
+BILINGUAL_SHARE = 0.2
+
+
+def korean_share(terms: Sequence[str]) -> float:
+    """Share of a chunk's words that are Korean; numbers and codes belong to no language."""
+    korean = sum(map(has_hangul, terms))
+    worded = korean + sum(1 for t in terms if not has_hangul(t) and not any(c.isdigit() for c in t))
+    return korean / worded if worded else 0.0
+
+
+def in_language(shares: np.ndarray, language: str) -> np.ndarray:
+    """Which chunks, by their Korean share, have text in `language` (see KeywordIndex.search)."""
+    if language == "ko":
+        return shares >= BILINGUAL_SHARE
+    if language == "en":
+        return shares <= 1 - BILINGUAL_SHARE
+    if language == "ko-only":
+        return shares > 1 - BILINGUAL_SHARE
+    if language == "en-only":
+        return shares < BILINGUAL_SHARE
+    raise ValueError(f"language must be one of ko, en, ko-only, en-only, not {language!r}")
+
 
 class _Column:
     """A growable 1-D numpy array (amortised O(1) appends)."""
@@ -66,7 +90,7 @@ class KeywordIndex:
         self._ids = _Column(np.int64, -1)  # slot -> chunk id
         self._lengths = _Column(np.float32)
         self._alive = _Column(np.bool_, False)
-        self._korean = _Column(np.bool_, False)  # chunks written mostly in Korean
+        self._korean = _Column(np.float32)  # share of a chunk's terms that are Korean
         self._slots: dict[int, int] = {}  # chunk id -> slot
         self._dead = 0
         self._total = 0.0
@@ -127,7 +151,7 @@ class KeywordIndex:
         self._ids.append(chunk_id)
         self._lengths.append(len(terms))
         self._alive.append(True)
-        self._korean.append(bool(terms) and sum(map(has_hangul, terms)) * 2 >= len(terms))
+        self._korean.append(korean_share(terms))
         self._total += len(terms)
         self._norms = None
         return slot
@@ -178,7 +202,7 @@ class KeywordIndex:
             for name, values, dtype, fill in (("_ids", ids, np.int64, -1),
                                               ("_lengths", lengths, np.float32, 0),
                                               ("_alive", np.ones(len(keep), bool), np.bool_, False),
-                                              ("_korean", korean, np.bool_, False)):
+                                              ("_korean", korean, np.float32, 0)):
                 column = _Column(dtype, fill)
                 column.data = np.concatenate([values, np.full(max(16, len(values)), fill, dtype)])
                 column.size = len(values)
@@ -190,6 +214,13 @@ class KeywordIndex:
             self._set_main(slots[live], columns[live], tfs[live])
 
     # -- reads -----------------------------------------------------------------------------------
+    def in_language(self, chunk_ids: Sequence[int], language: str) -> list[int]:
+        """The given chunks (in order) that pass the `language` test of `search`."""
+        with self._lock:
+            known = [c for c in chunk_ids if c in self._slots]
+            shares = self._korean.data[[self._slots[c] for c in known]]
+            return [c for c, ok in zip(known, in_language(shares, language)) if ok]
+
     def _term_postings(self, column: int) -> list[tuple[np.ndarray, np.ndarray]]:
         out = []
         if column + 1 < len(self._indptr):
@@ -206,12 +237,13 @@ class KeywordIndex:
         return out
 
     def search(self, terms: Sequence[str], k: int, *, visible: AccessFilter | None = None,
-               exclude: Iterable[int] = (), korean: bool | None = None
+               exclude: Iterable[int] = (), language: str | None = None
                ) -> list[tuple[int, float, float]]:
         """Best `k` (chunk id, BM25 score, share of the query's term weight (IDF) it contains).
 
-        `visible` filters before the top k; `korean` keeps only chunks written mostly in
-        Korean (True) or not (False); `exclude` drops the given chunk ids.
+        `visible` filters before the top k; `language` keeps only chunks with text in it
+        (LANGUAGES: "ko", "en", bilingual ones in both) or only in it ("ko-only", "en-only");
+        `exclude` drops the given chunk ids.
         """
         with self._lock:
             n = len(self._slots)
@@ -243,8 +275,8 @@ class KeywordIndex:
                     weighted.append((idf, postings))
             candidates = np.flatnonzero(scores)
             keep = alive[candidates]
-            if korean is not None:
-                keep &= korean_flags[candidates] == korean
+            if language is not None:
+                keep &= in_language(korean_flags[candidates], language)
             candidates = candidates[keep]
             if visible is not None:
                 candidates = candidates[visible.allows(ids[candidates])]
