@@ -73,13 +73,19 @@ class Glossary:
         """Index terms of the other language's phrases for the glossary entries the question uses."""
         korean = is_korean(question)
         present = set(terms)
+        packed = "".join(question.split())
         out: list[str] = []
         for en, ko in self.pairs:
             source, target = (ko, en) if korean else (en, ko)
             wanted = self._analyzed(source)
-            # Korean morphemes come in any order ("요청 구매"); English phrases must be adjacent
-            # words, so "form" never matches inside "information".
-            if wanted and (set(wanted) <= present if korean else _contains(terms, wanted)):
+            if korean:
+                # Kiwi may split a compound in a sentence ("일비" -> 일 + 비) but not alone, so
+                # the phrase itself counts too; morphemes may come in any order ("요청 구매").
+                found = (wanted and set(wanted) <= present) or "".join(ko.split()) in packed
+            else:
+                # English phrases must be adjacent words: "form" never matches "information".
+                found = bool(wanted) and _contains(terms, wanted)
+            if found:
                 out.extend(self._analyzed(target))
         return list(dict.fromkeys(t for t in out if t not in present))
 
