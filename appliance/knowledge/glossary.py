@@ -63,6 +63,7 @@ class Glossary:
         self.analyzer = analyzer
         self.pairs = [(en.lower(), ko) for en, ko in pairs]
         self._terms: dict[str, list[str]] = {}
+        self._by_first_word: dict[str, list[tuple[str, str]]] | None = None
 
     def _analyzed(self, phrase: str) -> list[str]:
         if phrase not in self._terms:
@@ -75,7 +76,17 @@ class Glossary:
         present = set(terms)
         packed = "".join(question.split())
         out: list[str] = []
-        for en, ko in self.pairs:
+        if not korean:  # only the entries whose first English word the question has
+            if self._by_first_word is None:
+                index: dict[str, list[tuple[str, str]]] = {}
+                for en, ko in self.pairs:
+                    if self._analyzed(en):
+                        index.setdefault(self._analyzed(en)[0], []).append((en, ko))
+                self._by_first_word = index
+            pairs = [p for t in dict.fromkeys(terms) for p in self._by_first_word.get(t, ())]
+        else:
+            pairs = self.pairs
+        for en, ko in pairs:
             source, target = (ko, en) if korean else (en, ko)
             wanted = self._analyzed(source)
             if korean:
