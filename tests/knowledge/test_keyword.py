@@ -147,3 +147,25 @@ def test_the_group_filter_keeps_ivf_searches_full(tmp_path):
     visible = access.filter(["few"])
     found = store.search(vectors[0], 10, visible)
     assert len(found) == 10 and {i for i, _ in found} <= set(range(1, 21))
+
+
+def test_the_index_is_rebuilt_from_sqlite_after_a_restart(kb, kb_settings, embedder):
+    from appliance.knowledge.knowledge_base import KnowledgeBase
+
+    kb.ingest_bytes("leave.md", "# 연차\n\n연차휴가는 HR300에서 사용 3일 전까지 신청합니다.\n".encode())
+    kb.ingest_bytes("gr.md", b"# Goods receipt\n\nPost goods receipts with GR100; labels print at once.\n")
+    kb.ingest_bytes("old.md", b"# Old\n\nGoods receipts used to be posted with GR050.\n")
+    kb.delete(kb.store.by_source("old.md").id)
+    queries = [kb.analyzer.terms(q) for q in ("연차 신청", "goods receipt GR100", "GR050")]
+    before = [kb.keywords.search(q, 5) for q in queries]
+    kb.close()
+    reopened = KnowledgeBase.open(kb_settings, embedder=embedder)
+    try:
+        assert reopened.keywords.ids() == reopened.store.chunk_ids()
+        after = [reopened.keywords.search(q, 5) for q in queries]
+        assert [[i for i, _, _ in r] for r in after] == [[i for i, _, _ in r] for r in before]
+        for found, expected in zip(after, before):
+            assert [s for _, s, _ in found] == pytest.approx([s for _, s, _ in expected], rel=1e-5)
+        assert after[2] == []  # the deleted document stays gone
+    finally:
+        reopened.close()
