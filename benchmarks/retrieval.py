@@ -78,6 +78,7 @@ class TimedEmbedder:
     def __init__(self, embedder):
         self.inner = embedder
         self.name, self.dim = embedder.name, embedder.dim
+        self.path, self.fingerprint = embedder.path, embedder.fingerprint
         self.seconds = 0.0
 
     def embed(self, texts):
@@ -193,7 +194,7 @@ def bench_latency(embedder, sizes: list[int]) -> None:
             started = time.perf_counter()
             kb.keywords.rebuild(kb.store.iter_terms())
             rebuild = time.perf_counter() - started
-            kb.retriever.embed = lambda texts: np.stack([query_vectors[t] for t in texts])
+            kb.retriever.use_dense(kb.vectors, lambda texts: np.stack([query_vectors[t] for t in texts]))
             for question in questions[:3]:
                 kb.search(question, 5)  # warm-up: Kiwi loads its model on first use
             print(f"[latency] {size} chunks: synthetic base written in {built:.1f} s; "
@@ -258,6 +259,8 @@ class SentenceTransformerEmbedder:
 
     name = "all-minilm-l6-v2-fp32"
     dim = 384
+    path = None
+    fingerprint = "sentence-transformers/all-minilm-l6-v2-fp32"
 
     def __init__(self):
         import importlib.metadata

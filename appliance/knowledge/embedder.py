@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import numpy as np
 from appliance.errors import ApplianceError
 
 BOOTSTRAP_HINT = "appliance-build embedder --out {path}"
+ARTIFACT_FILES = ("model.onnx", "tokenizer.json", "embedder.json")
 
 
 class EmbedderMissing(ApplianceError):
@@ -26,6 +29,14 @@ class Embedder(ABC):
     name: str
     dim: int
     max_batch = 32
+    path: Path | None = None  # the artifact folder it was loaded from, when there is one
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies the exact model: vectors of two embedders with the same fingerprint mix."""
+        if self.path is None:
+            return f"{self.name}/{self.dim}"
+        return artifact_fingerprint(self.path)
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray: ...
@@ -52,13 +63,13 @@ class OnnxEmbedder(Embedder):
         import onnxruntime
         from tokenizers import Tokenizer
 
-        missing = [f for f in ("model.onnx", "tokenizer.json", "embedder.json")
-                   if not (path / f).is_file()]
+        missing = [f for f in ARTIFACT_FILES if not (path / f).is_file()]
         if missing:
             raise EmbedderMissing(
                 f"The embedder artifact in {path} is missing {', '.join(missing)}; create it with "
                 f"`{BOOTSTRAP_HINT.format(path=path)}` (or install the build pipeline's embedder)."
             )
+        self.path = Path(path)
         spec = json.loads((path / "embedder.json").read_text())
         self.name = spec["name"]
         self.dim = int(spec["dim"])
@@ -115,6 +126,21 @@ class OnnxEmbedder(Embedder):
 
 
 EMBEDDERS = {"onnx": OnnxEmbedder}
+
+
+def artifact_fingerprint(path: Path) -> str:
+    """sha256 over an artifact's files (name and content): equal for copies of one embedder."""
+    digest = hashlib.sha256()
+    for name in ARTIFACT_FILES:
+        file = Path(path) / name
+        if not file.is_file():
+            continue
+        file_digest = hashlib.sha256()
+        with file.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                file_digest.update(chunk)
+        digest.update(f"{name}\0{file_digest.hexdigest()}\n".encode())
+    return digest.hexdigest()
 
 
 def load_embedder(kind: str, path: Path, *, threads: int = 0) -> Embedder:

@@ -74,12 +74,12 @@ class Ingestor:
         chunks = chunk_document(doc, size=self.chunk_chars, overlap=self.chunk_overlap)
         contexts = [c.context(doc.title) for c in chunks]
         terms = [" ".join(self.kb.analyzer.terms(text)) for text in contexts]
-        vectors = self.kb.embedder.embed(contexts)
+        vectors = self.kb.embed_for_write(contexts)
         _, new_ids, removed = self.kb.store.replace_document(
             source=source, title=doc.title, format=Path(source).suffix.lower().lstrip("."),
             content_hash=digest, groups=groups, size=len(data), chunks=chunks, terms=terms,
         )
-        self.kb.apply(new_ids, vectors, terms, removed, groups)
+        self.kb.apply(new_ids, vectors, terms, removed, contexts, groups)
         (report.updated if existing is not None else report.added).append(source)
         report.chunks += len(chunks)
         report.bytes += len(data)

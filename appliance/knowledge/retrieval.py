@@ -63,10 +63,9 @@ class Retriever:
                  min_keyword_coverage: float = 0.5, glossary=None, translated_weight: float = 0.8,
                  ):
         self.store = store
-        self.vectors = vectors
+        self.use_dense(vectors, embed)
         self.keywords = keywords
         self.access = access
-        self.embed = embed  # texts -> unit vectors (the micro-batcher in the server)
         self.analyzer = analyzer
         self.candidates = candidates
         self.rrf_k = rrf_k
@@ -77,11 +76,26 @@ class Retriever:
         self.glossary = glossary
         self.translated_weight = translated_weight
 
+    def use_dense(self, vectors: VectorStore, embed) -> None:
+        """Switch the vector index and its embedder (texts -> unit vectors) together."""
+        # One attribute: a search that started before the switch keeps a matching pair, so a
+        # query vector never meets an index of another embedder (or dimension).
+        self._dense = (vectors, embed)
+
+    @property
+    def vectors(self) -> VectorStore:
+        return self._dense[0]
+
+    @property
+    def embed(self):
+        return self._dense[1]
+
     def search(self, query: str, k: int = 5, *, groups: Iterable[str] | None = None,
                mode: str = "hybrid") -> list[Hit]:
         """Top `k` chunks the caller's `groups` may see (None: everything), best first."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        vectors, embed = self._dense
         groups = None if groups is None else list(groups)
         visible = self.access.filter(groups)
         korean_query = is_korean(query)
@@ -93,9 +107,9 @@ class Retriever:
         # Rankings per pool: chunks in the question's language, and chunks in the other one.
         pools: dict[bool, list[tuple[float, list[int]]]] = {True: [], False: []}
         if mode in ("hybrid", "dense"):
-            vector = self.embed([query])[0]
+            vector = embed([query])[0]
             # Over-fetched: the ranking is split by language below, and each part needs depth.
-            dense = dict(self.vectors.search(vector, 4 * self.candidates, visible))
+            dense = dict(vectors.search(vector, 4 * self.candidates, visible))
             if mode == "dense":
                 pools[True].append((1.0, list(dense)[: self.candidates]))
             else:

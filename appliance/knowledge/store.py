@@ -85,8 +85,16 @@ class DocumentStore:
             return rows[0]["value"] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
+        self.set_metas({key: value})
+
+    def set_metas(self, values: dict[str, str | None]) -> None:
+        """Set several keys in one transaction; None deletes a key."""
         with self._transaction() as db:
-            db.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
+            for key, value in values.items():
+                if value is None:
+                    db.execute("delete from meta where key = ?", [key])
+                else:
+                    db.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
 
     def documents(self) -> list[DocumentRecord]:
         with self._lock:

@@ -44,6 +44,9 @@ class VectorStore(ABC):
     def close(self) -> None:
         self.persist()
 
+    def drop(self) -> None:
+        """Delete the index and its storage (an index replaced by another embedder's)."""
+
 
 class FaissStore(VectorStore):
     """Exact search (flat inner product) while small; IVF once the base passes `ivf_threshold`."""
@@ -178,6 +181,12 @@ class FaissStore(VectorStore):
         finally:
             os.close(dir_fd)
 
+    def drop(self) -> None:
+        with self._lock:
+            self._dirty = False
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
+
 
 class MilvusStore(VectorStore):
     """A Milvus collection (a server, or milvus-lite with a local file uri)."""
@@ -233,21 +242,39 @@ class MilvusStore(VectorStore):
         self.persist()
         self.client.close()
 
+    def drop(self) -> None:
+        self.client.drop_collection(self.collection)
 
-def _faiss(dim: int, data_dir: Path, settings) -> VectorStore:
-    return FaissStore(dim, data_dir / "vectors.faiss", ivf_threshold=settings.ivf_threshold,
+
+def _faiss(dim: int, data_dir: Path, settings, name: str) -> VectorStore:
+    return FaissStore(dim, data_dir / faiss_file_name(name), ivf_threshold=settings.ivf_threshold,
                       nprobe=settings.ivf_nprobe)
 
 
-def _milvus(dim: int, data_dir: Path, settings) -> VectorStore:
-    return MilvusStore(dim, settings.milvus_uri or str(data_dir / "milvus.db"))
+def _milvus(dim: int, data_dir: Path, settings, name: str) -> VectorStore:
+    return MilvusStore(dim, settings.milvus_uri or str(data_dir / "milvus.db"),
+                       collection=f"chunks_{name}" if name else "chunks")
 
 
 VECTOR_STORES = {"faiss": _faiss, "milvus": _milvus}
 
 
-def open_vector_store(kind: str, dim: int, data_dir: Path, settings) -> VectorStore:
-    """The store named by `knowledge.vector_store` (settings: the knowledge section)."""
+def faiss_file_name(name: str) -> str:
+    return f"vectors-{name}.faiss" if name else "vectors.faiss"
+
+
+def drop_vector_store(kind: str, data_dir: Path, settings, *, name: str) -> None:
+    """Delete a named index without loading it."""
+    if kind == "faiss":
+        (data_dir / faiss_file_name(name)).unlink(missing_ok=True)
+        return
+    open_vector_store(kind, 1, data_dir, settings, name=name).drop()
+
+
+def open_vector_store(kind: str, dim: int, data_dir: Path, settings, *, name: str = "") -> VectorStore:
+    """The store named by `knowledge.vector_store` (settings: the knowledge section).
+
+    `name` tells apart the indexes of different embedders ("" is the first one)."""
     try:
         factory = VECTOR_STORES[kind]
     except KeyError:
@@ -255,4 +282,4 @@ def open_vector_store(kind: str, dim: int, data_dir: Path, settings) -> VectorSt
             f"Unknown vector store {kind!r}; knowledge.vector_store must be one of: "
             f"{', '.join(VECTOR_STORES)}."
         ) from None
-    return factory(dim, data_dir, settings)
+    return factory(dim, data_dir, settings, name)

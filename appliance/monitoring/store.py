@@ -229,6 +229,31 @@ class MetricsStore:
         return [{"ts": ts, "value": parts[ts].value(aggregate, step), "count": parts[ts].count}
                 for ts in sorted(parts)]
 
+    def version_figures(self, version: str, since: float, until: float | None = None) -> dict:
+        """One model version's requests, error rate, p95 latency and feedback over [since, until),
+        defined as the dashboards define them (release probation judges a new version on these)."""
+        until = time.time() if until is None else until
+        where = "model_version = ? AND ts >= ? AND ts < ?"
+        params = [version, since, until]
+        latency = Aggregate()
+        with self._lock:
+            count, errors = self.db.execute(
+                f"SELECT count(*), sum({METRICS['error'].expression}) FROM requests WHERE {where}",
+                params).fetchone()
+            for (value,) in self.db.execute(
+                    f"SELECT {METRICS['latency_seconds'].expression} FROM requests WHERE {where} "
+                    "AND latency_s IS NOT NULL", params):
+                latency.add(value)
+            ratings, positive = self.db.execute(
+                f"SELECT count(*), sum({METRICS['feedback_positive'].expression}) FROM feedback "
+                f"WHERE {where}", params).fetchone()
+        return {
+            "requests": count, "errors": int(errors or 0),
+            "error_rate": (errors or 0) / count if count else None,
+            "latency_p95": latency.percentile(95) if latency.count else None,
+            "feedback": ratings, "feedback_positive": (positive or 0) / ratings if ratings else None,
+        }
+
     # -- maintenance ---------------------------------------------------------------------------
 
     def rollup(self, now: float | None = None) -> int:

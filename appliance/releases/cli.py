@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -26,10 +27,10 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _manager(settings: Settings):
+def _manager(settings: Settings, **options):
     from appliance.releases import ReleaseManager
 
-    manager = ReleaseManager(settings)
+    manager = ReleaseManager(settings, **options)
     manager.registry.scan()
     return manager
 
@@ -117,23 +118,75 @@ def import_version(source, upstream_model, config_path) -> None:
 @config_option
 @server_option
 def validate(ref, config_path, server) -> None:
-    """Run the validation gate: checksums, isolated load, golden QA score and latency."""
+    """Run the validation gate: checksums, isolated load, golden QA score and latency.
+
+    With a server running, it validates there (in the background) and this waits for the result.
+    """
     settings = _settings(config_path)
     url = _server_url(settings, server)
-    manager = _manager(settings)
+    steps: set[str] = set()
+    finished: set[str] = set()
+
+    def progress(step: str, checks: dict) -> None:
+        for name, result in checks.items():
+            if name not in finished:
+                finished.add(name)
+                click.echo(f"  {name}: {_figures(result)}")
+        if step not in steps and step != "done":
+            steps.add(step)
+            click.echo(f"{step} ...")
+
     if url:  # the server compares with the model it serves, and keeps to two models in memory
-        name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
-        _call(url, "POST", f"/api/models/{name}/{version}/validate")
-        record = manager.registry.get(name, version)
+        name, _, version = _run(lambda: _manager(settings).registry.find(ref)).key.partition("/")
+        path = f"/api/models/{name}/{version}"
+        _call(url, "POST", f"{path}/validate")
+        row = _call(url, "GET", path)
+        while row["state"] == "validating":
+            progress(row["validation"].get("step", "queued"), row["validation"].get("checks", {}))
+            time.sleep(1.0)
+            row = _call(url, "GET", path)
+        progress("done", row["validation"].get("checks", {}))
+        state, reason, key = row["state"], row["reason"], f"{name}/{version}"
     else:
+        knowledge = _open_knowledge(settings)
+        manager = _manager(settings, knowledge=knowledge)
         try:
-            record = asyncio.run(manager.validate(ref))
+            record = asyncio.run(manager.validate(ref, progress=progress))
         except ApplianceError as exc:
             _fail(exc.message)
-    if record.state == "ready":
-        click.secho(f"{record.key} passed validation and is ready to activate.", fg="green")
+        finally:
+            manager.close()
+            if knowledge is not None:
+                knowledge.close()
+        progress("done", record.validation.get("checks", {}))
+        state, reason, key = record.state, record.reason, record.key
+    if state == "ready":
+        click.secho(f"{key} passed validation and is ready to activate.", fg="green")
     else:
-        _fail(f"{record.key} failed validation: {record.reason}")
+        _fail(f"{key} failed validation: {reason}")
+
+
+def _figures(result: Any) -> str:
+    """One line of a gate step's figures."""
+    if not isinstance(result, dict):
+        return str(result)
+    if "score" in result:
+        mode = str(result.get("mode", "open_book")).replace("_", " ")
+        return (f"score {result['score']:.2f} ({result['passed']} of {result['items']} passed, {mode}), "
+                f"p95 {result['latency_p95']:.1f} s, {result['errors']} errors")
+    return ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+                     if k != "sample")
+
+
+def _open_knowledge(settings: Settings):
+    """The knowledge base for golden questions with retrieval; None (open book) if it cannot open."""
+    from appliance.knowledge.knowledge_base import KnowledgeBase
+
+    try:
+        return KnowledgeBase.open(settings)
+    except ApplianceError as exc:
+        click.echo(f"Knowledge base unavailable ({exc.message}); golden questions run open book.")
+        return None
 
 
 @models.command("activate")

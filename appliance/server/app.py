@@ -107,9 +107,13 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
         from appliance.releases import ReleaseManager
+        from appliance.releases.reembed import KnowledgeIndexSwitch
 
-        on_alert = {"on_alert": _release_alerts(monitor)} if monitor is not None else {}
-        releases = holder["releases"] = app.state.releases = ReleaseManager(settings, assistant, **on_alert)
+        # With monitoring on, probation judges on its store and alerts through its channels.
+        monitoring = {"on_alert": _release_alerts(monitor), "monitoring_store": monitor.store} \
+            if monitor is not None else {}
+        releases = holder["releases"] = app.state.releases = ReleaseManager(
+            settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
         releases.start()
         loader = knowledge_task = None
         if assistant.backend is None:

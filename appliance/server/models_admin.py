@@ -62,9 +62,16 @@ class ModelsController(Controller):
         record = await to_thread.run_sync(lambda: releases.import_path(data.path, actor="api"))
         return record.public()
 
-    @post("/{name:str}/{version:str}/validate", summary="Run the validation gate", status_code=200)
+    @get("/{name:str}/{version:str}", summary="One version: state, validation progress and result")
+    async def get_version(self, name: FromPath[str], version: FromPath[str],
+                          releases: NamedDependency[ReleaseManager]) -> dict:
+        return releases.version(f"{name}/{version}")
+
+    @post("/{name:str}/{version:str}/validate", status_code=202,
+          summary="Start the validation gate in the background; the version reads `validating` until done")
     async def validate(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager]) -> dict:
-        return (await releases.validate(f"{name}/{version}", actor="api")).public()
+        job = releases.start_validation(f"{name}/{version}", actor="api")
+        return {"job": job, "version": releases.version(f"{name}/{version}")}
 
     @post("/{name:str}/{version:str}/activate", summary="Swap this version in now", status_code=200)
     async def activate(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager],
@@ -82,6 +89,11 @@ class ModelsController(Controller):
     @delete("/schedules/{schedule_id:str}", summary="Cancel a pending schedule", status_code=200)
     async def cancel_schedule(self, schedule_id: FromPath[str], releases: NamedDependency[ReleaseManager]) -> dict:
         return releases.scheduler.cancel(schedule_id, actor="api")
+
+    @delete("/reembed", summary="Cancel the knowledge-base re-embedding of an activation in progress",
+            status_code=200)
+    async def cancel_reembed(self, releases: NamedDependency[ReleaseManager]) -> dict:
+        return {"cancelled": releases.cancel_reembed(), "reembed": releases.status()["reembed"]}
 
     @post("/rollback", summary="Roll back to the previous good version (or a named one)", status_code=200)
     async def rollback(self, releases: NamedDependency[ReleaseManager],
