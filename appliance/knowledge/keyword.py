@@ -266,61 +266,77 @@ class KeywordIndex:
         return out
 
     def search(self, terms: Sequence[str], k: int, *, visible: AccessFilter | None = None,
-               exclude: Iterable[int] = (), language: str | None = None
-               ) -> list[tuple[int, float, float]]:
+               language: str | None = None) -> list[tuple[int, float, float]]:
         """Best `k` (chunk id, BM25 score, share of the query's term weight (IDF) it contains).
 
         `visible` filters before the top k; `language` keeps only chunks with text in it
-        (LANGUAGES: "ko", "en", bilingual ones in both) or only in it ("ko-only", "en-only");
-        `exclude` drops the given chunk ids.
+        ("ko", "en": bilingual ones in both) or only in it ("ko-only", "en-only").
         """
+        return self.search_many([(terms, language)], k, visible=visible)[0]
+
+    def search_many(self, queries: Sequence[tuple[Sequence[str], str | None]], k: int, *,
+                    visible: AccessFilter | None = None) -> list[list[tuple[int, float, float]]]:
+        """`search` for several (terms, language) queries; a term they share is scored once
+        (a question's own terms, and the same terms with their glossary translations)."""
         with self._lock:
             n = len(self._slots)
-            if not n or not terms:
-                return []
-            slots_total = self._ids.size
+            if not n:
+                return [[] for _ in queries]
             if self._norms is None:
                 average = self._total / n if self._total else 1.0
                 self._norms = self.k1 * (1 - self.b + self.b * self._lengths.view / average)
-            norms = self._norms
-            alive = self._alive.view
-            ids = self._ids.view
-            korean_flags = self._korean.view
-            scores = np.zeros(slots_total, dtype=np.float32)
-            weighted: list[tuple[float, list[tuple[np.ndarray, np.ndarray]]]] = []
-            total_idf = 1e-9
-            for term in dict.fromkeys(terms):
+            wanted = [set(terms) for terms, _ in queries]
+            # Terms grouped by the queries that hold them: one score array per group.
+            groups: dict[frozenset[int], np.ndarray] = {}
+            weights: list[list[tuple[float, list[tuple[np.ndarray, np.ndarray]]]]] = [[] for _ in queries]
+            total_idf = [1e-9] * len(queries)
+            for term in dict.fromkeys(t for terms, _ in queries for t in terms):
+                members = frozenset(i for i, terms in enumerate(wanted) if term in terms)
                 column = self._vocab.get(term)
                 postings = [] if column is None else self._term_postings(column)
-                df = sum(len(s) if not self._dead else int(np.count_nonzero(alive[s]))
+                df = sum(len(s) if not self._dead else int(np.count_nonzero(self._alive.view[s]))
                          for s, _ in postings)
                 if df > self.max_df_share * n and n >= 1000:
                     continue  # in most chunks: near-zero weight, and the longest posting lists
                 idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-                total_idf += idf  # terms the base never saw weigh most: they are what is missing
-                for slots, tfs in postings:
-                    # Slots are unique within one posting list, so fancy-index += is exact.
-                    scores[slots] += idf * tfs * (self.k1 + 1) / (tfs + norms[slots])
+                for i in members:
+                    total_idf[i] += idf  # terms the base never saw weigh most: they are missing
+                    if postings:
+                        weights[i].append((idf, postings))
                 if postings:
-                    weighted.append((idf, postings))
-            candidates = np.flatnonzero(scores)
-            keep = alive[candidates]
-            if language is not None:
-                keep &= in_language(korean_flags[candidates], language)
-            candidates = candidates[keep]
-            if visible is not None:
-                candidates = candidates[visible.allows(ids[candidates])]
-            excluded = [self._slots[c] for c in exclude if c in self._slots]
-            if excluded:
-                candidates = candidates[~np.isin(candidates, excluded)]
-            if len(candidates) > k:
-                candidates = candidates[np.argpartition(-scores[candidates], k)[:k]]
-            candidates = candidates[np.argsort(-scores[candidates], kind="stable")]
-            matched = np.zeros(len(candidates), dtype=np.float64)
-            for idf, postings in weighted:
-                for slots, _ in postings:
-                    where = np.searchsorted(slots, candidates)
-                    where[where == len(slots)] = 0
-                    matched += idf * (slots[where] == candidates)
-            return [(int(ids[s]), float(scores[s]), float(m) / total_idf)
-                    for s, m in zip(candidates, matched)]
+                    scores = groups.get(members)
+                    if scores is None:
+                        scores = groups[members] = np.zeros(self._ids.size, dtype=np.float32)
+                    for slots, tfs in postings:
+                        # Slots are unique within one posting list, so fancy-index += is exact.
+                        scores[slots] += idf * tfs * (self.k1 + 1) / (tfs + self._norms[slots])
+            results = []
+            for i, (_, language) in enumerate(queries):
+                parts = [scores for members, scores in groups.items() if i in members]
+                scores = parts[0] if len(parts) == 1 else sum(parts) if parts else None
+                results.append([] if scores is None else self._top(
+                    scores, k, language, visible, weights[i], total_idf[i]))
+            return results
+
+    def _top(self, scores: np.ndarray, k: int, language: str | None, visible: AccessFilter | None,
+             weights: list[tuple[float, list[tuple[np.ndarray, np.ndarray]]]], total_idf: float
+             ) -> list[tuple[int, float, float]]:
+        ids = self._ids.view
+        candidates = np.flatnonzero(scores)
+        keep = self._alive.view[candidates]
+        if language is not None:
+            keep &= in_language(self._korean.view[candidates], language)
+        candidates = candidates[keep]
+        if visible is not None:
+            candidates = candidates[visible.allows(ids[candidates])]
+        if len(candidates) > k:
+            candidates = candidates[np.argpartition(-scores[candidates], k)[:k]]
+        candidates = candidates[np.argsort(-scores[candidates], kind="stable")]
+        matched = np.zeros(len(candidates), dtype=np.float64)
+        for idf, postings in weights:
+            for slots, _ in postings:
+                where = np.searchsorted(slots, candidates)
+                where[where == len(slots)] = 0
+                matched += idf * (slots[where] == candidates)
+        return [(int(ids[s]), float(scores[s]), float(m) / total_idf)
+                for s, m in zip(candidates, matched)]

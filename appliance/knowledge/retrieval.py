@@ -121,11 +121,11 @@ class Retriever:
         if mode in ("hybrid", "keyword"):
             terms = self.analyzer.terms(query)
             translated = self.glossary.translate(query, terms) if self.glossary else []
-            same = self.keywords.search(terms, self.candidates, visible=visible, language=languages[True])
             # The other language's chunks match the question's glossary translations, and its
             # codes and loan words.
-            other = self.keywords.search([*terms, *translated], self.candidates, visible=visible,
-                                         language=languages[False])
+            same, other = self.keywords.search_many(
+                [(terms, languages[True]), ([*terms, *translated], languages[False])],
+                self.candidates, visible=visible)
             pools[True].append((1.0, [i for i, _, _ in same]))
             pools[False].append((1.0, [i for i, _, _ in other]))
             keyword = {i: (s, c) for i, s, c in [*same, *other]}

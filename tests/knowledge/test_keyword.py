@@ -169,3 +169,16 @@ def test_the_index_is_rebuilt_from_sqlite_after_a_restart(kb, kb_settings, embed
         assert after[2] == []  # the deleted document stays gone
     finally:
         reopened.close()
+
+
+def test_several_queries_at_once_equal_separate_searches():
+    docs = random_corpus(4, 150)
+    index = KeywordIndex()
+    index.rebuild((i, " ".join(t)) for i, t in docs.items())
+    own, translated = ["purchase", "order", "nowhere"], ["payroll", "backup"]
+    together = index.search_many([(own, "en"), ([*own, *translated], None)], 20)
+    apart = [index.search(own, 20, language="en"), index.search([*own, *translated], 20)]
+    for found, expected in zip(together, apart):
+        assert [i for i, _, _ in found] == [i for i, _, _ in expected]
+        assert [s for _, s, _ in found] == pytest.approx([s for _, s, _ in expected], rel=1e-5)
+        assert [c for _, _, c in found] == pytest.approx([c for _, _, c in expected], rel=1e-9)
