@@ -310,15 +310,18 @@ class ReleasesSettings(Section):
 
 class AuthSettings(Section):
     enabled: bool = Field(
-        True, description="Require a session or API key on /v1 and /api; turn off only for local development."
+        True, description="Require a session or API key on /v1 and /api; off, every request acts as an "
+        "admin: turn off only for local development."
     )
     session_hours: float = Field(12.0, gt=0, description="A UI login lasts this long without activity.")
     cookie_secure: Literal["auto", "always", "never"] = Field(
-        "auto", description="Mark the session cookie Secure: 'auto' does so on HTTPS requests."
+        "auto", description="Mark the session cookie Secure: 'auto' does so on HTTPS requests; use "
+        "'always' behind a reverse proxy that terminates TLS."
     )
     min_password_length: int = Field(10, ge=8, le=256, description="Shortest password accepted for a user.")
     login_max_failures: int = Field(
-        5, ge=1, description="Failed logins per user name or address before logins are refused for a while."
+        5, ge=1, description="Failed logins per user name (four times as many per client address) "
+        "before logins are refused for a while (HTTP 429)."
     )
     login_window_seconds: float = Field(
         900.0, gt=0, description="Window over which failed logins count, and how long the refusal lasts."

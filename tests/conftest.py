@@ -25,6 +25,20 @@ CACHE_DIR = Path(os.environ.get("APPLIANCE_TEST_CACHE", "~/.cache/erp-appliance-
 SMALL_ENGINE = {"slots": 4, "max_request_tokens": 512, "default_max_tokens": 32, "max_queue": 8}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def auth_off_by_default():
+    """Tests that are not about authentication run with auth off, as a local developer does.
+
+    The environment beats settings files and constructor arguments, so this reaches every server a
+    test starts, in-process or not. Tests about auth turn it on for their own settings object
+    (`settings.auth.enabled = True`; an assignment beats the environment) or use `auth_settings`.
+    """
+    patch = pytest.MonkeyPatch()
+    patch.setenv("APPLIANCE_AUTH__ENABLED", "false")
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def model_path() -> str:
     """The bundled SmolLM2-135M-Instruct, re-encoded to Q8_0 as the appliance serves it."""

@@ -153,6 +153,22 @@ class DocumentStore:
                         )
         return out
 
+    def passage(self, chunk_id: int, groups: Iterable[str] | None = None) -> dict | None:
+        """A chunk with its neighbours' text, as a cited source opens it; None if absent or hidden."""
+        record = self.chunks([chunk_id], groups).get(chunk_id)
+        if record is None:
+            return None
+        with self._lock:
+            rows = list(self.db.query(
+                "select n.id, n.ordinal - c.ordinal as offset, n.heading, n.page, n.sheet, n.text "
+                "from chunks c join chunks n on n.document_id = c.document_id "
+                "and n.ordinal in (c.ordinal - 1, c.ordinal + 1) where c.id = ?", [chunk_id]))
+        around = {row.pop("offset"): {**row, "chunk_id": row.pop("id")} for row in rows}
+        return {"chunk_id": record.id, "document_id": record.document_id, "document": record.source,
+                "title": record.title, "heading": record.heading, "page": record.page,
+                "sheet": record.sheet, "text": record.text,
+                "previous": around.get(-1), "next": around.get(1)}
+
     def iter_chunk_groups(self) -> Iterator[tuple[tuple[str, ...], list[int]]]:
         """(groups, chunk ids) per document."""
         with self._lock:

@@ -131,15 +131,24 @@ class MetricsStore:
         return len(rows)
 
     def add_feedback(self, response_id: str, rating: str, comment: str | None = None,
-                     ts: float | None = None) -> dict:
+                     ts: float | None = None, *, user_id: int | None = None,
+                     username: str | None = None) -> dict:
         with self._lock, self.db.conn:
             found = self.db.execute(
                 "SELECT model_version FROM requests WHERE response_id = ? LIMIT 1", [response_id]
             ).fetchone()
             row = {"ts": ts or time.time(), "response_id": response_id, "rating": rating,
-                   "comment": comment, "model_version": found[0] if found else None}
+                   "comment": comment, "model_version": found[0] if found else None,
+                   "user_id": user_id, "username": username}
             row["id"] = self.db["feedback"].insert(row).last_pk
         return row
+
+    def answered(self, response_id: str, user_id: int) -> bool:
+        """Whether this answer went to this user (kept as long as raw request rows are)."""
+        with self._lock:
+            return self.db.execute(
+                "SELECT 1 FROM requests WHERE response_id = ? AND user_id = ? LIMIT 1",
+                [response_id, user_id]).fetchone() is not None
 
     def add_golden_run(self, row: dict) -> dict:
         with self._lock, self.db.conn:
