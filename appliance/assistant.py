@@ -140,7 +140,8 @@ class Assistant:
         return self.knowledge
 
     def caller_groups(self, groups: Sequence[str] | None) -> list[str]:
-        return sorted(set(groups)) if groups else list(self.knowledge_settings.default_groups)
+        """None means the default groups; an empty list is a caller in no group, who sees nothing."""
+        return sorted(set(groups)) if groups is not None else list(self.knowledge_settings.default_groups)
 
     async def answer(self, request: GenerationRequest, *, scope: str = "",
                      groups: Sequence[str] | None = None, rag: bool | None = None) -> AnswerStream:

@@ -283,9 +283,11 @@ def alerts(config_path, data_dir, state, limit, as_json) -> None:
         delivered = [h for h in a["history"] if h["kind"].startswith("notify_")]
         if delivered:
             click.echo(f"    notified: {'; '.join(h['detail'] for h in delivered[-3:])}")
-from appliance.releases.cli import models  # noqa: E402  (a command group of its own module)
+from appliance.accounts.cli import audit, keys, users  # noqa: E402  (command groups of their own modules)
+from appliance.releases.cli import models  # noqa: E402
 
-main.add_command(models)
+for command in (models, users, keys, audit):
+    main.add_command(command)
 
 
 def configure_logging(level: str) -> None:

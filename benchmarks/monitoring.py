@@ -60,8 +60,10 @@ def machine() -> str:
 # -- (1) overhead ------------------------------------------------------------------------------
 
 def start_server(data_dir: Path, port: int, model: str, monitoring: bool, slots: int) -> subprocess.Popen:
+    # Auth off on both: the figure is monitoring's cost, and the two servers differ only in it.
     env = {**os.environ, "APPLIANCE_MONITORING__ENABLED": str(monitoring).lower(),
-           "APPLIANCE_CACHE__ENABLED": "false", "APPLIANCE_ENGINE__SLOTS": str(slots),
+           "APPLIANCE_AUTH__ENABLED": "false", "APPLIANCE_CACHE__ENABLED": "false",
+           "APPLIANCE_ENGINE__SLOTS": str(slots),
            "APPLIANCE_ENGINE__MAX_REQUEST_TOKENS": "512", "APPLIANCE_MONITORING__GOLDEN_INTERVAL_HOURS": "0",
            "APPLIANCE_LOG_LEVEL": "warning"}
     return subprocess.Popen(

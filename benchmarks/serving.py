@@ -6,7 +6,7 @@ for a fixed duration; aggregate completion tokens/s = completion tokens finished
 Single-request latency is measured with one client, sequentially. The reference is
 `llama_cpp.Llama.create_completion` on the same GGUF file, same prompt, same max_tokens, same
 thread count, in this process. `--soak SECONDS` runs 16 streams for that long and samples the
-server's RSS every 10 s.
+server's RSS every 10 s. Requests authenticate with an API key, as in production (auth is on).
 
     python benchmarks/serving.py                 # throughput + latency table
     python benchmarks/serving.py --soak 300      # 5-minute soak at 16 streams
@@ -41,6 +41,17 @@ PROMPTS = [
     "Describe the month-end closing process of an accounting department in detail.",
     "Write a long guide for new employees on using the company's ERP system.",
 ]
+
+
+def api_key(data_dir: str) -> dict[str, str]:
+    """Headers with a benchmark user's API key, created in the data dir before the server starts."""
+    from appliance.accounts import Accounts
+
+    accounts = Accounts(Path(data_dir) / "accounts.db")
+    user = accounts.create_user("benchmark", None, groups=["all"])
+    secret, _ = accounts.create_key(user.id, "serving benchmark")
+    accounts.close()
+    return {"Authorization": f"Bearer {secret}"}
 
 
 def start_server(model_path: str, port: int, data_dir: str) -> subprocess.Popen:
@@ -84,12 +95,12 @@ async def stream_once(client: httpx.AsyncClient, url: str, prompt: str, max_toke
     return {"tokens": usage["completion_tokens"], "ttft": (first or end) - start, "total": end - start}
 
 
-async def load(url: str, concurrency: int, seconds: float, max_tokens: int) -> dict:
+async def load(url: str, concurrency: int, seconds: float, max_tokens: int, headers: dict) -> dict:
     results: list[dict] = []
     deadline = time.perf_counter() + seconds
 
     async def worker(i: int):
-        async with httpx.AsyncClient(timeout=120) as client:
+        async with httpx.AsyncClient(timeout=120, headers=headers) as client:
             n = 0
             while time.perf_counter() < deadline:
                 results.append(await stream_once(client, url, PROMPTS[(i + n) % len(PROMPTS)], max_tokens))
@@ -127,8 +138,8 @@ def _chatml(question: str) -> str:
     return f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
 
 
-async def single_latency(url: str, max_tokens: int, runs: int) -> dict:
-    async with httpx.AsyncClient(timeout=120) as client:
+async def single_latency(url: str, max_tokens: int, runs: int, headers: dict) -> dict:
+    async with httpx.AsyncClient(timeout=120, headers=headers) as client:
         results = [await stream_once(client, url, PROMPTS[i % len(PROMPTS)], max_tokens) for i in range(runs)]
     return {
         "tokens_per_s": statistics.median(r["tokens"] / r["total"] for r in results),
@@ -137,10 +148,10 @@ async def single_latency(url: str, max_tokens: int, runs: int) -> dict:
     }
 
 
-async def soak(url: str, proc: subprocess.Popen, seconds: float, max_tokens: int) -> None:
+async def soak(url: str, proc: subprocess.Popen, seconds: float, max_tokens: int, headers: dict) -> None:
     server = psutil.Process(proc.pid)
     samples = []
-    task = asyncio.create_task(load(url, 16, seconds, max_tokens))
+    task = asyncio.create_task(load(url, 16, seconds, max_tokens, headers))
     start = time.perf_counter()
     while not task.done():
         samples.append((time.perf_counter() - start, server.memory_info().rss / 2**20))
@@ -165,14 +176,15 @@ def main() -> None:
         model_path = str(resolve_model_path("", bundled_type="q8_0", cache_dir=Path(data_dir) / "models"))
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
               f"{psutil.virtual_memory().total / 2**30:.0f} GiB; model {Path(model_path).name}")
+        headers = api_key(data_dir)
         proc = start_server(model_path, args.port, data_dir)
         url = f"http://127.0.0.1:{args.port}"
         try:
             if args.soak:
-                asyncio.run(soak(url, proc, args.soak, args.max_tokens))
+                asyncio.run(soak(url, proc, args.soak, args.max_tokens, headers))
                 return
-            single = asyncio.run(single_latency(url, args.max_tokens, 5))
-            levels = [asyncio.run(load(url, c, args.seconds, args.max_tokens)) for c in (1, 4, 16)]
+            single = asyncio.run(single_latency(url, args.max_tokens, 5, headers))
+            levels = [asyncio.run(load(url, c, args.seconds, args.max_tokens, headers)) for c in (1, 4, 16)]
         finally:
             proc.terminate()
             proc.wait(timeout=60)

@@ -108,6 +108,7 @@ def main() -> None:
         settings.engine.slots = args.streams
         settings.engine.max_request_tokens = 512
         settings.server.drain_seconds = 120
+        settings.auth.enabled = False  # what is measured is the swap, not authentication
         refs = make_versions(tmp / "models")
         manager = ReleaseManager(settings)
         manager.registry.scan()

@@ -3,9 +3,10 @@
 Method: `python -m llama_cpp.server` serves the bundled model (re-encoded to Q8_0) on loopback as
 the upstream; `appliance serve` runs in front of it with `llm.backend = "openai"`, the response
 cache off and retrieval off (`"rag": false`), so the difference is the appliance's own work
-(parsing, validation, proxying the stream, metrics). Each round sends the same non-streaming
-request (1 completion token, temperature 0) once directly to the upstream and once through the
-appliance, in alternating order; the figure is the median of the per-round differences.
+(authenticating the API key, parsing, validation, proxying the stream, metrics). Each round
+sends the same non-streaming request (1 completion token, temperature 0) once directly to the
+upstream and once through the appliance, in alternating order; the figure is the median of the
+per-round differences.
 
     python benchmarks/upstream.py --rounds 60
 """
@@ -26,6 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from appliance.accounts import Accounts  # noqa: E402
 from appliance.engine.model import resolve_model_path  # noqa: E402
 
 MODEL = "bench-upstream"
@@ -59,6 +61,10 @@ def main() -> None:
                "APPLIANCE_LLM__UPSTREAM__BASE_URL": "http://127.0.0.1:8771/v1",
                "APPLIANCE_LLM__UPSTREAM__MODEL": MODEL, "APPLIANCE_CACHE__ENABLED": "false",
                "APPLIANCE_KNOWLEDGE__ENABLED": "false", "APPLIANCE_LOG_LEVEL": "warning"}
+        # Auth stays on, as in production: the appliance's requests carry an API key.
+        accounts = Accounts(Path(data_dir) / "accounts.db")
+        secret = accounts.create_key(accounts.create_user("benchmark", None).id, "upstream benchmark")[0]
+        accounts.close()
         appliance = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--port", "8772",
                                       "--data-dir", data_dir], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,8 +76,9 @@ def main() -> None:
             direct, proxied = [], []
             with httpx.Client(timeout=60) as client:
                 def timed(url: str) -> float:
+                    headers = {"Authorization": f"Bearer {secret}"} if ":8772/" in url else {}
                     start = time.perf_counter()
-                    response = client.post(url, json=body)
+                    response = client.post(url, json=body, headers=headers)
                     response.raise_for_status()
                     return time.perf_counter() - start
 

@@ -212,6 +212,9 @@ def install(bundle_path: Path, prefix: Path = Path("/"), *, user: str = SERVICE_
         layout.write_state(state)
         service.start(layout)
         log(f"Installed {meta['name']} {meta['version']} in {vdir}.")
+        # As the service user: files it cannot write would stop the service from opening them.
+        log(f"Next, create the first admin (the API and web UI need a user): sudo -u {user} "
+            f"{layout.current}/venv/bin/appliance users create-admin --config {layout.config}")
         return state
 
 

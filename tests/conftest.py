@@ -25,6 +25,20 @@ CACHE_DIR = Path(os.environ.get("APPLIANCE_TEST_CACHE", "~/.cache/erp-appliance-
 SMALL_ENGINE = {"slots": 4, "max_request_tokens": 512, "default_max_tokens": 32, "max_queue": 8}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def auth_off_by_default():
+    """Tests that are not about authentication run with auth off, as a local developer does.
+
+    The environment beats settings files and constructor arguments, so this reaches every server a
+    test starts, in-process or not. Tests about auth turn it on for their own settings object
+    (`settings.auth.enabled = True`; an assignment beats the environment) or use `auth_settings`.
+    """
+    patch = pytest.MonkeyPatch()
+    patch.setenv("APPLIANCE_AUTH__ENABLED", "false")
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def model_path() -> str:
     """The bundled SmolLM2-135M-Instruct, re-encoded to Q8_0 as the appliance serves it."""
@@ -162,3 +176,40 @@ def embedder(embedder_dir):
     from appliance.knowledge.embedder import OnnxEmbedder
 
     return OnnxEmbedder(embedder_dir)
+
+
+@pytest.fixture(scope="session")
+def projected_embedder_dir(embedder_dir, test_cache) -> Path:
+    """A second real embedder, of another size: the int8 ONNX embedder's graph with a fixed random
+    orthogonal projection of its token states to 256 dimensions appended (run by onnxruntime
+    like any embedder artifact). Its vectors differ from the original's in values and size."""
+    import json
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    path = test_cache / "embedder-p256"
+    if (path / "embedder.json").is_file():
+        return path
+    tmp = test_cache / "embedder-p256.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    model = onnx.load(str(embedder_dir / "model.onnx"))
+    graph = model.graph
+    output = next(o for o in graph.output if o.name == "last_hidden_state")
+    for node in graph.node:
+        node.output[:] = ["token_states" if o == "last_hidden_state" else o for o in node.output]
+    q, _ = np.linalg.qr(np.random.default_rng(7).standard_normal((384, 384)).astype(np.float32))
+    graph.initializer.append(numpy_helper.from_array(q[:, :256].copy(), "projection"))
+    graph.node.append(helper.make_node("MatMul", ["token_states", "projection"], ["last_hidden_state"]))
+    graph.output.remove(output)
+    graph.output.append(helper.make_tensor_value_info("last_hidden_state", onnx.TensorProto.FLOAT,
+                                                      ["batch", "sequence", 256]))
+    onnx.save(model, str(tmp / "model.onnx"))
+    shutil.copy(embedder_dir / "tokenizer.json", tmp / "tokenizer.json")
+    spec = json.loads((embedder_dir / "embedder.json").read_text())
+    (tmp / "embedder.json").write_text(json.dumps({**spec, "name": "all-minilm-l6-v2-p256", "dim": 256}))
+    tmp.rename(path)
+    return path

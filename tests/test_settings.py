@@ -66,3 +66,10 @@ def test_docs_list_every_setting():
     assert settings_markdown() in DOCS.read_text(encoding="utf-8"), (
         "docs/configuration.md is out of date: paste `appliance settings docs` into it"
     )
+
+
+def test_auth_is_on_by_default(monkeypatch):
+    monkeypatch.delenv("APPLIANCE_AUTH__ENABLED", raising=False)  # the test suite turns it off
+    assert load_settings().auth.enabled is True
+    monkeypatch.setenv("APPLIANCE_AUTH__ENABLED", "false")
+    assert load_settings().auth.enabled is False

@@ -1,5 +1,6 @@
 """Users, roles and groups; API keys, login sessions, the audit log and per-user conversations."""
 
-from appliance.accounts.store import ROLES, Accounts, ApiKey, Session, User
+from appliance.accounts.conversations import Conversations
+from appliance.accounts.store import LOCAL_USER, ROLES, Accounts, ApiKey, Session, User
 
-__all__ = ["ROLES", "Accounts", "ApiKey", "Session", "User"]
+__all__ = ["LOCAL_USER", "ROLES", "Accounts", "ApiKey", "Conversations", "Session", "User"]

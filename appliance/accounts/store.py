@@ -9,8 +9,9 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,21 @@ import sqlite_utils
 
 from appliance.accounts.migrations import migrate
 from appliance.accounts.passwords import PasswordPolicy
-from appliance.errors import AuthenticationRequired, Conflict, InvalidRequest, NotFound, TooManyLogins
+from appliance.errors import (
+    AuthenticationRequired,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    TooManyLogins,
+)
 from appliance.settings import AuthSettings
 
 ROLES = ("employee", "admin")
 KEY_PREFIX = "erp-"
+# The identity every request takes while auth is off. Its row is stored disabled, without a
+# password or keys, so it can never sign in once auth is on; only its conversations need the row.
+LOCAL_USER = "developer"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _GROUP = re.compile(r"^[\w.-]{1,64}$")
 # Writes of "last seen" are skipped when the stored value is this recent: one write per minute,
@@ -56,15 +67,21 @@ class User:
     active: bool
     created_at: float
     last_login_at: float | None
+    has_password: bool = False
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def is_local(self) -> bool:
+        return self.username == LOCAL_USER
+
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "username": self.username, "display_name": self.display_name,
                 "role": self.role, "groups": list(self.groups), "active": self.active,
-                "created_at": self.created_at, "last_login_at": self.last_login_at}
+                "has_password": self.has_password, "created_at": self.created_at,
+                "last_login_at": self.last_login_at}
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,8 @@ class Session:
 def _user(row: sqlite3.Row | dict) -> User:
     return User(id=row["id"], username=row["username"], display_name=row["display_name"],
                 role=row["role"], groups=tuple(json.loads(row["groups"])), active=bool(row["active"]),
-                created_at=row["created_at"], last_login_at=row["last_login_at"])
+                created_at=row["created_at"], last_login_at=row["last_login_at"],
+                has_password=row["password_hash"] is not None)
 
 
 def _key(row: dict) -> ApiKey:
@@ -130,27 +148,50 @@ class Accounts:
         with self._lock:
             self.db.close()
 
-    def _rows(self, sql: str, params: Sequence = ()) -> list[dict]:
+    def rows(self, sql: str, params: Sequence = ()) -> list[dict]:
         with self._lock:
             return [dict(r) for r in self.db.execute(sql, list(params)).fetchall()]
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: the connection autocommits, so `with conn:` alone would not group writes."""
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     # -- users ---------------------------------------------------------------------------------
 
     def users(self) -> list[User]:
-        return [_user(r) for r in self._rows("SELECT * FROM users ORDER BY username")]
+        return [_user(r) for r in self.rows("SELECT * FROM users ORDER BY username")]
 
     def user(self, user_id: int) -> User:
-        rows = self._rows("SELECT * FROM users WHERE id = ?", [user_id])
+        rows = self.rows("SELECT * FROM users WHERE id = ?", [user_id])
         if not rows:
             raise NotFound(f"No user with id {user_id}; `appliance users list` shows them.")
         return _user(rows[0])
 
     def by_name(self, username: str) -> User | None:
-        rows = self._rows("SELECT * FROM users WHERE username = ?", [username])
+        rows = self.rows("SELECT * FROM users WHERE username = ?", [username])
         return _user(rows[0]) if rows else None
 
+    def find(self, name_or_id: str | int) -> User:
+        """A user by name, or by id when given digits (what the CLI accepts)."""
+        user = self.by_name(str(name_or_id))
+        if user is None and str(name_or_id).isdigit():
+            return self.user(int(name_or_id))
+        if user is None:
+            raise NotFound(f"No user named {name_or_id!r}; `appliance users list` shows them.")
+        return user
+
     def admin_count(self) -> int:
-        return self._rows("SELECT count(*) AS n FROM users WHERE role = 'admin' AND active = 1")[0]["n"]
+        return self.rows("SELECT count(*) AS n FROM users WHERE role = 'admin' AND active = 1 "
+                         "AND username != ?", [LOCAL_USER])[0]["n"]
 
     def create_user(self, username: str, password: str | None, *, role: str = "employee",
                     groups: Iterable[str] = (), display_name: str = "") -> User:
@@ -158,26 +199,45 @@ class Accounts:
         if not _NAME.match(username or ""):
             raise InvalidRequest("User names are 1-64 letters, digits, '.', '_', '@' or '-', starting "
                                  "with a letter or digit.", param="username")
+        if username.lower() == LOCAL_USER:
+            raise InvalidRequest(f"{LOCAL_USER!r} is reserved for local development with auth off; "
+                                 "pick another name.", param="username")
         self._check_role(role)
-        groups = clean_groups(groups)
+        return self._insert_user(username, password, role, clean_groups(groups), display_name)
+
+    def _insert_user(self, username: str, password: str | None, role: str, groups: tuple[str, ...],
+                     display_name: str, active: bool = True) -> User:
         hashed = self.passwords.hash(password) if password is not None else None
         now = time.time()
-        with self._lock:
-            try:
-                with self.db.conn:
-                    cursor = self.db.execute(
-                        "INSERT INTO users (username, display_name, role, groups, password_hash, "
-                        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [username, display_name.strip()[:200], role, json.dumps(list(groups)), hashed,
-                         now, now])
-            except sqlite3.IntegrityError:
-                raise Conflict(f"A user named {username!r} exists already; pick another name or "
-                               "update that user.", param="username") from None
+        try:
+            with self.write() as db:
+                cursor = db.execute(
+                    "INSERT INTO users (username, display_name, role, groups, password_hash, active, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [username, display_name.strip()[:200], role, json.dumps(list(groups)), hashed,
+                     int(active), now, now])
+        except sqlite3.IntegrityError:
+            raise Conflict(f"A user named {username!r} exists already; pick another name or "
+                           "update that user.", param="username") from None
         return self.user(cursor.lastrowid)
+
+    def local_user(self, groups: Iterable[str] = ()) -> User:
+        """The local developer every request acts as while auth is off (an admin, as returned)."""
+        user = self.by_name(LOCAL_USER)
+        if user is None:
+            try:
+                user = self._insert_user(LOCAL_USER, None, "admin", clean_groups(groups),
+                                         "Local developer (auth off)", active=False)
+            except Conflict:  # another process created it meanwhile
+                user = self.by_name(LOCAL_USER)
+        return replace(user, active=True, role="admin")
 
     def update_user(self, user_id: int, *, role: str | None = None, groups: Iterable[str] | None = None,
                     display_name: str | None = None, active: bool | None = None) -> User:
         user = self.user(user_id)
+        if user.is_local and (active or role not in (None, "admin")):
+            raise InvalidRequest(f"{LOCAL_USER!r} is the identity of local development with auth off; "
+                                 "it cannot sign in. Create a user of your own instead.")
         changes: dict[str, Any] = {}
         if role is not None:
             self._check_role(role)
@@ -190,35 +250,43 @@ class Accounts:
             changes["active"] = int(active)
         loses_admin = user.is_admin and user.active and (
             (role is not None and role != "admin") or active is False)
-        with self._lock, self.db.conn:
+        with self.write() as db:
             if loses_admin and self.admin_count() <= 1:
                 raise Conflict(f"{user.username} is the last active admin; make another user admin first.")
             if changes:
                 changes["updated_at"] = time.time()
                 sets = ", ".join(f"{k} = ?" for k in changes)
-                self.db.execute(f"UPDATE users SET {sets} WHERE id = ?", [*changes.values(), user_id])
+                db.execute(f"UPDATE users SET {sets} WHERE id = ?", [*changes.values(), user_id])
             if active is False or (role is not None and role != user.role):
-                self.db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
+                db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
         return self.user(user_id)
 
     def set_password(self, user_id: int, password: str) -> None:
         """Change a password; every session of that user ends."""
-        self.user(user_id)
+        user = self.user(user_id)
+        if user.is_local:
+            raise InvalidRequest(f"{LOCAL_USER!r} cannot have a password; create a user of your own.")
         hashed = self.passwords.hash(password)
-        with self._lock, self.db.conn:
-            self.db.execute("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
-                            [hashed, time.time(), user_id])
-            self.db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
-            self.db.execute("DELETE FROM login_failures WHERE key = ?",
-                            [f"user:{self.user(user_id).username.lower()}"])
+        with self.write() as db:
+            db.execute("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
+                       [hashed, time.time(), user_id])
+            db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
+            db.execute("DELETE FROM login_failures WHERE key = ?", [f"user:{user.username.lower()}"])
+
+    def change_password(self, user_id: int, current: str, new: str) -> None:
+        """A user's own change: the current password must be right."""
+        rows = self.rows("SELECT password_hash FROM users WHERE id = ?", [user_id])
+        if not rows or not self.passwords.verify(rows[0]["password_hash"], current):
+            raise PermissionDenied("The current password is wrong.")
+        self.set_password(user_id, new)
 
     def delete_user(self, user_id: int) -> User:
         """Delete a user with their keys, sessions and conversations."""
         user = self.user(user_id)
-        with self._lock, self.db.conn:
+        with self.write() as db:
             if user.is_admin and user.active and self.admin_count() <= 1:
                 raise Conflict(f"{user.username} is the last active admin; make another user admin first.")
-            self.db.execute("DELETE FROM users WHERE id = ?", [user_id])
+            db.execute("DELETE FROM users WHERE id = ?", [user_id])
         return user
 
     @staticmethod
@@ -233,29 +301,33 @@ class Accounts:
         now = time.time()
         keys = [f"user:{username.lower()}", f"ip:{ip}"]
         self._check_throttle(keys, now)
-        rows = self._rows("SELECT * FROM users WHERE username = ?", [username])
+        rows = self.rows("SELECT * FROM users WHERE username = ?", [username])
         row = rows[0] if rows else None
         ok = self.passwords.verify(row["password_hash"] if row else None, password)
         if not ok or not row["active"]:
-            with self._lock, self.db.conn:
-                self.db.execute("INSERT INTO login_failures (key, ts) VALUES (?, ?), (?, ?)",
-                                [keys[0], now, keys[1], now])
-                self.db.execute("DELETE FROM login_failures WHERE ts < ?",
-                                [now - self.settings.login_window_seconds])
-            raise AuthenticationRequired("Wrong user name or password." if ok is False or row is None
+            with self.write() as db:
+                db.execute("INSERT INTO login_failures (key, ts) VALUES (?, ?), (?, ?)",
+                           [keys[0], now, keys[1], now])
+                db.execute("DELETE FROM login_failures WHERE ts < ?",
+                           [now - self.settings.login_window_seconds])
+            raise AuthenticationRequired("Wrong user name or password." if not ok
                                          else "This account is disabled; ask an admin.")
+        # Outside the lock: hashing takes tens of milliseconds. Parameters changed since the hash
+        # was made (a library upgrade) are applied now, while the password is at hand.
+        rehashed = (self.passwords.hasher.hash(password)
+                    if self.passwords.needs_rehash(row["password_hash"]) else None)
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(24)
-        with self._lock, self.db.conn:
-            self.db.execute("DELETE FROM login_failures WHERE key = ?", [keys[0]])
-            self.db.execute(
+        with self.write() as db:
+            db.execute("DELETE FROM login_failures WHERE key = ?", [keys[0]])
+            db.execute("DELETE FROM sessions WHERE last_seen_at < ?", [now - self.lifetime])
+            db.execute(
                 "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, ip, "
                 "user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [_digest(token), row["id"], csrf, now, now, ip, user_agent[:300]])
-            self.db.execute("UPDATE users SET last_login_at = ? WHERE id = ?", [now, row["id"]])
-            if self.passwords.needs_rehash(row["password_hash"]):
-                self.db.execute("UPDATE users SET password_hash = ? WHERE id = ?",
-                                [self.passwords.hash(password), row["id"]])
+            db.execute("UPDATE users SET last_login_at = ? WHERE id = ?", [now, row["id"]])
+            if rehashed:
+                db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [rehashed, row["id"]])
         return token, Session(self.user(row["id"]), csrf, now + self.lifetime)
 
     @property
@@ -266,16 +338,19 @@ class Accounts:
         window = self.settings.login_window_seconds
         for key, limit in zip(keys, (self.settings.login_max_failures,
                                      self.settings.login_max_failures * _ADDRESS_FACTOR)):
-            rows = self._rows("SELECT count(*) AS n, min(ts) AS first FROM login_failures "
-                              "WHERE key = ? AND ts >= ?", [key, now - window])
-            if rows[0]["n"] >= limit:
-                raise TooManyLogins(max(1, int(rows[0]["first"] + window - now) + 1))
+            recent = [r["ts"] for r in self.rows(
+                "SELECT ts FROM login_failures WHERE key = ? AND ts >= ? ORDER BY ts",
+                [key, now - window])]
+            if len(recent) >= limit:
+                # Logins open again once fewer than `limit` failures remain in the window.
+                reopens = recent[len(recent) - limit] + window
+                raise TooManyLogins(max(1, int(reopens - now) + 1))
 
     def session(self, token: str) -> Session | None:
         """The live session of a token, sliding its expiry; None if unknown, expired or disabled."""
         now = time.time()
-        rows = self._rows("SELECT s.csrf_token, s.last_seen_at, u.* FROM sessions s JOIN users u "
-                          "ON u.id = s.user_id WHERE s.token_hash = ?", [_digest(token)])
+        rows = self.rows("SELECT s.csrf_token, s.last_seen_at, u.* FROM sessions s JOIN users u "
+                         "ON u.id = s.user_id WHERE s.token_hash = ?", [_digest(token)])
         if not rows or not rows[0]["active"]:
             return None
         row = rows[0]
@@ -283,20 +358,22 @@ class Accounts:
             self.logout(token)
             return None
         if now - row["last_seen_at"] > _TOUCH_SECONDS:
-            with self._lock, self.db.conn:
-                self.db.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?",
-                                [now, _digest(token)])
+            with self.write() as db:
+                db.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?",
+                           [now, _digest(token)])
         return Session(_user(row), row["csrf_token"], now + self.lifetime)
 
     def logout(self, token: str) -> None:
-        with self._lock, self.db.conn:
-            self.db.execute("DELETE FROM sessions WHERE token_hash = ?", [_digest(token)])
+        with self.write() as db:
+            db.execute("DELETE FROM sessions WHERE token_hash = ?", [_digest(token)])
 
     def purge_sessions(self) -> int:
-        """Delete expired sessions; returns how many."""
-        with self._lock, self.db.conn:
-            cursor = self.db.execute("DELETE FROM sessions WHERE last_seen_at < ?",
-                                     [time.time() - self.lifetime])
+        """Delete expired sessions and stale login failures; returns how many sessions went."""
+        now = time.time()
+        with self.write() as db:
+            cursor = db.execute("DELETE FROM sessions WHERE last_seen_at < ?", [now - self.lifetime])
+            db.execute("DELETE FROM login_failures WHERE ts < ?",
+                       [now - self.settings.login_window_seconds])
         return cursor.rowcount
 
     # -- API keys ------------------------------------------------------------------------------
@@ -304,51 +381,53 @@ class Accounts:
     def create_key(self, user_id: int, name: str) -> tuple[str, ApiKey]:
         """A new key for a user: the secret is returned once and only its hash is stored."""
         user = self.user(user_id)
+        if user.is_local:
+            raise InvalidRequest(f"{LOCAL_USER!r} cannot have API keys; create a user of your own.")
         name = (name or "").strip()
         if not name or len(name) > 100:
             raise InvalidRequest("Name the key (1-100 characters), e.g. after the program that uses it.",
                                  param="name")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        with self._lock, self.db.conn:
-            cursor = self.db.execute(
+        with self.write() as db:
+            cursor = db.execute(
                 "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
                 [user.id, name, secret[:len(KEY_PREFIX) + 6], _digest(secret), time.time()])
         return secret, self.key(cursor.lastrowid)
 
     def key(self, key_id: int) -> ApiKey:
-        rows = self._rows("SELECT k.*, u.username FROM api_keys k JOIN users u ON u.id = k.user_id "
-                          "WHERE k.id = ?", [key_id])
+        rows = self.rows("SELECT k.*, u.username FROM api_keys k JOIN users u ON u.id = k.user_id "
+                         "WHERE k.id = ?", [key_id])
         if not rows:
             raise NotFound(f"No API key with id {key_id}; `appliance keys list` shows them.")
         return _key(rows[0])
 
     def keys(self, user_id: int | None = None) -> list[ApiKey]:
         where, params = ("WHERE k.user_id = ?", [user_id]) if user_id is not None else ("", [])
-        return [_key(r) for r in self._rows(
+        return [_key(r) for r in self.rows(
             f"SELECT k.*, u.username FROM api_keys k JOIN users u ON u.id = k.user_id {where} "
             "ORDER BY k.id", params)]
 
     def revoke_key(self, key_id: int) -> ApiKey:
         key = self.key(key_id)
         if key.revoked_at is None:
-            with self._lock, self.db.conn:
-                self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", [time.time(), key_id])
+            with self.write() as db:
+                db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", [time.time(), key_id])
         return self.key(key_id)
 
     def key_user(self, secret: str) -> tuple[User, ApiKey] | None:
         """The user behind a live key; None for unknown, revoked, or a disabled user's key."""
         if not secret.startswith(KEY_PREFIX):
             return None
-        rows = self._rows("SELECT k.id AS key_id, k.name, k.prefix, k.created_at AS key_created_at, "
-                          "k.last_used_at, k.revoked_at, u.* FROM api_keys k JOIN users u "
-                          "ON u.id = k.user_id WHERE k.key_hash = ?", [_digest(secret)])
+        rows = self.rows("SELECT k.id AS key_id, k.name, k.prefix, k.created_at AS key_created_at, "
+                         "k.last_used_at, k.revoked_at, u.* FROM api_keys k JOIN users u "
+                         "ON u.id = k.user_id WHERE k.key_hash = ?", [_digest(secret)])
         if not rows or rows[0]["revoked_at"] is not None or not rows[0]["active"]:
             return None
         row = rows[0]
         now = time.time()
         if row["last_used_at"] is None or now - row["last_used_at"] > _TOUCH_SECONDS:
-            with self._lock, self.db.conn:
-                self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", [now, row["key_id"]])
+            with self.write() as db:
+                db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", [now, row["key_id"]])
         user = _user(row)
         key = ApiKey(id=row["key_id"], user_id=user.id, username=user.username, name=row["name"],
                      prefix=row["prefix"], created_at=row["key_created_at"], last_used_at=now,
@@ -359,13 +438,14 @@ class Accounts:
 
     def audit(self, actor: str, action: str, target: str = "", *, status: int | None = None,
               ip: str | None = None, **detail: Any) -> None:
-        with self._lock, self.db.conn:
-            self.db.execute(
+        with self.write() as db:
+            db.execute(
                 "INSERT INTO audit (ts, actor, action, target, status, ip, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [time.time(), actor, action, target, status, ip, json.dumps(detail, default=str)])
 
     def audit_log(self, *, limit: int = 200, actor: str | None = None, action: str | None = None,
-                  since: float | None = None) -> list[dict[str, Any]]:
+                  since: float | None = None, before_id: int | None = None) -> list[dict[str, Any]]:
+        """Entries newest first; `before_id` pages back from an earlier page's last id."""
         clauses, params = [], []
         for column, value in (("actor", actor), ("action", action)):
             if value:
@@ -374,8 +454,11 @@ class Accounts:
         if since is not None:
             clauses.append("ts >= ?")
             params.append(since)
+        if before_id is not None:
+            clauses.append("id < ?")
+            params.append(before_id)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._rows(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+        rows = self.rows(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", [*params, limit])
         for row in rows:
             row["detail"] = json.loads(row["detail"])
         return rows

@@ -25,6 +25,8 @@ class EmbeddingBatcher:
         self._queue: queue.Queue[tuple[list[str], Future] | None] = queue.Queue()
         self.batches = 0
         self.texts = 0
+        self._closed = False
+        self._closing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
         self._thread.start()
 
@@ -34,15 +36,23 @@ class EmbeddingBatcher:
 
     def submit(self, texts: Sequence[str]) -> Future:
         future: Future = Future()
-        self._queue.put((list(texts), future))
+        with self._closing:
+            if not self._closed:
+                self._queue.put((list(texts), future))
+                return future
+        # Replaced (an embedder switch) or shut down: a late caller embeds on its own thread.
+        self._serve([(list(texts), future)])
         return future
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.submit(texts).result()
 
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
+    def close(self, wait: bool = True) -> None:
+        with self._closing:
+            self._closed = True
+            self._queue.put(None)  # requests queued before it are still served
+        if wait:
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while True:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import numpy as np
 from appliance.errors import ApplianceError
 
 BOOTSTRAP_HINT = "appliance-build embedder --out {path}"
+ARTIFACT_FILES = ("model.onnx", "tokenizer.json", "embedder.json")
 
 
 class EmbedderMissing(ApplianceError):
@@ -26,6 +29,14 @@ class Embedder(ABC):
     name: str
     dim: int
     max_batch = 32
+    path: Path | None = None  # the artifact folder it was loaded from, when there is one
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies the exact model: vectors of two embedders with the same fingerprint mix."""
+        if self.path is None:
+            return f"{self.name}/{self.dim}"
+        return artifact_fingerprint(self.path)
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray: ...
@@ -52,13 +63,13 @@ class OnnxEmbedder(Embedder):
         import onnxruntime
         from tokenizers import Tokenizer
 
-        missing = [f for f in ("model.onnx", "tokenizer.json", "embedder.json")
-                   if not (path / f).is_file()]
+        missing = [f for f in ARTIFACT_FILES if not (path / f).is_file()]
         if missing:
             raise EmbedderMissing(
                 f"The embedder artifact in {path} is missing {', '.join(missing)}; create it with "
                 f"`{BOOTSTRAP_HINT.format(path=path)}` (or install the build pipeline's embedder)."
             )
+        self.path = Path(path)
         spec = json.loads((path / "embedder.json").read_text())
         self.name = spec["name"]
         self.dim = int(spec["dim"])
@@ -66,7 +77,8 @@ class OnnxEmbedder(Embedder):
         self.normalize = bool(spec.get("normalize", True))
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(int(spec.get("max_length", 256)))
-        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]") or 0)
+        self.tokenizer.no_padding()  # batches are padded here, to their own longest text
+        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -77,10 +89,29 @@ class OnnxEmbedder(Embedder):
         outputs = [o.name for o in self.session.get_outputs()]
         self.output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
 
-    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Batches of similar token counts: Korean text takes several tokens per character, so
+        ordering by characters would pad English texts to Korean lengths."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
         encodings = self.tokenizer.encode_batch([t or " " for t in texts])
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.max_batch):
+            picked = order[start:start + self.max_batch]
+            out[picked] = self._run([encodings[i].ids for i in picked])
+        return out
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run([e.ids for e in self.tokenizer.encode_batch([t or " " for t in texts])])
+
+    def _run(self, token_ids: list[list[int]]) -> np.ndarray:
+        width = max(len(ids) for ids in token_ids)
+        ids = np.full((len(token_ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(token_ids), width), dtype=np.int64)
+        for row, tokens in enumerate(token_ids):
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         hidden = self.session.run([self.output], {k: v for k, v in feed.items() if k in self.inputs})[0]
         if self.pooling == "cls":
@@ -95,6 +126,21 @@ class OnnxEmbedder(Embedder):
 
 
 EMBEDDERS = {"onnx": OnnxEmbedder}
+
+
+def artifact_fingerprint(path: Path) -> str:
+    """sha256 over an artifact's files (name and content): equal for copies of one embedder."""
+    digest = hashlib.sha256()
+    for name in ARTIFACT_FILES:
+        file = Path(path) / name
+        if not file.is_file():
+            continue
+        file_digest = hashlib.sha256()
+        with file.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                file_digest.update(chunk)
+        digest.update(f"{name}\0{file_digest.hexdigest()}\n".encode())
+    return digest.hexdigest()
 
 
 def load_embedder(kind: str, path: Path, *, threads: int = 0) -> Embedder:

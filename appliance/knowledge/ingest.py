@@ -67,19 +67,19 @@ class Ingestor:
         existing = self.kb.store.by_source(source)
         if existing is not None and existing.content_hash == digest:
             if list(existing.groups) != groups:
-                self.kb.store.set_groups(existing.id, groups)
+                self.kb.regroup(existing.id, groups)
             report.unchanged.append(source)
             return
         doc = parse(data, source)
         chunks = chunk_document(doc, size=self.chunk_chars, overlap=self.chunk_overlap)
         contexts = [c.context(doc.title) for c in chunks]
         terms = [" ".join(self.kb.analyzer.terms(text)) for text in contexts]
-        vectors = self.kb.embedder.embed(contexts)
+        vectors = self.kb.embed_for_write(contexts)
         _, new_ids, removed = self.kb.store.replace_document(
             source=source, title=doc.title, format=Path(source).suffix.lower().lstrip("."),
             content_hash=digest, groups=groups, size=len(data), chunks=chunks, terms=terms,
         )
-        self.kb.apply(new_ids, vectors, terms, removed)
+        self.kb.apply(new_ids, vectors, terms, removed, contexts, groups)
         (report.updated if existing is not None else report.added).append(source)
         report.chunks += len(chunks)
         report.bytes += len(data)

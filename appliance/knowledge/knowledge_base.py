@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from appliance.errors import ApplianceError, Conflict
+from appliance.knowledge.access import AccessIndex
+from appliance.knowledge.analyzer import Analyzer
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
-from appliance.knowledge.embedder import Embedder, load_embedder
+from appliance.knowledge.embedder import Embedder, artifact_fingerprint, load_embedder
 from appliance.knowledge.glossary import Glossary
 from appliance.knowledge.ingest import IngestReport, Ingestor
-from appliance.knowledge.keyword import Analyzer, KeywordIndex
+from appliance.knowledge.keyword import KeywordIndex
+from appliance.knowledge.reembed import IndexBuild, IndexRecord, ReembedCancelled
 from appliance.knowledge.retrieval import Hit, Retriever
 from appliance.knowledge.store import DocumentStore
-from appliance.knowledge.vectors import VectorStore, open_vector_store
+from appliance.knowledge.vectors import (
+    VectorStore,
+    drop_vector_store,
+    faiss_file_name,
+    open_vector_store,
+)
 from appliance.settings import KnowledgeSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -33,20 +43,30 @@ def sample_kb_path() -> Path:
 
 
 class KnowledgeBase:
-    """Documents in SQLite, vectors in a VectorStore, terms in a KeywordIndex, one embedder."""
+    """Documents in SQLite, vectors in a VectorStore, terms in a KeywordIndex, one embedder.
+
+    `index` records which embedder built the vector index (None: not recorded yet); `folder`
+    holds the indexes, and without it the base cannot re-embed into a new one.
+    """
 
     def __init__(self, store: DocumentStore, vectors: VectorStore, embedder: Embedder,
-                 settings: KnowledgeSettings, *, analyzer: Analyzer | None = None):
+                 settings: KnowledgeSettings, *, analyzer: Analyzer | None = None,
+                 index: IndexRecord | None = None, folder: Path | None = None):
         self.settings = settings
         self.store = store
         self.vectors = vectors
         self.embedder = embedder
+        self.index = index
+        self.folder = folder
+        self._build: IndexBuild | None = None  # a re-embedding in progress
+        self.last_build: IndexBuild | None = None
         self.analyzer = analyzer or Analyzer()
         self.keywords = KeywordIndex()
+        self.access = AccessIndex()
         self.batcher = EmbeddingBatcher(embedder, max_batch=settings.embed_batch,
                                         window_ms=settings.embed_window_ms)
         self.retriever = Retriever(
-            store, vectors, self.keywords, self.batcher.embed, self.analyzer,
+            store, vectors, self.keywords, self.access, self.batcher.embed, self.analyzer,
             candidates=settings.candidates, rrf_k=settings.rrf_k,
             dense_weight=settings.dense_weight, korean_dense_weight=settings.korean_dense_weight,
             min_similarity=settings.min_similarity, min_keyword_coverage=settings.min_keyword_coverage,
@@ -61,23 +81,49 @@ class KnowledgeBase:
 
     @classmethod
     def open(cls, settings: Settings, *, embedder: Embedder | None = None) -> KnowledgeBase:
-        """Open (or create) the knowledge base under data_dir; raises EmbedderMissing if needed."""
+        """Open (or create) the knowledge base under data_dir; raises EmbedderMissing if needed.
+
+        The vector index opens with the embedder that built it (recorded in SQLite), which after
+        a model version brought its own embedder is that version's, not the configured one.
+        """
         ks = settings.knowledge
         folder = settings.resolved_data_dir() / "knowledge"
-        embedder = embedder or load_embedder(ks.embedder, embedder_path(settings),
-                                             threads=ks.embedder_threads)
         store = DocumentStore(folder / "knowledge.db")
-        vectors = open_vector_store(ks.vector_store, embedder.dim, folder, ks)
-        return cls(store, vectors, embedder, ks)
+        try:
+            record = IndexRecord.from_json(store.meta("index"))
+            if embedder is None:
+                path = embedder_path(settings)
+                built_with = Path(record.embedder_path) if record and record.embedder_path else path
+                if built_with != path and built_with.is_dir():
+                    path = built_with
+                elif built_with != path:
+                    log.warning("the embedder that built the index (%s) is gone; re-embedding with %s",
+                                built_with, path)
+                embedder = load_embedder(ks.embedder, path, threads=ks.embedder_threads)
+            name = record.name if record is not None else ""
+            previous = IndexRecord.from_json(store.meta("previous_index"))
+            if ks.vector_store == "faiss":
+                _remove_stale_indexes(folder, {name, previous.name if previous else name})
+            vectors = open_vector_store(ks.vector_store, embedder.dim, folder, ks, name=name)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, vectors, embedder, ks, index=record, folder=folder)
 
     # -- consistency -----------------------------------------------------------------------------
     def repair(self) -> dict[str, int]:
-        """Make the indexes match SQLite: re-embed missing chunks, drop orphans, rebuild BM25."""
+        """Make the indexes match SQLite: re-embed missing chunks, drop orphans, rebuild BM25
+        and the access groups."""
         with self._write_lock:
-            fingerprint = f"{self.embedder.name}/{self.embedder.dim}"
+            current = IndexRecord.for_embedder(self.embedder,
+                                               name=self.index.name if self.index else "")
             have = self.vectors.ids()
-            if self.store.meta("embedder") not in (None, fingerprint):
-                log.warning("embedder changed to %s: re-embedding every chunk", fingerprint)
+            if self.index is not None:
+                changed = self.index.fingerprint != current.fingerprint
+            else:  # a base from before index records: only the embedder's name and size were kept
+                changed = self.store.meta("embedder") not in (None, current.embedder)
+            if changed:
+                log.warning("embedder changed to %s: re-embedding every chunk", current.embedder)
                 self.vectors.remove(sorted(have))
                 have = set()
             want = self.store.chunk_ids()
@@ -90,10 +136,12 @@ class KnowledgeBase:
                 self.vectors.add(batch, self.embedder.embed([texts[i] for i in batch]))
             if self.store.meta("analyzer") != self.analyzer.version:
                 self._reanalyze()
-            self.keywords = KeywordIndex()
-            self.keywords.add_many(self.store.iter_terms())
-            self.retriever.keywords = self.keywords
-            self.store.set_meta("embedder", fingerprint)
+            self.keywords.rebuild(self.store.iter_terms())
+            self.access.clear()
+            for groups, chunk_ids in self.store.iter_chunk_groups():
+                self.access.set(chunk_ids, groups)
+            self.index = current
+            self.store.set_metas({"embedder": current.embedder, "index": current.to_json()})
             if orphans or missing:
                 log.info("repaired the vector index: %d missing re-embedded, %d orphans removed",
                          len(missing), len(orphans))
@@ -108,19 +156,146 @@ class KnowledgeBase:
             self.store.set_terms({i: " ".join(self.analyzer.terms(t)) for i, t in texts.items()})
         self.store.set_meta("analyzer", self.analyzer.version)
 
-    def apply(self, new_ids: Sequence[int], vectors: np.ndarray, terms: Sequence[str],
-              removed: Sequence[int]) -> None:
-        """Bring the indexes up to a committed document change."""
+    def embed_for_write(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors of new chunks for every index being written: the live one, and the one a
+        re-embedding is building (keyed by index name; `apply` takes them)."""
         with self._write_lock:
-            self.vectors.remove(removed)
-            self.keywords.remove(removed)
-            self.vectors.add(new_ids, vectors)
+            targets = [(self.index.name, self.embedder)]
+            if self._build is not None:
+                targets.append((self._build.record.name, self._build.embedder))
+        return {name: embedder.embed(texts) for name, embedder in targets}
+
+    def apply(self, new_ids: Sequence[int], vectors: Mapping[str, np.ndarray], terms: Sequence[str],
+              removed: Sequence[int], texts: Sequence[str], groups: Sequence[str]) -> None:
+        """Bring the indexes up to a committed document change (`texts`: the chunks' embedding
+        input; `groups`: the document's access groups)."""
+        with self._write_lock:
+            self._remove_locked(removed)
+            self.access.set(new_ids, groups)
+            # An embedder switch (or a build that started) since `embed_for_write` leaves an index
+            # without its vectors: embed those few chunks here rather than leave them out.
+            live = vectors.get(self.index.name)
+            self.vectors.add(new_ids, live if live is not None else self.embedder.embed(texts))
+            build = self._build
+            if build is not None:
+                extra = vectors.get(build.record.name)
+                build.vectors.add(new_ids, extra if extra is not None else build.embedder.embed(texts))
             for chunk_id, joined in zip(new_ids, terms):
                 self.keywords.add(chunk_id, joined.split())
+
+    def regroup(self, document_id: int, groups: Sequence[str]) -> None:
+        """Change a document's access groups (SQLite first, then the in-memory filter)."""
+        self.store.set_groups(document_id, groups)
+        with self._write_lock:
+            self.access.set(self.store.document_chunk_ids(document_id), sorted(set(groups)))
+
+    def _remove_locked(self, removed: Sequence[int]) -> None:
+        self.access.remove(removed)
+        self.vectors.remove(removed)
+        self.keywords.remove(removed)
+        if self._build is not None and len(removed):
+            self._build.removed.update(removed)
+            self._build.vectors.remove(removed)
 
     def persist(self) -> None:
         with self._write_lock:
             self.vectors.persist()
+
+    # -- re-embedding for another embedder ---------------------------------------------------------
+    def begin_reembed(self, path: Path) -> IndexBuild | None:
+        """Prepare a new index for the embedder artifact at `path` (blocking: loads the model).
+
+        None when the live index already uses that embedder. The previous index is reused (and
+        caught up) when it was built by that embedder; `run_reembed` does the work.
+        """
+        if self.folder is None:
+            raise ApplianceError("This knowledge base has no index folder, so it cannot re-embed.")
+        if self._build is not None:
+            raise Conflict("The knowledge base is already being re-embedded; wait for it to finish.")
+        if artifact_fingerprint(Path(path)) == self.index.fingerprint:
+            return None  # decided before loading the model: most swaps keep the embedder
+        embedder = load_embedder(self.settings.embedder, Path(path),
+                                 threads=self.settings.embedder_threads)
+        previous = IndexRecord.from_json(self.store.meta("previous_index"))
+        reused = previous is not None and previous.fingerprint == embedder.fingerprint
+        name = previous.name if reused else embedder.fingerprint[:12]
+        if not reused and name in ("", self.index.name):  # the live file must never be reopened
+            name = f"{name}-{int(time.time())}"
+        record = IndexRecord.for_embedder(embedder, name=name)
+        vectors = open_vector_store(self.settings.vector_store, embedder.dim, self.folder,
+                                    self.settings, name=name)
+        build = IndexBuild(record, embedder, vectors, reused=reused)
+        with self._write_lock:
+            if self._build is not None:
+                raise Conflict("The knowledge base is already being re-embedded; wait for it to finish.")
+            self._build = build  # from here on, every write reaches the new index too
+        self.last_build = build
+        return build
+
+    def run_reembed(self, build: IndexBuild) -> None:
+        """Fill the new index (blocking; a worker thread). On failure it is discarded and raises."""
+        try:
+            build.run(self.store, self._write_lock)
+        except ReembedCancelled as exc:
+            self.discard(build, "cancelled", exc.message)
+            raise
+        except Exception as exc:
+            self.discard(build, "failed", getattr(exc, "message", None) or repr(exc))
+            raise
+
+    def install(self, build: IndexBuild) -> None:
+        """Serve from the new index and its embedder from now on; the replaced index is kept
+        (as the previous index, for a rollback) until `drop_previous_index`."""
+        with self._write_lock:
+            if self._build is not build or build.state != "ready":
+                raise ApplianceError(f"The re-embedded index is {build.state}, not ready to install.")
+            build.vectors.persist()
+            stale = IndexRecord.from_json(self.store.meta("previous_index"))
+            # One transaction: after a crash the base opens with either pair, never a mix.
+            self.store.set_metas({"index": build.record.to_json(),
+                                  "previous_index": self.index.to_json(),
+                                  "embedder": build.record.embedder})
+            old_vectors, old_batcher = self.vectors, self.batcher
+            self.vectors, self.embedder, self.index = build.vectors, build.embedder, build.record
+            self.batcher = EmbeddingBatcher(build.embedder, max_batch=self.settings.embed_batch,
+                                            window_ms=self.settings.embed_window_ms)
+            self.retriever.use_dense(self.vectors, self.batcher.embed)
+            self._build = None
+            build.finish("installed")
+        old_batcher.close(wait=False)  # what it queued is still served; late callers embed inline
+        old_vectors.persist()
+        if stale is not None and stale.name != build.record.name:  # at most one index kept
+            drop_vector_store(self.settings.vector_store, self.folder, self.settings, name=stale.name)
+        log.info("now searching with %s (index %r)", self.index.embedder, self.index.name or "vectors")
+
+    def discard(self, build: IndexBuild, state: str = "cancelled", error: str | None = None) -> None:
+        """Forget a build that will not be installed; a new index is deleted, a reused one kept."""
+        with self._write_lock:
+            if self._build is build:
+                self._build = None
+        if build.state in ("installed", "failed", "cancelled"):
+            return
+        build.cancel()
+        build.finish(state, error)
+        if not build.reused:
+            build.vectors.drop()
+        build.embedder.close()
+
+    def drop_previous_index(self) -> IndexRecord | None:
+        """Delete the index kept for a rollback (the new embedder has proven itself)."""
+        with self._write_lock:
+            previous = IndexRecord.from_json(self.store.meta("previous_index"))
+            if previous is None or previous.name == self.index.name or (
+                    self._build is not None and self._build.record.name == previous.name):
+                return None
+            self.store.set_metas({"previous_index": None})
+        drop_vector_store(self.settings.vector_store, self.folder, self.settings, name=previous.name)
+        log.info("dropped the index of %s kept for a rollback", previous.embedder)
+        return previous
+
+    def reembed_status(self) -> dict | None:
+        build = self._build or self.last_build
+        return build.status() if build is not None else None
 
     # -- operations ------------------------------------------------------------------------------
     @property
@@ -142,8 +317,7 @@ class KnowledgeBase:
     def delete(self, document_id: int) -> None:
         removed = self.store.delete_document(document_id)
         with self._write_lock:
-            self.vectors.remove(removed)
-            self.keywords.remove(removed)
+            self._remove_locked(removed)
         self.persist()
 
     def search(self, query: str, k: int = 5, *, groups: Iterable[str] | None = None,
@@ -157,12 +331,24 @@ class KnowledgeBase:
     def status(self) -> dict:
         return {"documents": len(self.store.documents()), "chunks": self.store.chunk_count(),
                 "vectors": len(self.vectors), "version": self.version,
-                "embedder": self.embedder.name, "vector_store": self.settings.vector_store,
-                "embed_batches": self.batcher.batches}
+                "embedder": self.embedder.name, "embedder_dim": self.embedder.dim,
+                "index": self.index.name or "vectors", "vector_store": self.settings.vector_store,
+                "embed_batches": self.batcher.batches, "reembed": self.reembed_status()}
 
     def close(self) -> None:
+        if self._build is not None:
+            self._build.cancel()
         self.batcher.close()
         self.persist()
         self.vectors.close()
         self.store.close()
         self.embedder.close()
+
+
+def _remove_stale_indexes(folder: Path, keep: set[str]) -> None:
+    """FAISS files of builds that never got installed (a crash, a failed swap) only take disk."""
+    wanted = {faiss_file_name(name) for name in keep}
+    for path in folder.glob("vectors-*.faiss*"):
+        if path.name not in wanted:
+            log.info("removing %s, an index no embedder serves", path.name)
+            path.unlink(missing_ok=True)

@@ -85,8 +85,16 @@ class DocumentStore:
             return rows[0]["value"] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
+        self.set_metas({key: value})
+
+    def set_metas(self, values: dict[str, str | None]) -> None:
+        """Set several keys in one transaction; None deletes a key."""
         with self._transaction() as db:
-            db.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
+            for key, value in values.items():
+                if value is None:
+                    db.execute("delete from meta where key = ?", [key])
+                else:
+                    db.execute("insert or replace into meta (key, value) values (?, ?)", [key, value])
 
     def documents(self) -> list[DocumentRecord]:
         with self._lock:
@@ -145,19 +153,37 @@ class DocumentStore:
                         )
         return out
 
-    def hidden_chunk_ids(self, groups: Iterable[str] | None) -> list[int]:
-        """Chunks of documents the caller may not see (usually few: restricted documents)."""
-        if groups is None:
-            return []
-        groups = set(groups)
+    def passage(self, chunk_id: int, groups: Iterable[str] | None = None) -> dict | None:
+        """A chunk with its neighbours' text, as a cited source opens it; None if absent or hidden."""
+        record = self.chunks([chunk_id], groups).get(chunk_id)
+        if record is None:
+            return None
         with self._lock:
-            hidden_docs = [r["id"] for r in self.db.query("select id, groups from documents")
-                           if not visible(json.loads(r["groups"]), groups)]
-            if not hidden_docs:
-                return []
-            marks = ",".join("?" * len(hidden_docs))
+            rows = list(self.db.query(
+                "select n.id, n.ordinal - c.ordinal as offset, n.heading, n.page, n.sheet, n.text "
+                "from chunks c join chunks n on n.document_id = c.document_id "
+                "and n.ordinal in (c.ordinal - 1, c.ordinal + 1) where c.id = ?", [chunk_id]))
+        around = {row.pop("offset"): {**row, "chunk_id": row.pop("id")} for row in rows}
+        return {"chunk_id": record.id, "document_id": record.document_id, "document": record.source,
+                "title": record.title, "heading": record.heading, "page": record.page,
+                "sheet": record.sheet, "text": record.text,
+                "previous": around.get(-1), "next": around.get(1)}
+
+    def iter_chunk_groups(self) -> Iterator[tuple[tuple[str, ...], list[int]]]:
+        """(groups, chunk ids) per document."""
+        with self._lock:
+            docs = [(r["id"], tuple(json.loads(r["groups"])))
+                    for r in self.db.query("select id, groups from documents")]
+            chunks: dict[int, list[int]] = {}
+            for chunk_id, document_id in self.db.execute("select id, document_id from chunks"):
+                chunks.setdefault(document_id, []).append(chunk_id)
+        for document_id, groups in docs:
+            yield groups, chunks.get(document_id, [])
+
+    def document_chunk_ids(self, document_id: int) -> list[int]:
+        with self._lock:
             return [r[0] for r in self.db.execute(
-                f"select id from chunks where document_id in ({marks})", hidden_docs)]
+                "select id from chunks where document_id = ?", [document_id])]
 
     def iter_terms(self) -> Iterator[tuple[int, str]]:
         with self._lock:

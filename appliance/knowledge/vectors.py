@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import ApplianceError
+from appliance.knowledge.access import AccessFilter
 
 
 class VectorStore(ABC):
@@ -27,8 +28,9 @@ class VectorStore(ABC):
     def remove(self, ids: Sequence[int]) -> None: ...
 
     @abstractmethod
-    def search(self, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[tuple[int, float]]:
-        """Best `k` (id, similarity) pairs, leaving out `exclude`."""
+    def search(self, vector: np.ndarray, k: int, visible: AccessFilter | None = None
+               ) -> list[tuple[int, float]]:
+        """Best `k` (id, similarity) pairs among the chunks `visible` allows (None: all)."""
 
     @abstractmethod
     def ids(self) -> set[int]: ...
@@ -41,6 +43,9 @@ class VectorStore(ABC):
 
     def close(self) -> None:
         self.persist()
+
+    def drop(self) -> None:
+        """Delete the index and its storage (an index replaced by another embedder's)."""
 
 
 class FaissStore(VectorStore):
@@ -115,20 +120,28 @@ class FaissStore(VectorStore):
                 self.index.remove_ids(np.asarray(ids, dtype=np.int64))
                 self._dirty = True
 
-    def search(self, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[tuple[int, float]]:
+    def search(self, vector: np.ndarray, k: int, visible: AccessFilter | None = None
+               ) -> list[tuple[int, float]]:
         faiss = self.faiss
         query = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
         with self._lock:
             if self.index.ntotal == 0:
                 return []
-            params = None
-            if len(exclude):
-                selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.asarray(exclude, dtype=np.int64)))
+            k = min(k, self.index.ntotal)
+            if visible is None:
+                scores, found = self.index.search(query, k)
+            else:
+                # The selector filters inside the scan, before the top k. IVF scans only `nprobe`
+                # lists, so a caller who sees a small share gets proportionally more lists.
+                bitmap = np.packbits(visible.mask, bitorder="little")
+                selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
                 if self.kind == "ivf":
-                    params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+                    nprobe = min(self.index.nlist,
+                                 math.ceil(self.nprobe / max(visible.share, 1e-6)))
+                    params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
                 else:
                     params = faiss.SearchParameters(sel=selector)
-            scores, found = self.index.search(query, min(k, self.index.ntotal), params=params)
+                scores, found = self.index.search(query, k, params=params)
         return [(int(i), float(s)) for i, s in zip(found[0], scores[0]) if i >= 0]
 
     def ids(self) -> set[int]:
@@ -168,6 +181,12 @@ class FaissStore(VectorStore):
         finally:
             os.close(dir_fd)
 
+    def drop(self) -> None:
+        with self._lock:
+            self._dirty = False
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
+
 
 class MilvusStore(VectorStore):
     """A Milvus collection (a server, or milvus-lite with a local file uri)."""
@@ -195,8 +214,10 @@ class MilvusStore(VectorStore):
         if len(ids):
             self.client.delete(self.collection, ids=[int(i) for i in ids])
 
-    def search(self, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[tuple[int, float]]:
-        expression = f"id not in {[int(i) for i in exclude]}" if len(exclude) else ""
+    def search(self, vector: np.ndarray, k: int, visible: AccessFilter | None = None
+               ) -> list[tuple[int, float]]:
+        hidden = visible.hidden() if visible is not None else []
+        expression = f"id not in {hidden}" if hidden else ""
         result = self.client.search(
             self.collection, data=[vector.astype(np.float32).tolist()], limit=k,
             filter=expression, search_params={"metric_type": "IP"}, output_fields=["id"],
@@ -221,21 +242,39 @@ class MilvusStore(VectorStore):
         self.persist()
         self.client.close()
 
+    def drop(self) -> None:
+        self.client.drop_collection(self.collection)
 
-def _faiss(dim: int, data_dir: Path, settings) -> VectorStore:
-    return FaissStore(dim, data_dir / "vectors.faiss", ivf_threshold=settings.ivf_threshold,
+
+def _faiss(dim: int, data_dir: Path, settings, name: str) -> VectorStore:
+    return FaissStore(dim, data_dir / faiss_file_name(name), ivf_threshold=settings.ivf_threshold,
                       nprobe=settings.ivf_nprobe)
 
 
-def _milvus(dim: int, data_dir: Path, settings) -> VectorStore:
-    return MilvusStore(dim, settings.milvus_uri or str(data_dir / "milvus.db"))
+def _milvus(dim: int, data_dir: Path, settings, name: str) -> VectorStore:
+    return MilvusStore(dim, settings.milvus_uri or str(data_dir / "milvus.db"),
+                       collection=f"chunks_{name}" if name else "chunks")
 
 
 VECTOR_STORES = {"faiss": _faiss, "milvus": _milvus}
 
 
-def open_vector_store(kind: str, dim: int, data_dir: Path, settings) -> VectorStore:
-    """The store named by `knowledge.vector_store` (settings: the knowledge section)."""
+def faiss_file_name(name: str) -> str:
+    return f"vectors-{name}.faiss" if name else "vectors.faiss"
+
+
+def drop_vector_store(kind: str, data_dir: Path, settings, *, name: str) -> None:
+    """Delete a named index without loading it."""
+    if kind == "faiss":
+        (data_dir / faiss_file_name(name)).unlink(missing_ok=True)
+        return
+    open_vector_store(kind, 1, data_dir, settings, name=name).drop()
+
+
+def open_vector_store(kind: str, dim: int, data_dir: Path, settings, *, name: str = "") -> VectorStore:
+    """The store named by `knowledge.vector_store` (settings: the knowledge section).
+
+    `name` tells apart the indexes of different embedders ("" is the first one)."""
     try:
         factory = VECTOR_STORES[kind]
     except KeyError:
@@ -243,4 +282,4 @@ def open_vector_store(kind: str, dim: int, data_dir: Path, settings) -> VectorSt
             f"Unknown vector store {kind!r}; knowledge.vector_store must be one of: "
             f"{', '.join(VECTOR_STORES)}."
         ) from None
-    return factory(dim, data_dir, settings)
+    return factory(dim, data_dir, settings, name)

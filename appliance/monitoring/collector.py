@@ -37,6 +37,7 @@ class RequestEvent:
     model_version: str | None = None
     backend: str | None = None
     stream: bool = False
+    user_id: int | None = None  # the signed-in caller, with auth on
 
     def row(self) -> dict:
         row = asdict(self)

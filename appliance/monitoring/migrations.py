@@ -137,5 +137,13 @@ def m006_alerts(db: sqlite_utils.Database) -> None:
     db["alert_events"].create_index(["alert_id"])
 
 
+@migration
+def m007_users(db: sqlite_utils.Database) -> None:
+    # Who got each answer (so only they can rate it) and who rated it; empty with auth off.
+    db["requests"].add_column("user_id", int)
+    db["feedback"].add_column("user_id", int)
+    db["feedback"].add_column("username", str)
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     return migration.apply(db)

@@ -80,8 +80,9 @@ class Monitor:
     def record_request(self, event: RequestEvent) -> None:
         self.collector.record_request(event)
 
-    def record_feedback(self, response_id: str, rating: str, comment: str | None) -> dict:
-        row = self.store.add_feedback(response_id, rating, comment)
+    def record_feedback(self, response_id: str, rating: str, comment: str | None, *,
+                        user_id: int | None = None, username: str | None = None) -> dict:
+        row = self.store.add_feedback(response_id, rating, comment, user_id=user_id, username=username)
         self.prometheus.feedback.labels(rating).inc()
         return row
 

@@ -131,15 +131,24 @@ class MetricsStore:
         return len(rows)
 
     def add_feedback(self, response_id: str, rating: str, comment: str | None = None,
-                     ts: float | None = None) -> dict:
+                     ts: float | None = None, *, user_id: int | None = None,
+                     username: str | None = None) -> dict:
         with self._lock, self.db.conn:
             found = self.db.execute(
                 "SELECT model_version FROM requests WHERE response_id = ? LIMIT 1", [response_id]
             ).fetchone()
             row = {"ts": ts or time.time(), "response_id": response_id, "rating": rating,
-                   "comment": comment, "model_version": found[0] if found else None}
+                   "comment": comment, "model_version": found[0] if found else None,
+                   "user_id": user_id, "username": username}
             row["id"] = self.db["feedback"].insert(row).last_pk
         return row
+
+    def answered(self, response_id: str, user_id: int) -> bool:
+        """Whether this answer went to this user (kept as long as raw request rows are)."""
+        with self._lock:
+            return self.db.execute(
+                "SELECT 1 FROM requests WHERE response_id = ? AND user_id = ? LIMIT 1",
+                [response_id, user_id]).fetchone() is not None
 
     def add_golden_run(self, row: dict) -> dict:
         with self._lock, self.db.conn:
@@ -228,6 +237,31 @@ class MetricsStore:
         parts = self.buckets(name, since, until, step, now=now)
         return [{"ts": ts, "value": parts[ts].value(aggregate, step), "count": parts[ts].count}
                 for ts in sorted(parts)]
+
+    def version_figures(self, version: str, since: float, until: float | None = None) -> dict:
+        """One model version's requests, error rate, p95 latency and feedback over [since, until),
+        defined as the dashboards define them (release probation judges a new version on these)."""
+        until = time.time() if until is None else until
+        where = "model_version = ? AND ts >= ? AND ts < ?"
+        params = [version, since, until]
+        latency = Aggregate()
+        with self._lock:
+            count, errors = self.db.execute(
+                f"SELECT count(*), sum({METRICS['error'].expression}) FROM requests WHERE {where}",
+                params).fetchone()
+            for (value,) in self.db.execute(
+                    f"SELECT {METRICS['latency_seconds'].expression} FROM requests WHERE {where} "
+                    "AND latency_s IS NOT NULL", params):
+                latency.add(value)
+            ratings, positive = self.db.execute(
+                f"SELECT count(*), sum({METRICS['feedback_positive'].expression}) FROM feedback "
+                f"WHERE {where}", params).fetchone()
+        return {
+            "requests": count, "errors": int(errors or 0),
+            "error_rate": (errors or 0) / count if count else None,
+            "latency_p95": latency.percentile(95) if latency.count else None,
+            "feedback": ratings, "feedback_positive": (positive or 0) / ratings if ratings else None,
+        }
 
     # -- maintenance ---------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """`appliance models ...`: thin commands over ReleaseManager, or over a running server's admin API.
 
 Activation, rollback and schedules must happen inside the serving process (it owns the models),
-so when a server answers on the configured address these commands go through /api/models.
+so when a server answers on the configured address these commands go through /api/models, with
+an admin's API key (`--api-key` or $APPLIANCE_API_KEY) when the server has auth on.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -26,10 +28,10 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _manager(settings: Settings):
+def _manager(settings: Settings, **options):
     from appliance.releases import ReleaseManager
 
-    manager = ReleaseManager(settings)
+    manager = ReleaseManager(settings, **options)
     manager.registry.scan()
     return manager
 
@@ -45,10 +47,12 @@ def _server_url(settings: Settings, given: str | None) -> str | None:
         return None
 
 
-def _call(url: str, method: str, path: str, body: dict | None = None) -> Any:
+def _call(url: str, method: str, path: str, body: dict | None = None, api_key: str | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{url}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(f"{url}{path}", data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=3600) as response:
             return json.loads(response.read() or b"null")
@@ -57,6 +61,10 @@ def _call(url: str, method: str, path: str, body: dict | None = None) -> Any:
             message = json.loads(exc.read())["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = f"HTTP {exc.code}"
+        if exc.code in (401, 403):
+            message += (" The running server acts on model versions for admins only: pass an admin's "
+                        "API key with --api-key or $APPLIANCE_API_KEY (appliance keys create --user "
+                        "ADMIN --name cli).")
         _fail(message)
 
 
@@ -73,6 +81,8 @@ def _settings(config_path: str | None) -> Settings:
 
 config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
 server_option = click.option("--server", help="Running appliance to act on (default: the configured address).")
+api_key_option = click.option("--api-key", envvar="APPLIANCE_API_KEY",
+                              help="An admin's API key for the running server (default: $APPLIANCE_API_KEY).")
 
 
 @click.group()
@@ -116,24 +126,77 @@ def import_version(source, upstream_model, config_path) -> None:
 @click.argument("ref")
 @config_option
 @server_option
-def validate(ref, config_path, server) -> None:
-    """Run the validation gate: checksums, isolated load, golden QA score and latency."""
+@api_key_option
+def validate(ref, config_path, server, api_key) -> None:
+    """Run the validation gate: checksums, isolated load, golden QA score and latency.
+
+    With a server running, it validates there (in the background) and this waits for the result.
+    """
     settings = _settings(config_path)
     url = _server_url(settings, server)
-    manager = _manager(settings)
+    steps: set[str] = set()
+    finished: set[str] = set()
+
+    def progress(step: str, checks: dict) -> None:
+        for name, result in checks.items():
+            if name not in finished:
+                finished.add(name)
+                click.echo(f"  {name}: {_figures(result)}")
+        if step not in steps and step != "done":
+            steps.add(step)
+            click.echo(f"{step} ...")
+
     if url:  # the server compares with the model it serves, and keeps to two models in memory
-        name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
-        _call(url, "POST", f"/api/models/{name}/{version}/validate")
-        record = manager.registry.get(name, version)
+        name, _, version = _run(lambda: _manager(settings).registry.find(ref)).key.partition("/")
+        path = f"/api/models/{name}/{version}"
+        _call(url, "POST", f"{path}/validate", api_key=api_key)
+        row = _call(url, "GET", path, api_key=api_key)
+        while row["state"] == "validating":
+            progress(row["validation"].get("step", "queued"), row["validation"].get("checks", {}))
+            time.sleep(1.0)
+            row = _call(url, "GET", path, api_key=api_key)
+        progress("done", row["validation"].get("checks", {}))
+        state, reason, key = row["state"], row["reason"], f"{name}/{version}"
     else:
+        knowledge = _open_knowledge(settings)
+        manager = _manager(settings, knowledge=knowledge)
         try:
-            record = asyncio.run(manager.validate(ref))
+            record = asyncio.run(manager.validate(ref, progress=progress))
         except ApplianceError as exc:
             _fail(exc.message)
-    if record.state == "ready":
-        click.secho(f"{record.key} passed validation and is ready to activate.", fg="green")
+        finally:
+            manager.close()
+            if knowledge is not None:
+                knowledge.close()
+        progress("done", record.validation.get("checks", {}))
+        state, reason, key = record.state, record.reason, record.key
+    if state == "ready":
+        click.secho(f"{key} passed validation and is ready to activate.", fg="green")
     else:
-        _fail(f"{record.key} failed validation: {record.reason}")
+        _fail(f"{key} failed validation: {reason}")
+
+
+def _figures(result: Any) -> str:
+    """One line of a gate step's figures."""
+    if not isinstance(result, dict):
+        return str(result)
+    if "score" in result:
+        mode = str(result.get("mode", "open_book")).replace("_", " ")
+        return (f"score {result['score']:.2f} ({result['passed']} of {result['items']} passed, {mode}), "
+                f"p95 {result['latency_p95']:.1f} s, {result['errors']} errors")
+    return ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+                     if k != "sample")
+
+
+def _open_knowledge(settings: Settings):
+    """The knowledge base for golden questions with retrieval; None (open book) if it cannot open."""
+    from appliance.knowledge.knowledge_base import KnowledgeBase
+
+    try:
+        return KnowledgeBase.open(settings)
+    except ApplianceError as exc:
+        click.echo(f"Knowledge base unavailable ({exc.message}); golden questions run open book.")
+        return None
 
 
 @models.command("activate")
@@ -142,14 +205,16 @@ def validate(ref, config_path, server) -> None:
 @click.option("--reason", default="", help="Why; kept in the history.")
 @config_option
 @server_option
-def activate(ref, force, reason, config_path, server) -> None:
+@api_key_option
+def activate(ref, force, reason, config_path, server, api_key) -> None:
     """Swap a version in now (zero downtime when the server is running)."""
     settings = _settings(config_path)
     url = _server_url(settings, server)
     manager = _manager(settings)
     if url:
         name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
-        _echo(_call(url, "POST", f"/api/models/{name}/{version}/activate", {"force": force, "reason": reason}))
+        _echo(_call(url, "POST", f"/api/models/{name}/{version}/activate", {"force": force, "reason": reason},
+                    api_key))
         return
     try:
         _echo(asyncio.run(manager.activate(ref, force=force, reason=reason)))
@@ -165,7 +230,8 @@ def activate(ref, force, reason, config_path, server) -> None:
 @click.option("--cancel", "cancel_id", help="Cancel a pending schedule by its id.")
 @config_option
 @server_option
-def schedule(ref, at, list_only, cancel_id, config_path, server) -> None:
+@api_key_option
+def schedule(ref, at, list_only, cancel_id, config_path, server, api_key) -> None:
     """Activate a ready version at a time or in the maintenance window (survives restarts)."""
     settings = _settings(config_path)
     manager = _manager(settings)
@@ -175,7 +241,7 @@ def schedule(ref, at, list_only, cancel_id, config_path, server) -> None:
     url = _server_url(settings, server)
     if cancel_id:
         if url:
-            _echo(_call(url, "DELETE", f"/api/models/schedules/{cancel_id}"))
+            _echo(_call(url, "DELETE", f"/api/models/schedules/{cancel_id}", api_key=api_key))
         else:
             _echo(_run(lambda: manager.scheduler.cancel(cancel_id)))
         return
@@ -183,7 +249,7 @@ def schedule(ref, at, list_only, cancel_id, config_path, server) -> None:
         _fail("Give the version to schedule (name/version), or --list / --cancel ID.")
     if url:
         name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
-        _echo(_call(url, "POST", f"/api/models/{name}/{version}/schedule", {"at": at}))
+        _echo(_call(url, "POST", f"/api/models/{name}/{version}/schedule", {"at": at}, api_key))
         return
     when = None
     if at:
@@ -200,12 +266,13 @@ def schedule(ref, at, list_only, cancel_id, config_path, server) -> None:
 @click.option("--reason", default="", help="Why; kept in the history.")
 @config_option
 @server_option
-def rollback(ref, reason, config_path, server) -> None:
+@api_key_option
+def rollback(ref, reason, config_path, server, api_key) -> None:
     """Go back to the previous good version, or to REF."""
     settings = _settings(config_path)
     url = _server_url(settings, server)
     if url:
-        _echo(_call(url, "POST", "/api/models/rollback", {"to": ref, "reason": reason}))
+        _echo(_call(url, "POST", "/api/models/rollback", {"to": ref, "reason": reason}, api_key))
         return
     manager = _manager(settings)
     try:

@@ -1,8 +1,9 @@
 """Score a backend on the golden QA set: share of answers holding all of an item's keywords.
 
-Until the knowledge base is wired into this path, each question is asked with its reference answer
-as the retrieved source ("open book"), so the score measures grounded answering, which is what the
-appliance does in production, and a model that ignores its sources or emits garbage scores low.
+With a knowledge base, each question is answered as in production: retrieval from the knowledge
+base, then a grounded prompt ("retrieval"). Without one, each question is asked with its reference
+answer as the source ("open book"). Either way a model that ignores its sources or emits garbage
+scores low; scores are only compared between runs of the same mode.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError, ConfigError
 from appliance.llm.base import GenerationRequest, LLMBackend, SamplingParams, TextDelta
+
+RETRIEVAL, OPEN_BOOK = "retrieval", "open_book"
 
 BUNDLED_GOLDEN = Path(__file__).resolve().parent.parent / "data" / "golden_qa.jsonl"
 SYSTEM_PROMPT = ("You answer questions about the company's ERP system. Use only this source, and "
@@ -54,28 +57,55 @@ def passes(answer: str, keywords: tuple[str, ...]) -> bool:
 
 
 async def score(backend: LLMBackend, items: list[GoldenItem], *, max_tokens: int = 96,
-                concurrency: int = 8) -> dict:
-    """Ask every item greedily (so runs compare); returns score, error count and latencies."""
-    limit = asyncio.Semaphore(concurrency)
+                concurrency: int = 8, knowledge=None, knowledge_settings=None,
+                on_item=None) -> dict:
+    """Ask every item greedily (so runs compare); returns score, error count and latencies.
 
-    async def ask(item: GoldenItem) -> tuple[bool, float, str | None]:
-        messages = ({"role": "system", "content": SYSTEM_PROMPT.format(source=item.answer)},
-                    {"role": "user", "content": item.question})
-        request = GenerationRequest(SamplingParams(temperature=0.0, max_tokens=max_tokens), messages=messages)
+    `knowledge`: a KnowledgeBase to retrieve from (else open book); `on_item(done, total)` hears
+    progress.
+    """
+    limit = asyncio.Semaphore(concurrency)
+    mode = RETRIEVAL if knowledge is not None else OPEN_BOOK
+    assistant = None
+    if knowledge is not None:
+        from appliance.assistant import Assistant
+        from appliance.cache import ResponseCache
+
+        # The production answer path with the cache off: retrieval, grounding, then the model.
+        assistant = Assistant(backend, ResponseCache(1, 1.0, enabled=False), knowledge=knowledge,
+                              knowledge_settings=knowledge_settings)
+    done = 0
+
+    async def ask(item: GoldenItem) -> tuple[bool, float, str | None, bool]:
+        nonlocal done
+        sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens)
         async with limit:
             started = time.perf_counter()
+            grounded = False
             try:
-                generation = await backend.start(request)
-                parts = [e.text async for e in generation if isinstance(e, TextDelta)]
+                if assistant is not None:
+                    request = GenerationRequest(sampling, messages=({"role": "user", "content": item.question},))
+                    events = await assistant.answer(request, rag=True)
+                    grounded = bool(events.grounded)
+                else:
+                    messages = ({"role": "system", "content": SYSTEM_PROMPT.format(source=item.answer)},
+                                {"role": "user", "content": item.question})
+                    events = await backend.start(GenerationRequest(sampling, messages=messages))
+                parts = [e.text async for e in events if isinstance(e, TextDelta)]
             except ApplianceError as exc:
-                return False, time.perf_counter() - started, exc.message
-            return passes("".join(parts), item.keywords), time.perf_counter() - started, None
+                return False, time.perf_counter() - started, exc.message, grounded
+            finally:
+                done += 1
+                if on_item is not None:
+                    on_item(done, len(items))
+            return passes("".join(parts), item.keywords), time.perf_counter() - started, None, grounded
 
     started = time.perf_counter()
     results = await asyncio.gather(*(ask(item) for item in items))
     latencies = sorted(r[1] for r in results)
     errors = [r[2] for r in results if r[2]]
-    return {
+    out = {
+        "mode": mode,
         "score": sum(1 for r in results if r[0]) / len(results) if results else 0.0,
         "items": len(results),
         "passed": sum(1 for r in results if r[0]),
@@ -85,6 +115,10 @@ async def score(backend: LLMBackend, items: list[GoldenItem], *, max_tokens: int
         "latency_mean": sum(latencies) / len(latencies) if latencies else 0.0,
         "seconds": time.perf_counter() - started,
     }
+    if mode == RETRIEVAL:
+        out["grounded"] = sum(1 for r in results if r[3])  # answers that found their sources
+        out["knowledge_version"] = knowledge.version
+    return out
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

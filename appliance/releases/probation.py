@@ -26,19 +26,20 @@ def log_alert(severity: str, title: str, detail: str) -> None:
 
 
 class ProbationSignals(Protocol):
-    """Health of one version since a time (Unix seconds); None means "no data"."""
+    """Health of one version over [since, until) (until None: up to now)."""
 
-    def request_count(self, version: str, since: float) -> int: ...
+    source: str  # named in rollback reasons: where the figures come from
 
-    def error_rate(self, version: str, since: float) -> float | None: ...
-
-    def latency_p95(self, version: str, since: float) -> float | None: ...
-
-    def feedback_score(self, version: str, since: float) -> float | None: ...
+    def figures(self, version: str, since: float, until: float | None = None) -> dict[str, Any]:
+        """{"requests", "errors", "error_rate", "latency_p95", "feedback", "feedback_positive"};
+        a figure without data is None."""
 
 
 class ObservedSignals:
-    """Signals from the answers this process served (an Assistant observer), kept in memory."""
+    """Signals from the answers this process served (an Assistant observer), kept in memory; the
+    fallback when monitoring is off (it sees no feedback)."""
+
+    source = "answers observed in this process"
 
     def __init__(self, max_outcomes: int = 100_000):
         self._outcomes: deque[RequestOutcome] = deque(maxlen=max_outcomes)
@@ -48,55 +49,29 @@ class ObservedSignals:
         with self._lock:
             self._outcomes.append(outcome)
 
-    def _select(self, version: str, since: float) -> list[RequestOutcome]:
+    def figures(self, version: str, since: float, until: float | None = None) -> dict[str, Any]:
         with self._lock:
-            return [o for o in self._outcomes if o.version == version and o.at >= since]
-
-    def request_count(self, version: str, since: float) -> int:
-        return len(self._select(version, since))
-
-    def error_rate(self, version: str, since: float) -> float | None:
-        outcomes = self._select(version, since)
-        return sum(1 for o in outcomes if not o.ok) / len(outcomes) if outcomes else None
-
-    def latency_p95(self, version: str, since: float) -> float | None:
-        latencies = sorted(o.latency for o in self._select(version, since) if o.ok)
-        return percentile(latencies, 0.95) if latencies else None
-
-    def feedback_score(self, version: str, since: float) -> float | None:
-        return None  # the appliance itself sees no ratings; the monitoring store does
+            outcomes = [o for o in self._outcomes if o.version == version and o.at >= since
+                        and (until is None or o.at < until)]
+        errors = sum(1 for o in outcomes if not o.ok)
+        latencies = sorted(o.latency for o in outcomes if o.ok)
+        return {"requests": len(outcomes), "errors": errors,
+                "error_rate": errors / len(outcomes) if outcomes else None,
+                "latency_p95": percentile(latencies, 0.95) if latencies else None,
+                "feedback": 0, "feedback_positive": None}
 
 
 class MonitoringSignals:
-    """Signals from the monitoring store's `requests` and `feedback` tables (duck-typed: any object
-    with a sqlite-utils `db`), so probation sees the same figures as the dashboards."""
+    """Signals from the monitoring store's request and feedback records, so probation decides on
+    the figures the admin sees on the dashboards."""
+
+    source = "monitoring store"
 
     def __init__(self, store: Any):
-        self.db = store.db
+        self.store = store
 
-    def _scalar(self, sql: str, params: list) -> Any:
-        row = self.db.execute(sql, params).fetchone()
-        return row[0] if row else None
-
-    def request_count(self, version: str, since: float) -> int:
-        return self._scalar("select count(*) from requests where model_version = ? and ts >= ?",
-                            [version, since]) or 0
-
-    def error_rate(self, version: str, since: float) -> float | None:
-        return self._scalar(
-            "select avg(case when status >= 500 then 1.0 else 0.0 end) from requests "
-            "where model_version = ? and ts >= ?", [version, since])
-
-    def latency_p95(self, version: str, since: float) -> float | None:
-        rows = [r[0] for r in self.db.execute(
-            "select latency_s from requests where model_version = ? and ts >= ? and status < 400 "
-            "and latency_s is not null order by latency_s", [version, since]).fetchall()]
-        return percentile(rows, 0.95) if rows else None
-
-    def feedback_score(self, version: str, since: float) -> float | None:
-        return self._scalar(
-            "select avg(case when rating = 'up' then 1.0 else 0.0 end) from feedback "
-            "where model_version = ? and ts >= ?", [version, since])
+    def figures(self, version: str, since: float, until: float | None = None) -> dict[str, Any]:
+        return self.store.version_figures(version, since, until)
 
 
 @dataclass
@@ -111,6 +86,7 @@ class Watch:
     until: float
     previous_golden: float | None = None
     golden: float | None = None
+    golden_detail: dict[str, Any] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -120,7 +96,7 @@ class Probation:
     def __init__(self, settings: ReleasesSettings, signals: ProbationSignals, *,
                  rollback: Callable[[Watch, str], Awaitable[None]],
                  passed: Callable[[Watch], None],
-                 golden_score: Callable[[], Awaitable[float]] | None = None):
+                 golden_score: Callable[[], Awaitable[dict[str, Any]]] | None = None):
         self.settings = settings
         self.signals = signals
         self._rollback = rollback
@@ -150,9 +126,11 @@ class Probation:
     async def _run(self, watch: Watch) -> None:
         try:
             if self.settings.probation_golden and self._golden_score is not None:
-                watch.golden = await self._golden_score()
+                watch.golden_detail = await self._golden_score()
+                watch.golden = watch.golden_detail["score"]
             while True:
-                reason = self.breach(watch)
+                # The store is read under its lock, which its writer thread also takes.
+                reason = await asyncio.to_thread(self.breach, watch)
                 if reason:
                     log.error("probation of %s failed: %s", watch.version, reason)
                     self.watch = None
@@ -170,33 +148,42 @@ class Probation:
             log.exception("probation of %s stopped by an error", watch.version)
 
     def breach(self, watch: Watch) -> str | None:
-        """The first way the new version is worse than the previous one, or None."""
+        """The first way the new version is worse than the previous one, or None; the reason
+        names the figures and where they come from."""
         s = self.settings
         if watch.golden is not None and watch.previous_golden is not None:
             if watch.golden < watch.previous_golden - s.golden_tolerance - 1e-9:
-                return (f"golden QA score {watch.golden:.2f} fell below the previous version's "
-                        f"{watch.previous_golden:.2f} minus the tolerance {s.golden_tolerance:.2f}")
+                g = watch.golden_detail
+                run = f", golden run #{g['golden_run_id']} in the monitoring store" \
+                    if g.get("golden_run_id") else ""
+                asked = f" ({g['passed']} of {g['items']} passed{run})" if "items" in g else ""
+                return (f"golden QA score {watch.golden:.2f}{asked} fell below the previous "
+                        f"version's {watch.previous_golden:.2f} minus the tolerance "
+                        f"{s.golden_tolerance:.2f}")
         # The previous version is judged over a window of the same length before the swap.
         before = watch.started - (watch.until - watch.started)
-        new, old = watch.backend_version, watch.previous_backend_version
-        count = self.signals.request_count(new, watch.started)
-        check: dict[str, Any] = {"at": time.time(), "requests": count}
+        new = self.signals.figures(watch.backend_version, watch.started)
+        old = self.signals.figures(watch.previous_backend_version, before, watch.started)
+        count = new["requests"]
+        check: dict[str, Any] = {"at": time.time(), "source": self.signals.source, "requests": count,
+                                 "previous_requests": old["requests"]}
         watch.checks.append(check)
+        source = f"from the {self.signals.source}"
         if count >= s.probation_min_requests:
-            rate = self.signals.error_rate(new, watch.started) or 0.0
-            base = self.signals.error_rate(old, before) or 0.0
+            rate, base = new["error_rate"] or 0.0, old["error_rate"] or 0.0
             check.update(error_rate=rate, previous_error_rate=base)
             if rate > base + s.max_error_rate_increase:
-                return (f"error rate {rate:.1%} over {count} requests exceeds the previous version's "
-                        f"{base:.1%} by more than {s.max_error_rate_increase:.1%}")
-            p95 = self.signals.latency_p95(new, watch.started)
-            base_p95 = self.signals.latency_p95(old, before)
+                return (f"error rate {rate:.1%} ({new['errors']} of {count} requests, {source}) "
+                        f"exceeds the previous version's {base:.1%} ({old['errors']} of "
+                        f"{old['requests']}) by more than {s.max_error_rate_increase:.1%}")
+            p95, base_p95 = new["latency_p95"], old["latency_p95"]
             check.update(latency_p95=p95, previous_latency_p95=base_p95)
             if p95 is not None and base_p95 and p95 > base_p95 * s.max_latency_ratio:
-                return (f"p95 latency {p95:.2f} s is over {s.max_latency_ratio:g} x the previous "
-                        f"version's {base_p95:.2f} s")
-        score = self.signals.feedback_score(new, watch.started)
-        base_score = self.signals.feedback_score(old, before)
+                return (f"p95 latency {p95:.2f} s over {count} requests ({source}) is over "
+                        f"{s.max_latency_ratio:g} x the previous version's {base_p95:.2f} s")
+        score, base_score = new["feedback_positive"], old["feedback_positive"]
+        check.update(feedback_positive=score, previous_feedback_positive=base_score)
         if score is not None and base_score is not None and score < base_score - s.max_feedback_drop:
-            return (f"positive feedback fell to {score:.0%} from the previous version's {base_score:.0%}")
+            return (f"positive feedback fell to {score:.0%} of {new['feedback']} ratings ({source}) "
+                    f"from the previous version's {base_score:.0%} of {old['feedback']}")
         return None

@@ -162,6 +162,18 @@ class Registry:
         self.db["model_versions"].update((name, version), update)
         return self.get(name, version)
 
+    def interrupted_validations(self) -> list[ModelVersion]:
+        """Versions a stopped process left `validating`: staged again, each with a history entry."""
+        found = [_from_row(r) for r in self.db["model_versions"].rows_where("state = 'validating'")]
+        for record in found:
+            self.set_state(record.name, record.version, "staged",
+                           reason="validation was interrupted; run it again",
+                           validation={**record.validation, "running": False})
+            self.record("validation_interrupted", record.name, record.version,
+                        reason="the appliance stopped while this version was being validated "
+                        f"(at step {record.validation.get('step', 'unknown')}); validate it again")
+        return found
+
     def mark_active(self, name: str, version: str) -> ModelVersion | None:
         """Make one version active; the one it replaces goes back to ready (a rollback target)."""
         previous = self.active()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,13 +53,10 @@ async def warm_up(backend: LLMBackend, timeout: float) -> str:
 
 
 async def swap(assistant: Assistant, load: Callable[[], LLMBackend], *, drain_seconds: float,
-               warmup_timeout: float,
-               before_switch: Callable[[LLMBackend], Awaitable[None]] | None = None,
-               on_switch: Callable[[], None] | None = None) -> SwapResult:
+               warmup_timeout: float, on_switch: Callable[[], None] | None = None) -> SwapResult:
     """Replace `assistant.backend` with `load()` without failing a request.
 
     The caller holds the lock that keeps this to one swap (two models in memory) at a time.
-    `before_switch` runs after warm-up and may still abort the swap (e.g. re-embedding failed);
     `on_switch` runs in the same loop step as the switch (e.g. install the re-embedded index).
     """
     started = time.perf_counter()
@@ -70,18 +67,20 @@ async def swap(assistant: Assistant, load: Callable[[], LLMBackend], *, drain_se
     loaded = time.perf_counter()
     try:
         await warm_up(new, warmup_timeout)
-        if before_switch is not None:
-            await before_switch(new)
     except BaseException:
         await new.close()
         raise
     warmed = time.perf_counter()
     old = assistant.backend
+    if on_switch is not None:
+        try:
+            on_switch()  # no await between this and the switch: no request sees one without the other
+        except BaseException:
+            await new.close()
+            raise
     # One attribute store on the event loop: every later request sees the new backend, and no
     # request can see a half-switched state. Requests already admitted keep a reference to `old`.
     assistant.backend = new
-    if on_switch is not None:
-        on_switch()
     log.info("swapped model: %s -> %s", old.version if old else None, new.version)
     if old is not None:
         await old.close(drain_seconds)  # stops admitting, waits for in-flight answers, frees it

@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,9 @@ from appliance.releases import golden
 from appliance.releases.backends import BackendFactory
 from appliance.releases.registry import ModelVersion, ReleaseError
 from appliance.settings import ReleasesSettings
+
+
+Progress = Callable[[str, dict[str, Any]], None]  # (step now running, checks finished so far)
 
 
 class ValidationFailed(ReleaseError):
@@ -40,19 +44,35 @@ class ValidationReport:
 class Validator:
     """Runs the checks in order and stops at the first failure, whose reason says what to do."""
 
-    def __init__(self, settings: ReleasesSettings, factory: BackendFactory):
+    def __init__(self, settings: ReleasesSettings, factory: BackendFactory, *,
+                 knowledge: Callable[[], Any] | None = None, knowledge_settings=None):
         self.settings = settings
         self.factory = factory
+        self.knowledge = knowledge or (lambda: None)  # the knowledge base golden questions use
+        self.knowledge_settings = knowledge_settings
+
+    def golden_mode(self) -> str:
+        return golden.RETRIEVAL if self.knowledge() is not None else golden.OPEN_BOOK
+
+    def golden_path(self) -> str:
+        return str(self.settings.golden_path or golden.BUNDLED_GOLDEN)
 
     async def validate(self, record: ModelVersion, *, reference_score: float | None = None,
-                       reference_backend: LLMBackend | None = None) -> ValidationReport:
+                       reference_backend: LLMBackend | None = None,
+                       progress: Progress | None = None) -> ValidationReport:
         checks: dict[str, Any] = {}
+        step = progress or (lambda name, done: None)
         try:
             if record.kind == "local":
+                step("checksums", dict(checks))
                 checks["checksums"] = await anyio.to_thread.run_sync(self.check_checksums, record)
+                step("isolated_load", dict(checks))
                 checks["isolated_load"] = await self.check_isolated_load(record)
-            checks["golden"] = await self.run_golden(record)
+            step("golden", dict(checks))
+            checks["golden"] = await self.run_golden(
+                record, on_item=lambda done, total: step(f"golden {done}/{total}", dict(checks)))
             if reference_score is None and reference_backend is not None:
+                step("golden_reference", dict(checks))
                 reference = await self.score_backend(reference_backend)
                 reference_score = reference["score"]
                 checks["golden_reference"] = reference
@@ -107,19 +127,22 @@ class Validator:
             raise ValidationFailed(f"The model does not load: {result.get('error')}")
         return result
 
-    async def run_golden(self, record: ModelVersion) -> dict[str, Any]:
+    async def run_golden(self, record: ModelVersion, on_item=None) -> dict[str, Any]:
         try:
             backend = await anyio.to_thread.run_sync(self.factory, record)
         except ApplianceError as exc:
             raise ValidationFailed(f"The model does not load: {exc.message}") from exc
         try:
-            return await self.score_backend(backend)
+            return await self.score_backend(backend, on_item=on_item)
         finally:
             await backend.close()
 
-    async def score_backend(self, backend: LLMBackend) -> dict[str, Any]:
+    async def score_backend(self, backend: LLMBackend, on_item=None) -> dict[str, Any]:
+        """The golden score, with retrieval from the knowledge base when there is one."""
         items = golden.load_golden(self.settings.golden_path, self.settings.golden_limit)
-        return await golden.score(backend, items, max_tokens=self.settings.golden_max_tokens)
+        return await golden.score(backend, items, max_tokens=self.settings.golden_max_tokens,
+                                  knowledge=self.knowledge(), knowledge_settings=self.knowledge_settings,
+                                  on_item=on_item)
 
     def check_quality(self, result: dict[str, Any], reference_score: float | None) -> None:
         if result["errors"] == result["items"]:
@@ -129,7 +152,8 @@ class Validator:
             if result["score"] < floor - 1e-9:
                 raise ValidationFailed(
                     f"Golden QA score {result['score']:.2f} is below the active version's "
-                    f"{reference_score:.2f} minus the tolerance {self.settings.golden_tolerance:.2f}."
+                    f"{reference_score:.2f} minus the tolerance {self.settings.golden_tolerance:.2f} "
+                    f"({result['passed']} of {result['items']} passed, {result['mode'].replace('_', ' ')})."
                 )
         if result["latency_p95"] > self.settings.max_latency_seconds:
             raise ValidationFailed(

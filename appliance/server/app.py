@@ -15,11 +15,15 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from appliance import __version__
+from appliance.accounts import Accounts
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
 from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
 from appliance.monitoring.monitor import Monitor
+from appliance.server.accounts import AdminController, AuthController
+from appliance.server.auth import AuthMiddleware, is_loopback, local_principal
+from appliance.server.conversations import ConversationsController
 from appliance.server.errors import exception_handlers
 from appliance.server.health import HealthController
 from appliance.server.knowledge import KnowledgeController
@@ -27,6 +31,7 @@ from appliance.server.models_admin import ModelsController
 from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
 from appliance.server.request_metrics import RequestMetricsMiddleware
+from appliance.server.ui import ui_router
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,6 +97,23 @@ def open_knowledge(settings: Settings, assistant: Assistant, state: State) -> No
     state.knowledge_status = "ready"
 
 
+def open_accounts(settings: Settings, state: State) -> Accounts:
+    """Open accounts.db; with auth off, every request acts as the local developer (blocking)."""
+    accounts = Accounts.open(settings)
+    accounts.purge_sessions()
+    state.accounts = accounts
+    if not settings.auth.enabled:
+        state.local_principal = local_principal(accounts, settings)
+        where = settings.server.host
+        log.warning("auth is off (auth.enabled = false): every request acts as the local developer, "
+                    "an admin%s", "" if is_loopback(where) else
+                    f", and the server listens on {where}: anyone who reaches it is an admin")
+    elif accounts.admin_count() == 0:
+        log.warning("no admin account yet: create one with `appliance users create-admin --username NAME` "
+                    "(same data dir), then sign in at the web UI or create API keys")
+    return accounts
+
+
 def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowledge=None) -> Litestar:
     """Build the app. Without `backend`, the model loads in the background after start-up;
     without `knowledge`, the knowledge base opens (and on first start ingests) in the background."""
@@ -99,17 +121,22 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     assistant = Assistant(backend, cache, knowledge=knowledge, knowledge_settings=settings.knowledge)
     monitor = Monitor(settings, assistant) if settings.monitoring.enabled else None
     state = State({"settings": settings, "assistant": assistant, "model_error": None,
-                   "monitor": monitor,
+                   "monitor": monitor, "accounts": None, "local_principal": None,
                    "knowledge_status": "ready" if knowledge is not None else "opening"})
     holder: dict = {}  # the release manager opens in the lifespan, where the data dir exists
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
+        accounts = await anyio.to_thread.run_sync(open_accounts, settings, state)
         from appliance.releases import ReleaseManager
+        from appliance.releases.reembed import KnowledgeIndexSwitch
 
-        on_alert = {"on_alert": _release_alerts(monitor)} if monitor is not None else {}
-        releases = holder["releases"] = app.state.releases = ReleaseManager(settings, assistant, **on_alert)
+        # With monitoring on, probation judges on its store and alerts through its channels.
+        monitoring = {"on_alert": _release_alerts(monitor), "monitoring_store": monitor.store} \
+            if monitor is not None else {}
+        releases = holder["releases"] = app.state.releases = ReleaseManager(
+            settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
         releases.start()
         loader = knowledge_task = None
         if assistant.backend is None:
@@ -134,6 +161,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             releases.close()
             if monitor is not None:  # last, so the drained requests are recorded too
                 await monitor.stop()
+            accounts.close()
 
     async def _open_knowledge() -> None:
         try:
@@ -171,16 +199,24 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
                 releases.registry.record("load_failed", active.name, active.version, reason=exc.message)
         return load_backend(settings)
 
+    # Outermost first: request metrics also count the requests that authentication refuses.
+    middleware = [DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else []
+    middleware.append(DefineMiddleware(AuthMiddleware, settings=settings))
+    handlers = [HealthController, OpenAIController, KnowledgeController, MonitoringController,
+                ModelsController, AuthController, AdminController, ConversationsController]
+    if settings.server.ui:
+        handlers.append(ui_router())
     return Litestar(
-        route_handlers=[HealthController, OpenAIController, KnowledgeController, MonitoringController,
-                        ModelsController],
+        route_handlers=handlers,
         dependencies={
             "assistant": Provide(lambda: assistant, sync_to_thread=False),
             "model_error": Provide(_model_error, sync_to_thread=False),
             "releases": Provide(lambda: holder["releases"], sync_to_thread=False),
+            "accounts": Provide(lambda: state.accounts, sync_to_thread=False),
+            "settings": Provide(lambda: settings, sync_to_thread=False),
         },
         state=state,
-        middleware=[DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else [],
+        middleware=middleware,
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         request_max_body_size=settings.server.max_body_bytes,

@@ -1,13 +1,17 @@
 """Who is calling: a session cookie (the web UI) or an API key (programs), checked on every request.
 
-Every `/v1` and `/api` path needs one or the other, except the login itself; admin endpoints use
-the `admin_only` guard. Unsafe requests that ride on a session cookie must also send the session's
-CSRF token in `X-CSRF-Token` (keys are exempt: a browser never attaches them on its own). State
-changes by admins are written to the audit log here, once, rather than in every handler.
+Every `/v1` and `/api` path needs one or the other, except the login itself; `/metrics` too when
+`auth.protect_metrics` is on. Route guards then decide: `signed_in` (any user) or `admin_only`.
+Unsafe requests that ride on a session cookie must also send the session's CSRF token in
+`X-CSRF-Token` (keys are exempt: a browser never attaches them on its own). State changes by
+admins are written to the audit log here, once, rather than in every handler.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +25,14 @@ from appliance.accounts import Accounts, User
 from appliance.errors import AuthenticationRequired, PermissionDenied
 from appliance.settings import Settings
 
+log = logging.getLogger(__name__)
+
 SESSION_COOKIE = "appliance_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = frozenset({"/api/auth/login"})
-LOCAL_USER = "developer"
+PRINCIPAL_KEY = "appliance.principal"
+AUDIT_KEY = "appliance.audit"
 
 
 @dataclass(frozen=True)
@@ -49,23 +56,23 @@ class Principal:
     def name(self) -> str:
         return self.user.username
 
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return self.user.groups
+
     def public(self) -> dict[str, Any]:
         return {**self.user.public(), "via": self.via}
 
 
-def local_user(accounts: Accounts, default_groups: list[str]) -> User:
-    """The user every request acts as while auth is off (development only)."""
-    user = accounts.by_name(LOCAL_USER)
-    if user is None:
-        user = accounts.create_user(LOCAL_USER, None, role="admin", groups=default_groups,
-                                    display_name="Local developer (auth off)")
-    return user
+def local_principal(accounts: Accounts, settings: Settings) -> Principal:
+    """The principal of every request while auth is off (development only)."""
+    return Principal(accounts.local_user(settings.knowledge.default_groups), "open")
 
 
 def _bearer(headers: dict[bytes, bytes]) -> str | None:
     value = headers.get(b"authorization", b"").decode("latin-1").strip()
     if value[:7].lower() == "bearer ":
-        return value[7:].strip()
+        return value[7:].strip() or None
     api_key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
     return api_key or None
 
@@ -108,60 +115,89 @@ def needs_credentials(path: str, settings: Settings) -> bool:
     return settings.auth.protect_metrics and path == "/metrics"
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 class AuthMiddleware(MiddlewareProtocol):
-    def __init__(self, app: ASGIApp, accounts: Accounts, settings: Settings, local: User | None = None):
+    """Puts the caller's Principal on the scope; refuses missing credentials and CSRF failures."""
+
+    def __init__(self, app: ASGIApp, settings: Settings):
         self.app = app
-        self.accounts = accounts
         self.settings = settings
-        self.local = local
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        method = scope["method"]
-        if self.local is not None:
-            principal: Principal | None = Principal(self.local, "open")
-        else:
-            headers = dict(scope["headers"])
-            required = needs_credentials(path, self.settings)
-            try:
-                principal = await anyio.to_thread.run_sync(resolve, self.accounts, headers)
-            except AuthenticationRequired:
-                if required:
-                    raise
-                principal = None  # a stale key sent to an open page (health, the UI) is ignored
-            if principal is None and required:
-                raise AuthenticationRequired()
-            if principal is not None and principal.via == "session" and method not in SAFE_METHODS \
-                    and headers.get(CSRF_HEADER.encode(), b"").decode("latin-1") != principal.csrf_token:
-                raise PermissionDenied("The CSRF token is missing or stale; reload the page "
-                                       "(programs should use an API key instead of a session).")
-        scope["principal"] = principal
+        state = scope["app"].state
+        path, method = scope["path"].rstrip("/") or "/", scope["method"]
+        principal: Principal | None = state.get("local_principal")
+        if principal is None and path not in OPEN_PATHS:
+            principal = await self._authenticate(scope, state.accounts, path, method)
+        scope[PRINCIPAL_KEY] = principal  # type: ignore[literal-required]
         if principal is None or method in SAFE_METHODS or not _audited(scope):
             await self.app(scope, receive, send)
             return
 
-        status: list[int] = []
+        audited = False
+
+        async def audit(status: int) -> None:
+            nonlocal audited
+            audited = True
+            await anyio.to_thread.run_sync(self._audit, state.accounts, scope, principal, status)
 
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
+            # Written before the response starts: once a client sees the answer, the entry exists.
+            if message["type"] == "http.response.start" and not audited:
+                await audit(message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            await anyio.to_thread.run_sync(self._audit, scope, principal, status[0] if status else 500)
+            if not audited:  # no response at all: the handler failed beyond the error handlers
+                await audit(500)
 
-    def _audit(self, scope: Scope, principal: Principal, status: int) -> None:
+    async def _authenticate(self, scope: Scope, accounts: Accounts, path: str,
+                            method: str) -> Principal | None:
+        headers = dict(scope["headers"])
+        required = needs_credentials(path, self.settings)
+        has_credentials = (b"authorization" in headers or b"x-api-key" in headers
+                           or SESSION_COOKIE.encode() in headers.get(b"cookie", b""))
+        principal = None
+        if has_credentials:
+            try:
+                principal = await anyio.to_thread.run_sync(resolve, accounts, headers)
+            except AuthenticationRequired:
+                if required:
+                    raise
+                # a stale key sent to an open page (health, the UI's files) is ignored
+        if principal is None and required:
+            raise AuthenticationRequired()
+        if principal is not None and principal.via == "session" and method not in SAFE_METHODS:
+            sent = headers.get(CSRF_HEADER.encode(), b"").decode("latin-1")
+            if not hmac.compare_digest(sent.encode(), (principal.csrf_token or "").encode()):
+                raise PermissionDenied("The CSRF token is missing or stale: send the csrf_token from "
+                                       "GET /api/auth/me in X-CSRF-Token (programs should use an "
+                                       "API key instead of a session).")
+        return principal
+
+    @staticmethod
+    def _audit(accounts: Accounts, scope: Scope, principal: Principal, status: int) -> None:
         handler = scope["route_handler"]
         action = handler.opt.get("audit") or handler.handler_name
-        detail = scope.get("audit_detail") or {}
+        detail = dict(scope.get(AUDIT_KEY) or {})  # type: ignore[call-overload]
         target = str(detail.pop("target", "")) or scope["path"]
-        self.accounts.audit(principal.name, action, target, status=status, ip=client_ip(scope),
-                            via=principal.via, method=scope["method"], **detail)
+        try:
+            accounts.audit(principal.name, action, target, status=status, ip=client_ip(scope),
+                           via=principal.via, method=scope["method"], path=scope["path"], **detail)
+        except Exception:  # the action happened; a failed audit write must be loud, not silent
+            log.exception("could not write the audit entry for %s %s by %s", scope["method"],
+                          scope["path"], principal.name)
 
 
 def _audited(scope: Scope) -> bool:
@@ -170,27 +206,37 @@ def _audited(scope: Scope) -> bool:
 
 
 def principal_of(connection: ASGIConnection) -> Principal | None:
-    return connection.scope.get("principal")
+    return connection.scope.get(PRINCIPAL_KEY)  # type: ignore[call-overload]
 
 
-def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Guard: the caller must have the admin role (its unsafe requests are audited)."""
+def require_principal(connection: ASGIConnection) -> Principal:
     principal = principal_of(connection)
     if principal is None:
         raise AuthenticationRequired()
-    if not principal.is_admin:
+    return principal
+
+
+# Guards are coroutines: Litestar runs plain functions in a worker thread, a hop per request.
+async def admin_only(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Guard: the caller must have the admin role (its unsafe requests are audited)."""
+    if not require_principal(connection).is_admin:
         raise PermissionDenied("This needs the admin role; ask an admin of this appliance.")
 
 
-def signed_in(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Guard for pages of data that belong to a user (conversations, own account)."""
-    if principal_of(connection) is None:
-        raise AuthenticationRequired()
+async def signed_in(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Guard: any authenticated caller (a user's session or key)."""
+    require_principal(connection)
+
+
+async def metrics_reader(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """Guard of the Prometheus endpoint: open, or admins only with `auth.protect_metrics`."""
+    if connection.app.state.settings.auth.protect_metrics:
+        await admin_only(connection, handler)
 
 
 def note_audit(connection: ASGIConnection, target: str = "", **detail: Any) -> None:
     """Add what an admin action touched to its audit entry (written by the middleware)."""
-    entry = connection.scope.setdefault("audit_detail", {})  # type: ignore[typeddict-item]
+    entry = connection.scope.setdefault(AUDIT_KEY, {})  # type: ignore[typeddict-item]
     if target:
         entry["target"] = target
     entry.update(detail)

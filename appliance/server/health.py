@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.response import Response
 
 from appliance.assistant import Assistant
+from appliance.server.auth import admin_only
 from appliance.server.errors import error_body
 
 
@@ -34,7 +35,8 @@ class HealthController(Controller):
         body["retrieval"] = retrieval
         return Response(body, status_code=503, headers={"Retry-After": "5"})
 
-    @get("/api/status", summary="Engine, queue, response-cache, knowledge-base and monitoring figures")
+    @get("/api/status", summary="Engine, queue, response-cache, knowledge-base and monitoring figures",
+         guards=[admin_only])
     async def status(self, assistant: NamedDependency[Assistant], state: State) -> dict[str, Any]:
         backend = assistant.backend
         kb = assistant.knowledge

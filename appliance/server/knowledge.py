@@ -1,4 +1,4 @@
-"""Knowledge base endpoints: upload, list and delete documents; search."""
+"""Knowledge base endpoints: upload, list and delete documents (admins); search and cited passages."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import UploadFile
 
 from appliance.assistant import Assistant
-from appliance.errors import InvalidRequest
+from appliance.errors import InvalidRequest, NotFound
 from appliance.knowledge.parsers import ParseError
+from appliance.server.auth import admin_only, note_audit, require_principal, signed_in
 from appliance.server.schemas import SearchRequest
-from appliance.server.scope import caller_groups
+from appliance.server.scope import can_list, caller_groups
 
 # Uploads are bounded by knowledge.max_upload_bytes, checked per file; this is the outer cap.
 UPLOAD_BODY_CAP = 1 << 30
@@ -23,15 +24,19 @@ UPLOAD_BODY_CAP = 1 << 30
 class KnowledgeController(Controller):
     path = "/api"
     tags = ["Knowledge base"]
+    guards = [signed_in]
 
-    @get("/documents", summary="List the knowledge base's documents")
-    async def list_documents(self, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+    @get("/documents", summary="List the documents the caller may see (admins: every document)")
+    async def list_documents(self, request: Request, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         kb = assistant.require_knowledge()
+        principal = require_principal(request)
         documents = await anyio.to_thread.run_sync(kb.store.documents)
-        return {"documents": [d.as_dict() for d in documents], "version": kb.version}
+        return {"documents": [d.as_dict() for d in documents if can_list(principal, d.groups)],
+                "version": kb.version}
 
     @post("/documents", summary="Upload documents (multipart: one or more `file` parts, optional "
-          "`groups` comma-separated)", status_code=201, request_max_body_size=UPLOAD_BODY_CAP)
+          "`groups` comma-separated)", status_code=201, request_max_body_size=UPLOAD_BODY_CAP,
+          guards=[admin_only], opt={"audit": "documents_uploaded"})
     async def upload(self, request: Request, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         kb = assistant.require_knowledge()
         limit = assistant.knowledge_settings.max_upload_bytes
@@ -60,19 +65,37 @@ class KnowledgeController(Controller):
             record = kb.store.by_source(name)
             results.append({"document": name, "status": status, "id": record.id if record else None,
                             "chunks": record.chunk_count if record else 0})
+        note_audit(request, ", ".join(r["document"] for r in results)[:500],
+                   groups=groups or list(assistant.knowledge_settings.default_groups),
+                   results=[{k: r.get(k) for k in ("document", "status", "id")} for r in results])
         return {"results": results, "version": kb.version}
 
-    @delete("/documents/{document_id:int}", summary="Delete a document everywhere", status_code=200)
-    async def delete_document(self, document_id: Annotated[int, PathParameter(ge=1, le=2**63 - 1)], assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+    @delete("/documents/{document_id:int}", summary="Delete a document everywhere", status_code=200,
+            guards=[admin_only], opt={"audit": "document_deleted"})
+    async def delete_document(self, document_id: Annotated[int, PathParameter(ge=1, le=2**63 - 1)],
+                              request: Request, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         kb = assistant.require_knowledge()
+        document = await anyio.to_thread.run_sync(kb.store.document, document_id)
+        note_audit(request, document.source, document_id=document_id, groups=list(document.groups))
         await anyio.to_thread.run_sync(kb.delete, document_id)
         return {"deleted": document_id, "version": kb.version}
 
-    @post("/search", summary="Hybrid search: ranked chunks, each naming its source", status_code=200)
+    @post("/search", summary="Hybrid search over what the caller's groups may see", status_code=200)
     async def search(self, data: JSONBody[SearchRequest], request: Request, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         kb = assistant.require_knowledge()
-        groups = assistant.caller_groups(caller_groups(request, data.groups))
+        groups = caller_groups(request, data.groups)
         hits = await anyio.to_thread.run_sync(
             lambda: kb.search(data.query, data.k, groups=groups, mode=data.mode)
         )
         return {"query": data.query, "results": [h.as_dict() for h in hits], "version": kb.version}
+
+    @get("/chunks/{chunk_id:int}", summary="The passage a cited source points at, with its neighbours")
+    async def chunk(self, chunk_id: Annotated[int, PathParameter(ge=1, le=2**63 - 1)], request: Request,
+                    assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+        kb = assistant.require_knowledge()
+        groups = caller_groups(request)
+        passage = await anyio.to_thread.run_sync(lambda: kb.store.passage(chunk_id, groups))
+        if passage is None:  # hidden and missing look the same: existence is not disclosed
+            raise NotFound(f"No passage with id {chunk_id}; it may have been deleted or updated. "
+                           "Ask again for fresh sources.")
+        return passage

@@ -6,16 +6,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from appliance.errors import InvalidRequest
 from appliance.releases import ReleaseManager
-
-# Seam for the auth issue: put its admin guard here; until then these endpoints are as open as
-# the rest of the API (loopback by default), so keep server.host on 127.0.0.1.
-ADMIN_GUARDS: list = []
+from appliance.server.auth import admin_only, note_audit, require_principal
 
 
 class ImportBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -40,7 +37,7 @@ class RollbackBody(msgspec.Struct, forbid_unknown_fields=True):
 class ModelsController(Controller):
     path = "/api/models"
     tags = ["Model versions"]
-    guards = ADMIN_GUARDS
+    guards = [admin_only]
 
     @get("/", summary="Model versions, the active one, probation and pending schedules")
     async def list_versions(self, releases: NamedDependency[ReleaseManager]) -> dict[str, Any]:
@@ -52,42 +49,73 @@ class ModelsController(Controller):
         return {"history": releases.history(limit)}
 
     @post("/import", summary="Import a version folder or archive, or register an upstream model", status_code=201)
-    async def import_version(self, data: JSONBody[ImportBody], releases: NamedDependency[ReleaseManager]) -> dict:
+    async def import_version(self, data: JSONBody[ImportBody], request: Request,
+                             releases: NamedDependency[ReleaseManager]) -> dict:
         if bool(data.path) == bool(data.upstream_model):
             raise InvalidRequest("Give exactly one of path (a version folder or archive) or upstream_model.")
+        note_audit(request, data.path or data.upstream_model)
         if data.upstream_model:
-            return releases.register_upstream(data.upstream_model, actor="api").public()
+            return releases.register_upstream(data.upstream_model, actor=_actor(request)).public()
         from anyio import to_thread
 
-        record = await to_thread.run_sync(lambda: releases.import_path(data.path, actor="api"))
+        record = await to_thread.run_sync(lambda: releases.import_path(data.path, actor=_actor(request)))
+        note_audit(request, record.key)
         return record.public()
 
-    @post("/{name:str}/{version:str}/validate", summary="Run the validation gate", status_code=200)
-    async def validate(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager]) -> dict:
-        return (await releases.validate(f"{name}/{version}", actor="api")).public()
+    @get("/{name:str}/{version:str}", summary="One version: state, validation progress and result")
+    async def get_version(self, name: FromPath[str], version: FromPath[str],
+                          releases: NamedDependency[ReleaseManager]) -> dict:
+        return releases.version(f"{name}/{version}")
+
+    @post("/{name:str}/{version:str}/validate", status_code=202,
+          summary="Start the validation gate in the background; the version reads `validating` until done")
+    async def validate(self, name: FromPath[str], version: FromPath[str], request: Request,
+                       releases: NamedDependency[ReleaseManager]) -> dict:
+        note_audit(request, f"{name}/{version}")
+        job = releases.start_validation(f"{name}/{version}", actor=_actor(request))
+        return {"job": job, "version": releases.version(f"{name}/{version}")}
 
     @post("/{name:str}/{version:str}/activate", summary="Swap this version in now", status_code=200)
-    async def activate(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager],
+    async def activate(self, name: FromPath[str], version: FromPath[str], request: Request,
+                       releases: NamedDependency[ReleaseManager],
                        data: JSONBody[ActivateBody | None] = None) -> dict:
         body = data or ActivateBody()
-        return await releases.activate(f"{name}/{version}", actor="api", force=body.force, reason=body.reason)
+        note_audit(request, f"{name}/{version}", force=body.force, reason=body.reason)
+        return await releases.activate(f"{name}/{version}", actor=_actor(request), force=body.force,
+                                       reason=body.reason)
 
     @post("/{name:str}/{version:str}/schedule", summary="Activate at a time or in the maintenance window",
           status_code=201)
-    async def schedule(self, name: FromPath[str], version: FromPath[str], releases: NamedDependency[ReleaseManager],
+    async def schedule(self, name: FromPath[str], version: FromPath[str], request: Request,
+                       releases: NamedDependency[ReleaseManager],
                        data: JSONBody[ScheduleBody | None] = None) -> dict:
         at = parse_time(data.at) if data and data.at else None
-        return releases.schedule(f"{name}/{version}", at=at, actor="api")
+        note_audit(request, f"{name}/{version}", at=at.isoformat() if at else "maintenance window")
+        return releases.schedule(f"{name}/{version}", at=at, actor=_actor(request))
 
     @delete("/schedules/{schedule_id:str}", summary="Cancel a pending schedule", status_code=200)
-    async def cancel_schedule(self, schedule_id: FromPath[str], releases: NamedDependency[ReleaseManager]) -> dict:
-        return releases.scheduler.cancel(schedule_id, actor="api")
+    async def cancel_schedule(self, schedule_id: FromPath[str], request: Request,
+                              releases: NamedDependency[ReleaseManager]) -> dict:
+        note_audit(request, schedule_id)
+        return releases.scheduler.cancel(schedule_id, actor=_actor(request))
+
+    @delete("/reembed", summary="Cancel the knowledge-base re-embedding of an activation in progress",
+            status_code=200)
+    async def cancel_reembed(self, request: Request, releases: NamedDependency[ReleaseManager]) -> dict:
+        note_audit(request, "knowledge-base re-embedding")
+        return {"cancelled": releases.cancel_reembed(), "reembed": releases.status()["reembed"]}
 
     @post("/rollback", summary="Roll back to the previous good version (or a named one)", status_code=200)
-    async def rollback(self, releases: NamedDependency[ReleaseManager],
+    async def rollback(self, request: Request, releases: NamedDependency[ReleaseManager],
                        data: JSONBody[RollbackBody | None] = None) -> dict:
         body = data or RollbackBody()
-        return await releases.rollback(body.to, actor="api", reason=body.reason)
+        note_audit(request, body.to or "previous good version", reason=body.reason)
+        return await releases.rollback(body.to, actor=_actor(request), reason=body.reason)
+
+
+def _actor(request: Request) -> str:
+    """Who acted, as the release history records it."""
+    return f"api:{require_principal(request).name}"
 
 
 def parse_time(text: str) -> datetime:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 from msgspec import Meta, Struct
 
-from appliance.errors import InvalidRequest, MonitoringDisabled
+from appliance.accounts import Conversations
+from appliance.errors import InvalidRequest, MonitoringDisabled, NotFound
 from appliance.monitoring.charts import DASHBOARD, Panel, render_png
 from appliance.monitoring.monitor import Monitor
 from appliance.monitoring.store import check_aggregate, describe_metrics, metric
 from appliance.monitoring.timespec import parse_duration, parse_time
+from appliance.server.auth import admin_only, metrics_reader, require_principal, signed_in
 
 
 class FeedbackRequest(Struct, forbid_unknown_fields=True):
@@ -43,24 +45,28 @@ def _range(since: str | None, until: str | None, default_since: str = "1h") -> t
 class MonitoringController(Controller):
     tags = ["Monitoring"]
 
-    @get("/metrics", summary="Prometheus metrics (text exposition format)", sync_to_thread=True)
+    @get("/metrics", summary="Prometheus metrics (text exposition format)", sync_to_thread=True,
+         guards=[metrics_reader])
     def prometheus(self, state: State) -> Response:
         body = _monitor(state).prometheus.render()
         # The 0.0.4 text format: what every Prometheus version scrapes.
         return Response(body, media_type="text/plain; version=0.0.4")
 
-    @get("/api/metrics", summary="Metrics that series, charts and alert rules can use", sync_to_thread=True)
+    @get("/api/metrics", summary="Metrics that series, charts and alert rules can use",
+         sync_to_thread=True, guards=[admin_only])
     def catalog(self, state: State) -> dict[str, Any]:
         monitor = _monitor(state)
         return {"metrics": describe_metrics(), "status": monitor.status()}
 
-    @get("/api/metrics/summary", summary="Headline figures over a period", sync_to_thread=True)
+    @get("/api/metrics/summary", summary="Headline figures over a period", sync_to_thread=True,
+         guards=[admin_only])
     def summary(self, state: State, since: FromQuery[str | None] = None,
                 until: FromQuery[str | None] = None) -> dict[str, Any]:
         start, end = _range(since, until, "24h")
         return _monitor(state).store.summary(start, end)
 
-    @get("/api/metrics/series", summary="One metric over time, aggregated per step", sync_to_thread=True)
+    @get("/api/metrics/series", summary="One metric over time, aggregated per step",
+         sync_to_thread=True, guards=[admin_only])
     def series(
         self, state: State, metric_name: Annotated[str, QueryParameter(name="metric")],
         aggregate: FromQuery[str] = "avg", since: FromQuery[str | None] = None,
@@ -75,7 +81,7 @@ class MonitoringController(Controller):
                 "step": seconds, "points": points}
 
     @get("/api/metrics/chart.png", summary="PNG chart of one metric, or of the dashboard",
-         sync_to_thread=True, media_type="image/png")
+         sync_to_thread=True, guards=[admin_only], media_type="image/png")
     def chart(
         self, state: State, metric_name: Annotated[str | None, QueryParameter(name="metric")] = None,
         aggregate: FromQuery[str] = "avg", since: FromQuery[str | None] = None,
@@ -91,7 +97,8 @@ class MonitoringController(Controller):
         png = render_png(monitor.store, panels, since=start, until=end, step=parse_duration(step))
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
-    @get("/api/alerts", summary="Alerts, newest first, with their history", sync_to_thread=True)
+    @get("/api/alerts", summary="Alerts, newest first, with their history", sync_to_thread=True,
+         guards=[admin_only])
     def alerts(
         self, state: State, alert_state: Annotated[Literal["firing", "resolved"] | None,
                                                    QueryParameter(name="state")] = None,
@@ -101,7 +108,24 @@ class MonitoringController(Controller):
         return {"alerts": monitor.store.alerts(alert_state, limit),
                 "rules": [r.model_dump() for r in monitor.alerts.rules]}
 
-    @post("/api/feedback", summary="Rate an answer: thumbs up or down, by its response id",
-          status_code=201, sync_to_thread=True)
-    def feedback(self, state: State, data: JSONBody[FeedbackRequest]) -> dict[str, Any]:
-        return _monitor(state).record_feedback(data.response_id, data.rating, data.comment)
+    @post("/api/feedback", summary="Rate an answer you got: thumbs up or down, by its response id",
+          status_code=201, sync_to_thread=True, guards=[signed_in])
+    def feedback(self, state: State, request: Request, data: JSONBody[FeedbackRequest]) -> dict[str, Any]:
+        monitor = _monitor(state)
+        principal = require_principal(request)
+        user_id = principal.user.id
+        saved = Conversations(state.accounts).rate(user_id, data.response_id, data.rating)
+        if not (saved or principal.open or _answered(monitor, data.response_id, user_id)):
+            raise NotFound("No answer with this id was given to you; rate answers by the `id` of a "
+                           "response you received (recent ones, or ones saved in your conversations).",
+                           param="response_id")
+        return monitor.record_feedback(data.response_id, data.rating, data.comment,
+                                       user_id=None if principal.open else user_id,
+                                       username=principal.name)
+
+
+def _answered(monitor: Monitor, response_id: str, user_id: int) -> bool:
+    if monitor.store.answered(response_id, user_id):
+        return True
+    monitor.collector.flush()  # the answer's event may still wait in the write buffer
+    return monitor.store.answered(response_id, user_id)

@@ -25,6 +25,7 @@ from appliance.server.schemas import (
     EmbeddingRequest,
     encode,
 )
+from appliance.server.auth import signed_in
 from appliance.server.request_metrics import trace_of
 from appliance.server.scope import caller_groups
 
@@ -32,6 +33,7 @@ from appliance.server.scope import caller_groups
 class OpenAIController(Controller):
     path = "/v1"
     tags = ["OpenAI-compatible"]
+    guards = [signed_in]
 
     @get("/models", summary="List the served models")
     async def models(self, assistant: NamedDependency[Assistant]) -> dict[str, Any]:

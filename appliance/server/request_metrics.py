@@ -13,6 +13,7 @@ from litestar import Request
 from appliance.errors import ApplianceError
 from appliance.llm.base import Finished, LLMBackend, TextDelta
 from appliance.monitoring.collector import RequestEvent
+from appliance.server.auth import PRINCIPAL_KEY
 
 TRACE_KEY = "appliance.trace"
 
@@ -123,4 +124,8 @@ class RequestMetricsMiddleware:
         finally:
             if not status:  # no response started: the client left, or the server failed
                 status = 499 if trace.error_type == "CancelledError" else 500
-            self.monitor.record_request(trace.event(scope["path"], status, time.perf_counter()))
+            event = trace.event(scope["path"], status, time.perf_counter())
+            principal = scope.get(PRINCIPAL_KEY)  # set by the auth middleware, inside this one
+            if principal is not None and not principal.open:
+                event.user_id = principal.user.id
+            self.monitor.record_request(event)

@@ -97,8 +97,8 @@ GroupList = Annotated[list[Annotated[str, Meta(min_length=1, max_length=128)]], 
 class ChatCompletionRequest(SamplingFields, kw_only=True):
     messages: Annotated[list[ChatMessage], Meta(min_length=1, max_length=1000)]
     max_completion_tokens: TokenCount | None = None
-    # Extensions: `rag: false` answers without the knowledge base; `groups` are the caller's
-    # access groups until authentication provides them (see appliance/server/scope.py).
+    # Extensions: `rag: false` answers without the knowledge base; `groups` narrows the caller's
+    # access groups to some of its own (see appliance/server/scope.py).
     rag: bool | None = None
     groups: GroupList | None = None
 

@@ -60,7 +60,9 @@ def test_bundle_holds_everything_and_no_torch(bundle_v1, unpacked_v1):
     wheels = [p.name.lower() for p in (unpacked_v1 / "wheels").iterdir()]
     assert not [w for w in wheels if FORBIDDEN_WHEELS.match(w)]
     meta = json.loads((unpacked_v1 / "bundle.json").read_text())
-    assert any(w.startswith(f"erp_appliance-{meta['version']}-") for w in wheels)
+    (appliance,) = (unpacked_v1 / "wheels").glob(f"erp_appliance-{meta['version']}-*.whl")
+    with zipfile.ZipFile(appliance) as whl:
+        assert {"appliance/ui/chat.html", "appliance/ui/assets/js/chat.js"} <= set(whl.namelist())
     (llama,) = (unpacked_v1 / "wheels").glob("llama_cpp_python-*.whl")
     with zipfile.ZipFile(llama) as whl:
         variants = [n for n in whl.namelist() if "libggml-cpu-" in n]

@@ -104,4 +104,4 @@ def test_swap_under_streaming_load_loses_nothing_and_mixes_no_versions(
     assert listing["active"] == "erp/v2" and listing["serving"] == "erp/v2"
     event = httpx.get(f"{server.url}/api/models/history").json()["history"][0]
     assert (event["event"], event["version"], event["previous"], event["actor"]) == \
-        ("activated", "v2", "erp/v1", "api")
+        ("activated", "v2", "erp/v1", "api:developer")

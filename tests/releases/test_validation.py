@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import httpx
 import pytest
+from click.testing import CliRunner
 
 from appliance import manifest as manifests
+from appliance.cli import main
+from appliance.knowledge.knowledge_base import KnowledgeBase
 from appliance.releases import ReleaseManager
-from tests.releases.conftest import write_version
+from tests.releases.conftest import GOLDEN_ITEMS, write_version
 
 
 def validate(settings, ref):
@@ -82,3 +87,113 @@ def test_degraded_version_scores_below_the_active_one(tmp_path, release_settings
     record, _ = validate(settings, "erp/bad")
     assert record.state == "failed"
     assert "Golden QA score 0.00 is below the active version's 0.67" in record.reason
+
+
+def test_a_validation_cut_short_by_a_stop_is_staged_again_on_start(tmp_path, release_settings):
+    settings = release_settings()
+    gguf = tmp_path / "small.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(1024))
+    write_version(tmp_path / "models", "erp", "v3", gguf, copy=True)
+    manager = ReleaseManager(settings)
+    manager.registry.scan()
+    manager.registry.set_state("erp", "v3", "validating",
+                               validation={"running": True, "step": "golden 1/3", "checks": {}})
+    manager.close()  # the process dies here
+
+    async def restart():
+        restarted = ReleaseManager(settings)
+        restarted.start()
+        await restarted.stop()
+        return restarted
+
+    restarted = asyncio.run(restart())
+    record = restarted.registry.get("erp", "v3")
+    assert record.state == "staged" and "interrupted" in record.reason
+    event = restarted.history()[0]
+    assert event["event"] == "validation_interrupted" and "golden 1/3" in event["reason"]
+    restarted.close()
+
+
+@pytest.mark.slow
+def test_validation_runs_as_a_background_job_over_the_api(tmp_path, release_settings, gguf_files,
+                                                          shared_backend, live_server):
+    settings = release_settings()
+    write_version(tmp_path / "models", "erp", "good", gguf_files["q8_0"])
+    write_version(tmp_path / "models", "erp", "other", gguf_files["q8_0"])
+    server = live_server(settings, shared_backend)
+    url = f"{server.url}/api/models/erp/good"
+
+    response = httpx.post(f"{url}/validate")
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["job"]["state"] == "validating" and body["version"]["state"] == "validating"
+    again = httpx.post(f"{url}/validate")
+    assert again.status_code == 409 and "already being validated" in again.json()["error"]["message"]
+
+    steps = []
+    deadline = time.monotonic() + 600
+    row = httpx.get(url).json()
+    while row["state"] == "validating" and time.monotonic() < deadline:
+        steps.append(row["validation"]["step"])
+        time.sleep(0.2)
+        row = httpx.get(url).json()
+    assert row["state"] == "ready", row["reason"]
+    assert {"checksums", "isolated_load"} & set(steps) and any(s.startswith("golden") for s in steps)
+    checks = row["validation"]["checks"]
+    assert checks["checksums"]["files"] == 1 and checks["isolated_load"]["load_seconds"] > 0
+    golden = checks["golden"]
+    assert golden["mode"] == "open_book"  # this server has no knowledge base (no embedder)
+    assert golden["items"] == 3 and golden["score"] > 0.3 and golden["latency_p95"] > 0
+    assert checks["golden_reference"]["items"] == 3  # the serving model, scored the same way
+    listed = {v["version"]: v for v in httpx.get(f"{server.url}/api/models").json()["versions"]}
+    assert listed["good"]["validation"]["ok"] is True
+    events = [h["event"] for h in httpx.get(f"{server.url}/api/models/history").json()["history"]
+              if h["version"] == "good"]
+    assert events[:2] == ["validated", "validation_started"]
+
+    # A stop in the middle of a validation leaves no version silently "validating".
+    assert httpx.post(f"{server.url}/api/models/erp/other/validate").status_code == 202
+    server.__exit__(None, None, None)
+    manager = ReleaseManager(settings)
+    other = manager.registry.get("erp", "other")
+    assert other.state == "staged", other.state
+    assert manager.history()[0]["event"] == "validation_interrupted"
+    manager.close()
+
+
+@pytest.mark.slow
+def test_golden_questions_retrieve_from_the_knowledge_base(tmp_path, monkeypatch, release_settings,
+                                                           gguf_files, embedder_dir):
+    settings = release_settings()
+    settings.knowledge.embedder_path = str(embedder_dir)
+    write_version(tmp_path / "models", "erp", "good", gguf_files["q8_0"])
+    write_version(tmp_path / "models", "erp", "cli", gguf_files["q8_0"])
+    kb = KnowledgeBase.open(settings)
+    for item in GOLDEN_ITEMS:  # the documents that answer the golden questions
+        kb.ingest_bytes(f"{item['id']}.md", f"# {item['question']}\n\n{item['answer']}\n".encode())
+    kb.ingest_bytes("other.md", b"# Printers\n\nNetwork printers are set up by IT in PR100.\n")
+
+    manager = ReleaseManager(settings, knowledge=kb)
+    manager.registry.scan()
+    record = asyncio.run(manager.validate("erp/good"))
+    manager.close()
+    version = kb.version
+    kb.close()
+    assert record.state == "ready", record.reason
+    golden = record.validation["checks"]["golden"]
+    assert golden["mode"] == "retrieval" and golden["grounded"] >= 2 and golden["score"] > 0.3
+    assert golden["knowledge_version"] == version
+
+    # The offline CLI does the same, waiting for the result and printing each step's figures.
+    for key, value in {"DATA_DIR": settings.data_dir, "RELEASES__MODELS_DIR": settings.releases.models_dir,
+                       "RELEASES__GOLDEN_PATH": settings.releases.golden_path,
+                       "RELEASES__GOLDEN_MAX_TOKENS": 24, "RELEASES__MAX_LATENCY_SECONDS": 600,
+                       "KNOWLEDGE__EMBEDDER_PATH": embedder_dir, "ENGINE__SLOTS": 4,
+                       "ENGINE__MAX_REQUEST_TOKENS": 512, "SERVER__PORT": 9}.items():
+        monkeypatch.setenv(f"APPLIANCE_{key}", str(value))
+    result = CliRunner().invoke(main, ["models", "validate", "erp/cli"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "checksums ..." in lines and "isolated_load ..." in lines and "golden ..." in lines
+    assert any(line.startswith("  golden: score") and "retrieval" in line for line in lines)
+    assert lines[-1] == "erp/cli passed validation and is ready to activate."

@@ -29,6 +29,8 @@ def fuzz_server(tmp_path_factory, engine_settings, embedder_dir):
     # Every endpoint live: the knowledge base with its embedder, without the sample documents.
     app_settings.knowledge.embedder_path = str(embedder_dir)
     app_settings.knowledge.ingest_sample_on_first_start = False
+    # Auth on, as shipped; the fuzzer calls every endpoint, admin ones included, as an admin.
+    app_settings.auth.enabled = True
     with LiveServer(create_app(app_settings, LocalBackend(app_settings.engine))) as server:
         server.wait_ready()
         deadline = time.monotonic() + 60
@@ -39,12 +41,28 @@ def fuzz_server(tmp_path_factory, engine_settings, embedder_dir):
 
 
 @pytest.fixture(scope="module")
+def admin_headers(fuzz_server):
+    """Headers with a live admin key: the fuzzer may well revoke the key it calls with (DELETE
+    /api/admin/keys/1), so each case checks it and makes a new one when needed."""
+    accounts = fuzz_server.app.state.accounts
+    admin = accounts.create_user("fuzz-admin", None, role="admin")
+    current = {"key": accounts.create_key(admin.id, "fuzz")[0]}
+
+    def headers() -> dict[str, str]:
+        if accounts.key_user(current["key"]) is None:
+            current["key"] = accounts.create_key(admin.id, "fuzz")[0]
+        return {"Authorization": f"Bearer {current['key']}"}
+
+    return headers
+
+
+@pytest.fixture(scope="module")
 def api_schema(fuzz_server):
     return schemathesis.openapi.from_url(f"{fuzz_server.url}/schema/openapi.json")
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_no_input_makes_the_server_fail(api_schema, fuzz_server, mode):
+def test_no_input_makes_the_server_fail(api_schema, fuzz_server, admin_headers, mode):
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert any(op.path == "/v1/chat/completions" for op in operations)
     reached_engine = []
@@ -64,7 +82,7 @@ def test_no_input_makes_the_server_fail(api_schema, fuzz_server, mode):
                     case.body["messages"] = [{"role": "user", "content": "Hi"}]
                 else:
                     case.body["prompt"] = "Hi"
-            response = case.call(base_url=fuzz_server.url, timeout=60)
+            response = case.call(base_url=fuzz_server.url, timeout=60, headers=admin_headers())
             assert response.status_code < 500, (case.method, case.path, case.body, response.text[:500])
             if response.status_code == 200 and case.method == "POST":
                 reached_engine.append(case.path)

@@ -216,7 +216,7 @@ def stage_embedder(ctx: Context) -> dict[str, Any]:
     corpus = [r["question"] + "\n" + r["answer"] for r in jsonl.read(validated / "train.jsonl")]
     adapted = ctx.input("embedder_adapt")
     if adapted is not None and adapted.summary["kept"] == "adapted":
-        # A distinct name makes the knowledge base re-embed its chunks when this embedder replaces another.
+        # Its own name tells it apart from the shipped embedder wherever the appliance reports one.
         origin, source = "adapted", Path(adapted.summary["model_dir"])
         name = f"{CONTRACT['name']}-adapted-{adapted.key[:8]}"
     else:

@@ -1,0 +1,161 @@
+// Model versions: state and validation results; validate, activate now, schedule, roll back;
+// pending schedules, probation and the history of every change.
+
+import { api } from "../api.js";
+import { confirmDialog, modal } from "../dialog.js";
+import { clear, formatDate, formatNumber, formatValue, h, toast } from "../dom.js";
+import { t } from "../i18n.js";
+import { actionButton, badge, card, errorCard, pageHead, refreshButton, table } from "./common.js";
+
+const path = (v) => `/api/models/${encodeURIComponent(v.name)}/${encodeURIComponent(v.version)}`;
+
+const POLL_MS = 2000; // while a validation or a re-embedding runs
+
+function validationSummary(version) {
+  const validation = version.validation || {};
+  if (validation.running) {
+    return [badge(t("models.validating"), "warning"),
+      h("span", { class: "sub", "data-step": validation.step || "" }, t("models.step", { step: validation.step || "…" })),
+      h("progress", { class: "inline-progress" })];
+  }
+  if (!Object.keys(validation).length) return h("span", { class: "faint" }, t("models.notValidated"));
+  const checks = validation.checks || {};
+  const golden = checks.golden;
+  const parts = [badge(validation.ok ? t("models.passed") : t("models.failed"), validation.ok ? "success" : "danger")];
+  if (golden) {
+    parts.push(h("span", { class: "sub" }, t("models.golden", {
+      score: formatNumber((golden.score || 0) * 100, 0), p95: formatNumber(golden.latency_p95, 1),
+    })));
+  }
+  if (validation.reason) parts.push(h("span", { class: "sub" }, validation.reason));
+  const rows = [];
+  for (const [name, check] of Object.entries(checks)) {
+    for (const [key, value] of Object.entries(check || {})) {
+      if (value === null || typeof value === "object") continue;
+      rows.push(h("li", {}, h("span", { class: "faint" }, `${name}.${key} `), h("strong", {}, formatValue(value))));
+    }
+  }
+  if (validation.at) rows.push(h("li", {}, h("span", { class: "faint" }, `${t("models.validatedAt")} `), formatDate(validation.at)));
+  if (rows.length) parts.push(h("details", { class: "more" }, h("summary", {}, t("models.details")), h("ul", { class: "checks" }, rows)));
+  return parts;
+}
+
+async function scheduleDialog(version) {
+  const at = h("input", { type: "datetime-local", name: "at", id: "schedule-at" });
+  const choice = await modal({
+    title: t("models.scheduleTitle", { version: `${version.name}/${version.version}` }),
+    id: "schedule-dialog",
+    content: [
+      h("p", { class: "muted" }, t("models.scheduleBody")),
+      h("label", { class: "field" }, h("span", {}, t("models.scheduleAt")), at, h("span", { class: "hint" }, t("models.scheduleHint"))),
+    ],
+    actions: [
+      { label: t("common.cancel"), value: "cancel" },
+      { label: t("models.schedule"), value: "ok", kind: "primary" },
+    ],
+  });
+  if (choice !== "ok") return null;
+  // datetime-local has no zone: send the browser's offset, so the server runs it at that moment.
+  return { at: at.value ? new Date(at.value).toISOString() : null };
+}
+
+export default {
+  id: "models",
+  icon: "models",
+  title: "admin.models",
+
+  async render(panel) {
+    let timer = null;
+    let stopped = false;
+    const load = async () => {
+      clearTimeout(timer);
+      let data;
+      let history;
+      try {
+        [data, history] = await Promise.all([api.get("/api/models/"), api.get("/api/models/history?limit=100")]);
+      } catch (error) {
+        clear(panel, pageHead(t("admin.models"), "", refreshButton(load)), errorCard(error));
+        return;
+      }
+      const act = async (label, request) => {
+        await request();
+        toast(label);
+        await load();
+      };
+      const versions = table([
+        {
+          label: t("models.version"), class: "nowrap",
+          cell: (v) => [h("strong", { title: v.path }, `${v.name}/${v.version}`),
+            h("span", { class: "sub" }, v.kind === "upstream" ? t("models.upstream") : t("models.importedAt", { when: formatDate(v.created_at) }))],
+        },
+        { label: t("models.state"), cell: (v) => [badge(t(`models.states.${v.state}`), v.state), v.serving ? h("span", { class: "sub" }, t("models.serving")) : null] },
+        { label: t("models.validation"), cell: validationSummary, class: "wide" },
+        {
+          label: "", class: "actions", cell: (v) => [
+            !["active", "validating"].includes(v.state) ? actionButton(t("models.validate"), () => act(t("models.validationStarted"), () => api.post(`${path(v)}/validate`)), { iconName: "check", kind: "ghost" }) : null,
+            ["ready", "active"].includes(v.state) && v.state !== "active" ? actionButton(t("models.schedule"), async () => {
+              const body = await scheduleDialog(v);
+              if (body) await act(t("models.scheduled"), () => api.post(`${path(v)}/schedule`, body));
+            }, { iconName: "clock", kind: "ghost" }) : null,
+            v.state === "ready" ? actionButton(t("models.activate"), async () => {
+              const ok = await confirmDialog({ title: t("models.activateTitle", { version: `${v.name}/${v.version}` }), body: t("models.activateBody"), confirm: t("models.activate") });
+              if (ok) await act(t("models.activated"), () => api.post(`${path(v)}/activate`, { reason: "admin console" }));
+            }, { iconName: "play", kind: "primary" }) : null,
+          ],
+        },
+      ], data.versions, { id: "versions-table", rowId: (v) => `${v.name}/${v.version}`, empty: t("models.none") });
+
+      const schedules = table([
+        { label: t("models.version"), cell: (s) => `${s.name}/${s.version}` },
+        { label: t("models.runAt"), cell: (s) => formatDate(s.run_at), class: "date" },
+        { label: t("models.reason"), cell: (s) => s.reason || "" },
+        { label: "", class: "actions", cell: (s) => actionButton(t("common.cancel"), () => act(t("models.cancelled"), () => api.delete(`/api/models/schedules/${encodeURIComponent(s.id)}`)), { kind: "ghost" }) },
+      ], data.schedules || [], { id: "schedules-table", empty: t("models.noSchedules") });
+
+      const probation = data.probation;
+      const events = table([
+        { label: t("models.when"), cell: (e) => formatDate(e.at), class: "date" },
+        { label: t("models.event"), cell: (e) => badge(e.event, e.event.includes("fail") || e.event.includes("rolled") ? "warning" : "neutral") },
+        { label: t("models.version"), cell: (e) => `${e.name}/${e.version}` },
+        { label: t("models.actor"), cell: (e) => e.actor },
+        { label: t("models.reason"), cell: (e) => e.reason || (e.previous ? t("models.previous", { previous: e.previous }) : "") },
+      ], history.history, { id: "history-table", empty: t("models.noHistory") });
+
+      const rollback = actionButton(t("models.rollback"), async () => {
+        const ok = await confirmDialog({ title: t("models.rollbackTitle"), body: t("models.rollbackBody"), confirm: t("models.rollback"), danger: true });
+        if (ok) await act(t("models.rolledBack"), () => api.post("/api/models/rollback", { reason: "admin console" }));
+      }, { iconName: "undo", kind: "danger", id: "rollback", small: false });
+
+      const reembed = data.reembed;
+      const reembedStat = reembed ? stat(t("models.reembed"),
+        t(`models.reembedStates.${reembed.state}`) || reembed.state,
+        [t("models.reembedProgress", { done: reembed.chunks_done, total: reembed.chunks_total }),
+          reembed.state === "building" ? [" ", actionButton(t("common.cancel"), () => act(t("models.cancelled"), () => api.delete("/api/models/reembed")), { kind: "ghost", id: "cancel-reembed" })] : null]) : null;
+
+      clear(panel,
+        pageHead(t("admin.models"), t("models.subtitle"), refreshButton(load), rollback),
+        h("div", { class: "stats" },
+          stat(t("models.active"), data.active || t("models.configured")),
+          stat(t("models.servingNow"), data.serving || "–"),
+          stat(t("models.probation"), probation ? probation.version : t("models.noProbation"),
+            probation ? t("models.probationUntil", { until: formatDate(probation.until) }) : ""),
+          stat(t("models.pending"), String((data.schedules || []).length)),
+          reembedStat),
+        card(t("models.versions"), versions),
+        card(t("models.schedules"), schedules),
+        card(t("models.history"), events));
+      // Validations and re-embeddings run in the background: follow them until they finish.
+      const busy = (data.validating || []).length || reembed?.state === "building";
+      if (busy && !stopped) timer = setTimeout(load, POLL_MS);
+    };
+    await load();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  },
+};
+
+function stat(label, value, sub = "") {
+  return h("div", { class: "stat" }, h("div", { class: "label" }, label), h("div", { class: "value text" }, value), sub ? h("div", { class: "sub" }, sub) : null);
+}

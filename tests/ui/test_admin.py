@@ -1,0 +1,229 @@
+"""The admin console in a real Chromium: documents and access groups, users and API keys, model
+versions, monitoring and the audit log, each against the real appliance."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.releases.conftest import GOLDEN_ITEMS, write_version
+
+from .conftest import ADMIN, EMPLOYEE, OUTSIDER_GROUP, api_session, login
+
+SECRET = (b"# Executive bonus pool\n\nThe executive bonus pool for 2026 is KRW 900,000,000 "
+          b"(code BON-77). The CEO approves the executive bonus pool every March.\n")
+SECRET_QUESTION = "How large is the executive bonus pool?"
+ANSWER_TIMEOUT = 240_000
+
+
+def open_tab(page, base_url: str, tab: str) -> None:
+    page.goto(f"{base_url}/admin#{tab}")
+    page.wait_for_selector(f"#tab-{tab}[aria-selected=true]")
+
+
+def chat_sources(page, question: str) -> list[str]:
+    page.fill("#question", question)
+    page.press("#question", "Enter")
+    page.wait_for_selector(".message.assistant:not([data-state=streaming])", timeout=ANSWER_TIMEOUT)
+    answer = page.locator(".message.assistant").last
+    assert answer.get_attribute("data-state") in ("done", "not-found")
+    return [s.inner_text() for s in answer.locator(".source").all()]
+
+
+@pytest.mark.slow
+def test_uploaded_document_is_found_by_search_and_never_shown_outside_its_group(appliance,
+                                                                                new_page):
+    admin = new_page()
+    login(admin, appliance.url, ADMIN, "/admin")
+    admin.wait_for_selector("#documents-table")
+    admin.fill("#upload-groups", OUTSIDER_GROUP)
+    admin.set_input_files("#upload-files", files=[
+        {"name": "bonus-pool.md", "mimeType": "text/markdown", "buffer": SECRET},
+        {"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 not a PDF"},
+    ])
+    admin.wait_for_selector(".upload[data-name='bonus-pool.md'] .badge[data-status=added]")
+    failed = admin.locator(".upload[data-name='broken.pdf']")
+    failed.locator(".badge[data-status=failed]").wait_for()
+    assert failed.locator(".reason").inner_text()  # says why
+    row = admin.locator("#documents-table tr[data-id='bonus-pool.md']")
+    row.wait_for()
+    assert OUTSIDER_GROUP in row.inner_text()
+    assert appliance.knowledge.store.by_source("bonus-pool.md").groups == (OUTSIDER_GROUP,)
+    assert appliance.knowledge.store.by_source("broken.pdf") is None
+
+    admin.fill("#search-query", "executive bonus pool BON-77")
+    admin.press("#search-query", "Enter")
+    admin.wait_for_selector("#search-results .result[data-document='bonus-pool.md']")
+    # The question retrieves it for someone in the group...
+    admin.goto(f"{appliance.url}/")
+    assert any("bonus-pool.md" in s for s in chat_sources(admin, SECRET_QUESTION))
+
+    # ...and an employee outside the group sees it nowhere: list, search or chat sources.
+    employee = new_page()
+    login(employee, appliance.url, EMPLOYEE)
+    client = api_session(employee, appliance.url)
+    listed = [d["source"] for d in client.get("/api/documents").json()["documents"]]
+    assert listed and "bonus-pool.md" not in listed
+    found = client.post("/api/search", json={"query": "executive bonus pool BON-77", "k": 10})
+    found = found.json()
+    assert "bonus-pool.md" not in [r["document"] for r in found["results"]]
+    sources = chat_sources(employee, SECRET_QUESTION)
+    assert not any("bonus-pool.md" in s for s in sources)
+    assert "900,000,000" not in employee.locator(".message.assistant .answer").last.inner_text()
+    employee.goto(f"{appliance.url}/admin#documents")
+    employee.wait_for_selector("#forbidden", state="visible")
+
+    # Deleting asks first, then removes it everywhere.
+    open_tab(admin, appliance.url, "documents")
+    row = admin.locator("#documents-table tr[data-id='bonus-pool.md']")
+    row.locator("button").click()
+    admin.click("#confirm-dialog button[value=ok]")
+    row.wait_for(state="detached")
+    assert appliance.knowledge.store.by_source("bonus-pool.md") is None
+    assert not admin.errors and not employee.errors
+
+
+def test_users_keys_and_audit(appliance, new_page):
+    page = new_page()
+    login(page, appliance.url, ADMIN, "/admin")
+    open_tab(page, appliance.url, "users")
+    page.fill("#new-username", "minji")
+    page.fill("#new-display-name", "Lee Minji")
+    page.fill("#new-password", "first-password-1")
+    page.fill("#new-groups", "all, hr")
+    page.click("#new-user-form button[type=submit]")
+    row = page.locator("#users-table tr[data-id='minji']")
+    row.wait_for()
+    assert "Lee Minji" in row.inner_text() and "hr" in row.inner_text()
+
+    # Edit: admin role, other groups, disabled.
+    row.locator("button", has_text="Edit").click()
+    page.select_option("#edit-role", "admin")
+    page.fill("#edit-groups", "all, finance")
+    page.uncheck("#edit-active")
+    page.click("#edit-user-dialog button[value=ok]")
+    page.wait_for_selector("#users-table tr[data-id='minji'] :text('Disabled')")
+    minji = appliance.user("minji")
+    assert minji.role == "admin" and minji.groups == ("all", "finance") and not minji.active
+    page.locator("#users-table tr[data-id='minji']").locator("button", has_text="Edit").click()
+    page.check("#edit-active")
+    page.click("#edit-user-dialog button[value=ok]")
+    page.wait_for_selector("#users-table tr[data-id='minji'] :text('Active')")
+
+    # Reset the password: the new one logs in.
+    row = page.locator("#users-table tr[data-id='minji']")
+    row.locator("button", has_text="Reset password").click()
+    page.fill("#prompt-dialog input", "second-password-2")
+    page.click("#prompt-dialog button[value=ok]")
+    page.wait_for_selector(".toast:text('reset')")
+    assert httpx.post(f"{appliance.url}/api/auth/login",
+                      json={"username": "minji", "password": "second-password-2"}
+                      ).status_code == 200
+
+    # An API key: the secret is shown once, works, and stops working when revoked.
+    open_tab(page, appliance.url, "keys")
+    page.wait_for_selector("#key-user option", state="attached")
+    page.select_option("#key-user", str(minji.id))
+    page.fill("#key-name", "erp-integration")
+    page.click("#new-key-form button[type=submit]")
+    secret = page.inner_text("#secret-value")
+    assert secret.startswith("erp-")
+    page.click("#copy-secret")
+    page.wait_for_selector("#copy-secret:text('Copied')")
+    page.click("#secret-dialog button[value=ok]")
+    key_row = page.locator("#keys-table tr[data-id='erp-integration']")
+    key_row.wait_for()
+    assert secret not in page.content()  # never shown again
+    bearer = {"Authorization": f"Bearer {secret}"}
+    assert httpx.get(f"{appliance.url}/v1/models", headers=bearer).status_code == 200
+    key_row.locator("button", has_text="Revoke").click()
+    page.click("#confirm-dialog button[value=ok]")
+    page.wait_for_selector("#keys-table tr[data-id='erp-integration'] :text('Revoked')")
+    assert httpx.get(f"{appliance.url}/v1/models", headers=bearer).status_code == 401
+
+    # Delete the user, then find every step in the audit log.
+    open_tab(page, appliance.url, "users")
+    page.locator("#users-table tr[data-id='minji']").locator("button", has_text="Delete").click()
+    page.click("#confirm-dialog button[value=ok]")
+    page.wait_for_selector("#users-table tr[data-id='minji']", state="detached")
+    assert appliance.user("minji") is None
+    open_tab(page, appliance.url, "audit")
+    page.wait_for_selector("#audit-table")
+    log = page.inner_text("#audit-table")
+    for action in ("user_created", "user_changed", "key_created", "key_revoked", "user_deleted",
+                   "login"):
+        assert action in log, action
+    page.fill("#audit-action", "key_revoked")
+    page.press("#audit-action", "Enter")
+    page.wait_for_selector("#audit-table tbody tr >> nth=0")
+    assert page.locator("#audit-table tbody tr").count() == 1
+    assert not page.errors
+
+
+@pytest.mark.slow
+def test_model_versions_validate_schedule_activate_and_monitoring(appliance_factory, model_path,
+                                                                   tmp_path, new_page):
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text("".join(json.dumps(item) + "\n" for item in GOLDEN_ITEMS), encoding="utf-8")
+    models = tmp_path / "models"
+    write_version(models, "erp-assistant", "1.1.0", Path(model_path))
+    appliance = appliance_factory(
+        releases__models_dir=str(models), releases__golden_path=str(golden),
+        releases__golden_max_tokens=16, releases__max_latency_seconds=600,
+        releases__load_timeout_seconds=120, releases__probation_seconds=0)
+    page = new_page()
+    login(page, appliance.url, ADMIN, "/admin")
+    open_tab(page, appliance.url, "models")
+    row = page.locator("#versions-table tr[data-id='erp-assistant/1.1.0']")
+    row.wait_for()
+    assert "Staged" in row.inner_text() and "Not validated" in row.inner_text()
+
+    row.locator("button", has_text="Validate").click()
+    version = "#versions-table tr[data-id='erp-assistant/1.1.0']"
+    page.wait_for_selector(f"{version} [data-step]")  # a background job: its steps show as they run
+    page.wait_for_selector(f"{version} :text('Ready')", timeout=300_000)
+    row = page.locator(version)
+    assert "Passed" in row.inner_text() and "golden QA" in row.inner_text()
+
+    # Schedule for the maintenance window, then cancel it.
+    row.locator("button", has_text="Schedule").click()
+    page.click("#schedule-dialog button[value=ok]")
+    page.wait_for_selector("#schedules-table :text('erp-assistant/1.1.0')")
+    page.locator("#schedules-table button", has_text="Cancel").click()
+    page.wait_for_selector("table#schedules-table", state="detached")
+
+    # Activate now: the version serves requests.
+    page.locator(version).locator("button", has_text="Activate").click()
+    page.click("#confirm-dialog button[value=ok]")
+    page.wait_for_selector(f"{version} :text('serving requests')", timeout=300_000)
+    assert appliance.server.assistant.backend.version == "erp-assistant/1.1.0"
+    history = page.inner_text("#history-table")
+    for event in ("imported", "validation_started", "validated", "scheduled", "activated"):
+        assert event in history, event
+
+    # A rollback with nothing to roll back to says so.
+    page.click("#rollback")
+    page.click("#confirm-dialog button[value=ok]")
+    page.wait_for_selector(".toast.error")
+
+    # Monitoring: the requests so far are counted and charted.
+    client = api_session(page, appliance.url)
+    client.post("/v1/chat/completions", json={"model": "default", "messages": [
+        {"role": "user", "content": "How do I get a purchase order approved?"}]}).raise_for_status()
+    deadline = time.monotonic() + 30
+    while appliance.monitor.store.summary(0)["requests"] < 1:  # recorded just after the response
+        assert time.monotonic() < deadline, "the request was not recorded"
+        appliance.monitor.collector.flush()
+        time.sleep(0.2)
+    open_tab(page, appliance.url, "monitoring")
+    page.wait_for_selector("#summary .stat")
+    assert page.locator("#charts svg.chart").count() == 6
+    assert page.locator("#charts [data-metric='latency_seconds'] path.line").count() == 1
+    requests = page.locator("#summary .stat >> nth=0").locator(".value").inner_text()
+    assert int(requests.replace(",", "")) >= 1
+    page.wait_for_selector("#alerts")
+    assert not page.errors
