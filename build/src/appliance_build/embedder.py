@@ -108,7 +108,8 @@ def quantize_dynamic(fp32: Path, target: Path) -> None:
        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def export_embedder(source: Path, corpus: list[str], cfg: dict[str, Any], out: Path, seed: int) -> dict[str, Any]:
+def export_embedder(source: Path, corpus: list[str], cfg: dict[str, Any], out: Path, seed: int,
+                    name: str = CONTRACT["name"]) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     work = out / "fp32"
@@ -134,7 +135,8 @@ def export_embedder(source: Path, corpus: list[str], cfg: dict[str, Any], out: P
     if method == "dynamic":
         quantize_dynamic(fuse(fp32, work / "fused.onnx"), final / "model.onnx")
         tried["dynamic"] = float((OnnxEmbedder(final, cfg["max_length"]).embed(probe) * reference).sum(1).mean())
-    (final / "embedder.json").write_text(json.dumps({**CONTRACT, "max_length": cfg["max_length"]}, indent=2) + "\n")
+    spec = {**CONTRACT, "name": name, "dim": int(reference.shape[1]), "max_length": cfg["max_length"]}
+    (final / "embedder.json").write_text(json.dumps(spec, indent=2) + "\n")
     return {
         "folder": str(final),
         "fp32_folder": str(work),
