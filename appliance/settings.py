@@ -142,9 +142,9 @@ class KnowledgeSettings(Section):
     chunk_overlap: int = Field(150, ge=0, description="Characters neighbouring chunks share.")
     top_k: int = Field(4, ge=1, le=50, description="Sources retrieved for a grounded answer.")
     candidates: int = Field(50, ge=1, description="Candidates each of vector and keyword search feed to fusion.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant; larger flattens rank weights.")
+    rrf_k: int = Field(10, ge=1, description="Reciprocal rank fusion constant; larger flattens rank weights.")
     dense_weight: float = Field(
-        1.0, ge=0, description="Weight of the vector ranking in fusion for non-Korean queries."
+        0.3, ge=0, description="Weight of the vector ranking against BM25 in fusion for non-Korean queries."
     )
     korean_dense_weight: float = Field(
         0.15, ge=0, description="Weight of the vector ranking for Korean queries (the embedder is English-centric)."
@@ -153,7 +153,7 @@ class KnowledgeSettings(Section):
         True, description="Search Korean and English documents across languages with the built-in ERP glossary."
     )
     translated_weight: float = Field(
-        1.0, ge=0, description="Weight of the glossary-translated keyword ranking in fusion."
+        0.8, ge=0, description="Weight of the other language's chunks (found through the glossary) in fusion."
     )
     min_similarity: float = Field(
         0.35, description="Cosine similarity at which a chunk counts as relevant by meaning."

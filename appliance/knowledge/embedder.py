@@ -77,7 +77,8 @@ class OnnxEmbedder(Embedder):
         self.normalize = bool(spec.get("normalize", True))
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(int(spec.get("max_length", 256)))
-        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]") or 0)
+        self.tokenizer.no_padding()  # batches are padded here, to their own longest text
+        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -88,10 +89,29 @@ class OnnxEmbedder(Embedder):
         outputs = [o.name for o in self.session.get_outputs()]
         self.output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
 
-    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Batches of similar token counts: Korean text takes several tokens per character, so
+        ordering by characters would pad English texts to Korean lengths."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
         encodings = self.tokenizer.encode_batch([t or " " for t in texts])
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.max_batch):
+            picked = order[start:start + self.max_batch]
+            out[picked] = self._run([encodings[i].ids for i in picked])
+        return out
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run([e.ids for e in self.tokenizer.encode_batch([t or " " for t in texts])])
+
+    def _run(self, token_ids: list[list[int]]) -> np.ndarray:
+        width = max(len(ids) for ids in token_ids)
+        ids = np.full((len(token_ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(token_ids), width), dtype=np.int64)
+        for row, tokens in enumerate(token_ids):
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         hidden = self.session.run([self.output], {k: v for k, v in feed.items() if k in self.inputs})[0]
         if self.pooling == "cls":

@@ -6,9 +6,9 @@ question about a Korean document (or the reverse) has nothing to match on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from appliance.knowledge.keyword import Analyzer, is_korean
+from appliance.knowledge.analyzer import Analyzer, is_korean
 
 # (English phrase, Korean phrase): common ERP, finance, HR and IT-helpdesk vocabulary.
 ERP_TERMS: tuple[tuple[str, str], ...] = (
@@ -47,6 +47,12 @@ ERP_TERMS: tuple[tuple[str, str], ...] = (
     ("printer", "프린터"), ("phone", "전화"),
     ("deadline", "마감"), ("form", "양식"),
     ("emergency", "긴급"), ("cancel", "취소"), ("change", "변경"),
+    ("user", "사용자"), ("user id", "사용자 id"), ("external", "외부"), ("format", "형식"),
+    ("letter of credit", "신용장"), ("shipment", "선적"), ("shipping documents", "선적 서류"),
+    ("bank", "은행"), ("submit", "제출"), ("request", "요청"), ("request", "신청"),
+    ("report", "리포트"), ("department", "부서"), ("team leader", "팀장"), ("plant", "공장"),
+    ("working day", "영업일"), ("business day", "영업일"), ("holiday", "휴일"), ("amount", "금액"),
+    ("limit", "한도"), ("production", "생산"), ("quality", "품질"), ("contract", "계약"),
 )
 
 
@@ -57,23 +63,44 @@ class Glossary:
         self.analyzer = analyzer
         self.pairs = [(en.lower(), ko) for en, ko in pairs]
         self._terms: dict[str, list[str]] = {}
+        self._by_first_word: dict[str, list[tuple[str, str]]] | None = None
 
     def _analyzed(self, phrase: str) -> list[str]:
         if phrase not in self._terms:
             self._terms[phrase] = self.analyzer.terms(phrase)
         return self._terms[phrase]
 
-    def translate(self, question: str, terms: Iterable[str]) -> list[str]:
+    def translate(self, question: str, terms: Sequence[str]) -> list[str]:
         """Index terms of the other language's phrases for the glossary entries the question uses."""
-        present = set(terms)
-        lowered = question.lower()
         korean = is_korean(question)
+        present = set(terms)
+        packed = "".join(question.split())
         out: list[str] = []
-        for en, ko in self.pairs:
+        if not korean:  # only the entries whose first English word the question has
+            if self._by_first_word is None:
+                index: dict[str, list[tuple[str, str]]] = {}
+                for en, ko in self.pairs:
+                    if self._analyzed(en):
+                        index.setdefault(self._analyzed(en)[0], []).append((en, ko))
+                self._by_first_word = index
+            pairs = [p for t in dict.fromkeys(terms) for p in self._by_first_word.get(t, ())]
+        else:
+            pairs = self.pairs
+        for en, ko in pairs:
+            source, target = (ko, en) if korean else (en, ko)
+            wanted = self._analyzed(source)
             if korean:
-                wanted = self._analyzed(ko)
-                if wanted and set(wanted) <= present:
-                    out.extend(self._analyzed(en))
-            elif en in lowered:
-                out.extend(self._analyzed(ko))
+                # Kiwi may split a compound in a sentence ("일비" -> 일 + 비) but not alone, so
+                # the phrase itself counts too; morphemes may come in any order ("요청 구매").
+                found = (wanted and set(wanted) <= present) or "".join(ko.split()) in packed
+            else:
+                # English phrases must be adjacent words: "form" never matches "information".
+                found = bool(wanted) and _contains(terms, wanted)
+            if found:
+                out.extend(self._analyzed(target))
         return list(dict.fromkeys(t for t in out if t not in present))
+
+
+def _contains(terms: Sequence[str], phrase: Sequence[str]) -> bool:
+    n = len(phrase)
+    return any(list(terms[i:i + n]) == list(phrase) for i in range(len(terms) - n + 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from appliance.knowledge.keyword import is_korean
+from appliance.knowledge.analyzer import is_korean
 from appliance.knowledge.retrieval import Hit
 
 INSTRUCTIONS = (

@@ -67,7 +67,7 @@ class Ingestor:
         existing = self.kb.store.by_source(source)
         if existing is not None and existing.content_hash == digest:
             if list(existing.groups) != groups:
-                self.kb.store.set_groups(existing.id, groups)
+                self.kb.regroup(existing.id, groups)
             report.unchanged.append(source)
             return
         doc = parse(data, source)
@@ -79,7 +79,7 @@ class Ingestor:
             source=source, title=doc.title, format=Path(source).suffix.lower().lstrip("."),
             content_hash=digest, groups=groups, size=len(data), chunks=chunks, terms=terms,
         )
-        self.kb.apply(new_ids, vectors, terms, removed, contexts)
+        self.kb.apply(new_ids, vectors, terms, removed, contexts, groups)
         (report.updated if existing is not None else report.added).append(source)
         report.chunks += len(chunks)
         report.bytes += len(data)

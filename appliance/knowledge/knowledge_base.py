@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import ApplianceError, Conflict
+from appliance.knowledge.access import AccessIndex
+from appliance.knowledge.analyzer import Analyzer
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
 from appliance.knowledge.embedder import Embedder, artifact_fingerprint, load_embedder
 from appliance.knowledge.glossary import Glossary
 from appliance.knowledge.ingest import IngestReport, Ingestor
-from appliance.knowledge.keyword import Analyzer, KeywordIndex
+from appliance.knowledge.keyword import KeywordIndex
 from appliance.knowledge.reembed import IndexBuild, IndexRecord, ReembedCancelled
 from appliance.knowledge.retrieval import Hit, Retriever
 from appliance.knowledge.store import DocumentStore
@@ -60,10 +62,11 @@ class KnowledgeBase:
         self.last_build: IndexBuild | None = None
         self.analyzer = analyzer or Analyzer()
         self.keywords = KeywordIndex()
+        self.access = AccessIndex()
         self.batcher = EmbeddingBatcher(embedder, max_batch=settings.embed_batch,
                                         window_ms=settings.embed_window_ms)
         self.retriever = Retriever(
-            store, vectors, self.keywords, self.batcher.embed, self.analyzer,
+            store, vectors, self.keywords, self.access, self.batcher.embed, self.analyzer,
             candidates=settings.candidates, rrf_k=settings.rrf_k,
             dense_weight=settings.dense_weight, korean_dense_weight=settings.korean_dense_weight,
             min_similarity=settings.min_similarity, min_keyword_coverage=settings.min_keyword_coverage,
@@ -109,7 +112,8 @@ class KnowledgeBase:
 
     # -- consistency -----------------------------------------------------------------------------
     def repair(self) -> dict[str, int]:
-        """Make the indexes match SQLite: re-embed missing chunks, drop orphans, rebuild BM25."""
+        """Make the indexes match SQLite: re-embed missing chunks, drop orphans, rebuild BM25
+        and the access groups."""
         with self._write_lock:
             current = IndexRecord.for_embedder(self.embedder,
                                                name=self.index.name if self.index else "")
@@ -132,9 +136,10 @@ class KnowledgeBase:
                 self.vectors.add(batch, self.embedder.embed([texts[i] for i in batch]))
             if self.store.meta("analyzer") != self.analyzer.version:
                 self._reanalyze()
-            self.keywords = KeywordIndex()
-            self.keywords.add_many(self.store.iter_terms())
-            self.retriever.keywords = self.keywords
+            self.keywords.rebuild(self.store.iter_terms())
+            self.access.clear()
+            for groups, chunk_ids in self.store.iter_chunk_groups():
+                self.access.set(chunk_ids, groups)
             self.index = current
             self.store.set_metas({"embedder": current.embedder, "index": current.to_json()})
             if orphans or missing:
@@ -161,10 +166,12 @@ class KnowledgeBase:
         return {name: embedder.embed(texts) for name, embedder in targets}
 
     def apply(self, new_ids: Sequence[int], vectors: Mapping[str, np.ndarray], terms: Sequence[str],
-              removed: Sequence[int], texts: Sequence[str]) -> None:
-        """Bring the indexes up to a committed document change (`texts`: the chunks' embedding input)."""
+              removed: Sequence[int], texts: Sequence[str], groups: Sequence[str]) -> None:
+        """Bring the indexes up to a committed document change (`texts`: the chunks' embedding
+        input; `groups`: the document's access groups)."""
         with self._write_lock:
             self._remove_locked(removed)
+            self.access.set(new_ids, groups)
             # An embedder switch (or a build that started) since `embed_for_write` leaves an index
             # without its vectors: embed those few chunks here rather than leave them out.
             live = vectors.get(self.index.name)
@@ -176,7 +183,14 @@ class KnowledgeBase:
             for chunk_id, joined in zip(new_ids, terms):
                 self.keywords.add(chunk_id, joined.split())
 
+    def regroup(self, document_id: int, groups: Sequence[str]) -> None:
+        """Change a document's access groups (SQLite first, then the in-memory filter)."""
+        self.store.set_groups(document_id, groups)
+        with self._write_lock:
+            self.access.set(self.store.document_chunk_ids(document_id), sorted(set(groups)))
+
     def _remove_locked(self, removed: Sequence[int]) -> None:
+        self.access.remove(removed)
         self.vectors.remove(removed)
         self.keywords.remove(removed)
         if self._build is not None and len(removed):

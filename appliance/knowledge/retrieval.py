@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from appliance.knowledge.keyword import Analyzer, KeywordIndex, is_korean
+from appliance.knowledge.access import AccessIndex
+from appliance.knowledge.analyzer import Analyzer, is_korean
+from appliance.knowledge.keyword import KeywordIndex
 from appliance.knowledge.store import DocumentStore
 from appliance.knowledge.vectors import VectorStore
 
@@ -56,12 +58,14 @@ def reciprocal_rank_fusion(rankings: Sequence[tuple[float, Sequence[int]]], k: i
 
 class Retriever:
     def __init__(self, store: DocumentStore, vectors: VectorStore, keywords: KeywordIndex,
-                 embed, analyzer: Analyzer, *, candidates: int = 50, rrf_k: int = 60,
-                 dense_weight: float = 1.0, korean_dense_weight: float = 0.15, min_similarity: float = 0.35,
-                 min_keyword_coverage: float = 0.5, glossary=None, translated_weight: float = 1.0):
+                 access: AccessIndex, embed, analyzer: Analyzer, *, candidates: int = 50, rrf_k: int = 10,
+                 dense_weight: float = 0.3, korean_dense_weight: float = 0.15, min_similarity: float = 0.35,
+                 min_keyword_coverage: float = 0.5, glossary=None, translated_weight: float = 0.8,
+                 ):
         self.store = store
         self.use_dense(vectors, embed)
         self.keywords = keywords
+        self.access = access
         self.analyzer = analyzer
         self.candidates = candidates
         self.rrf_k = rrf_k
@@ -93,35 +97,48 @@ class Retriever:
             raise ValueError(f"mode must be one of {MODES}")
         vectors, embed = self._dense
         groups = None if groups is None else list(groups)
-        hidden = self.store.hidden_chunk_ids(groups)
+        visible = self.access.filter(groups)
+        korean_query = is_korean(query)
+        # The question's pool holds chunks with text in its language (bilingual code lists too);
+        # the other pool, chunks it cannot match in its own language.
+        languages = {True: "ko", False: "en-only"} if korean_query else {True: "en", False: "ko-only"}
         dense: dict[int, float] = {}
         keyword: dict[int, tuple[float, float]] = {}
-        rankings = []
+        # Rankings per pool: chunks in the question's language, and chunks in the other one.
+        pools: dict[bool, list[tuple[float, list[int]]]] = {True: [], False: []}
         if mode in ("hybrid", "dense"):
             vector = embed([query])[0]
-            dense = dict(vectors.search(vector, self.candidates, exclude=hidden))
-            # The default embedder is English-centric: on Korean queries its ranking is weaker.
-            weight = self.korean_dense_weight if is_korean(query) else self.dense_weight
-            rankings.append((weight, list(dense)))
+            # Over-fetched: the ranking is split by language below, and each part needs depth.
+            dense = dict(vectors.search(vector, 4 * self.candidates, visible))
+            if mode == "dense":
+                pools[True].append((1.0, list(dense)[: self.candidates]))
+            else:
+                # The English-centric embedder cannot compare a question with text in the
+                # other language, so the vectors vote in the question's own pool only.
+                weight = self.korean_dense_weight if korean_query else self.dense_weight
+                ranking = self.keywords.in_language(list(dense), languages[True])
+                pools[True].append((weight, ranking[: self.candidates]))
         if mode in ("hybrid", "keyword"):
             terms = self.analyzer.terms(query)
-            found = self.keywords.search(terms, self.candidates, exclude=hidden)
-            keyword = {i: (s, c) for i, s, c in found}
-            rankings.append((1.0, list(keyword)))
             translated = self.glossary.translate(query, terms) if self.glossary else []
-            if translated:
-                # The question's key terms in the other language, ranked over the documents
-                # written in that language only: reaching those is what translation is for.
-                # Chunks the question already matched in its own language (bilingual code
-                # lists, say) get no second vote.
-                found = self.keywords.search(translated, self.candidates,
-                                             exclude=[*hidden, *keyword],
-                                             korean=not is_korean(query))
-                rankings.append((self.translated_weight, [i for i, _, _ in found]))
-                for i, s, c in found:
-                    if c > keyword.get(i, (0.0, 0.0))[1]:
-                        keyword[i] = (keyword.get(i, (s, 0.0))[0], c)
-        fused = reciprocal_rank_fusion(rankings, self.rrf_k)
+            # The other language's chunks match the question's glossary translations, and its
+            # codes and loan words.
+            same, other = self.keywords.search_many(
+                [(terms, languages[True]), ([*terms, *translated], languages[False])],
+                self.candidates, visible=visible)
+            pools[True].append((1.0, [i for i, _, _ in same]))
+            pools[False].append((1.0, [i for i, _, _ in other]))
+            keyword = {i: (s, c) for i, s, c in [*same, *other]}
+        # Each pool is fused on its own and scaled to the same range, so the other language's
+        # best chunk competes with this language's best instead of being outvoted by chunks
+        # that both rankings of the question's own language agree on; translated_weight < 1
+        # lets the question's own language win ties.
+        fused: dict[int, float] = {}
+        for same, rankings in pools.items():
+            total = sum(w for w, _ in rankings) or 1.0
+            scale = (1.0 if same else self.translated_weight) / total
+            for chunk_id, score in reciprocal_rank_fusion(rankings, self.rrf_k).items():
+                fused[chunk_id] = max(fused.get(chunk_id, 0.0), score * scale)
         ranked = sorted(fused, key=lambda i: -fused[i])
         # Rows come through the group filter again: the index filter is not the only guard.
         rows = self.store.chunks(ranked[: k * 2], groups)

@@ -169,19 +169,21 @@ class DocumentStore:
                 "sheet": record.sheet, "text": record.text,
                 "previous": around.get(-1), "next": around.get(1)}
 
-    def hidden_chunk_ids(self, groups: Iterable[str] | None) -> list[int]:
-        """Chunks of documents the caller may not see (usually few: restricted documents)."""
-        if groups is None:
-            return []
-        groups = set(groups)
+    def iter_chunk_groups(self) -> Iterator[tuple[tuple[str, ...], list[int]]]:
+        """(groups, chunk ids) per document."""
         with self._lock:
-            hidden_docs = [r["id"] for r in self.db.query("select id, groups from documents")
-                           if not visible(json.loads(r["groups"]), groups)]
-            if not hidden_docs:
-                return []
-            marks = ",".join("?" * len(hidden_docs))
+            docs = [(r["id"], tuple(json.loads(r["groups"])))
+                    for r in self.db.query("select id, groups from documents")]
+            chunks: dict[int, list[int]] = {}
+            for chunk_id, document_id in self.db.execute("select id, document_id from chunks"):
+                chunks.setdefault(document_id, []).append(chunk_id)
+        for document_id, groups in docs:
+            yield groups, chunks.get(document_id, [])
+
+    def document_chunk_ids(self, document_id: int) -> list[int]:
+        with self._lock:
             return [r[0] for r in self.db.execute(
-                f"select id from chunks where document_id in ({marks})", hidden_docs)]
+                "select id from chunks where document_id = ?", [document_id])]
 
     def iter_terms(self) -> Iterator[tuple[int, str]]:
         with self._lock:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import ApplianceError
+from appliance.knowledge.access import AccessFilter
 
 
 class VectorStore(ABC):
@@ -27,8 +28,9 @@ class VectorStore(ABC):
     def remove(self, ids: Sequence[int]) -> None: ...
 
     @abstractmethod
-    def search(self, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[tuple[int, float]]:
-        """Best `k` (id, similarity) pairs, leaving out `exclude`."""
+    def search(self, vector: np.ndarray, k: int, visible: AccessFilter | None = None
+               ) -> list[tuple[int, float]]:
+        """Best `k` (id, similarity) pairs among the chunks `visible` allows (None: all)."""
 
     @abstractmethod
     def ids(self) -> set[int]: ...
@@ -118,20 +120,28 @@ class FaissStore(VectorStore):
                 self.index.remove_ids(np.asarray(ids, dtype=np.int64))
                 self._dirty = True
 
-    def search(self, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[tuple[int, float]]:
+    def search(self, vector: np.ndarray, k: int, visible: AccessFilter | None = None
+               ) -> list[tuple[int, float]]:
         faiss = self.faiss
         query = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
         with self._lock:
             if self.index.ntotal == 0:
                 return []
-            params = None
-            if len(exclude):
-                selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.asarray(exclude, dtype=np.int64)))
+            k = min(k, self.index.ntotal)
+            if visible is None:
+                scores, found = self.index.search(query, k)
+            else:
+                # The selector filters inside the scan, before the top k. IVF scans only `nprobe`
+                # lists, so a caller who sees a small share gets proportionally more lists.
+                bitmap = np.packbits(visible.mask, bitorder="little")
+                selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
                 if self.kind == "ivf":
-                    params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+                    nprobe = min(self.index.nlist,
+                                 math.ceil(self.nprobe / max(visible.share, 1e-6)))
+                    params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
                 else:
                     params = faiss.SearchParameters(sel=selector)
-            scores, found = self.index.search(query, min(k, self.index.ntotal), params=params)
+                scores, found = self.index.search(query, k, params=params)
         return [(int(i), float(s)) for i, s in zip(found[0], scores[0]) if i >= 0]
 
     def ids(self) -> set[int]:
@@ -204,8 +214,10 @@ class MilvusStore(VectorStore):
         if len(ids):
             self.client.delete(self.collection, ids=[int(i) for i in ids])
 
-    def search(self, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[tuple[int, float]]:
-        expression = f"id not in {[int(i) for i in exclude]}" if len(exclude) else ""
+    def search(self, vector: np.ndarray, k: int, visible: AccessFilter | None = None
+               ) -> list[tuple[int, float]]:
+        hidden = visible.hidden() if visible is not None else []
+        expression = f"id not in {hidden}" if hidden else ""
         result = self.client.search(
             self.collection, data=[vector.astype(np.float32).tolist()], limit=k,
             filter=expression, search_params={"metric_type": "IP"}, output_fields=["id"],

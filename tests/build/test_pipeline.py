@@ -70,9 +70,10 @@ def test_export_tokenizer_identical_and_logits_match(tiny_run):
 def test_embedder_follows_the_artifact_contract(tiny_run):
     _, outputs = tiny_run
     folder = Path(outputs["embedder"].summary["folder"])
+    # The tiny recipe keeps the adapted embedder, which is named apart from the base.
     assert json.loads((folder / "embedder.json").read_text()) == {
-        "name": "all-minilm-l6-v2", "dim": 384, "max_length": 256, "pooling": "mean",
-        "normalize": True, "quantization": "int8"}
+        "name": f"all-minilm-l6-v2-adapted-{outputs['embedder_adapt'].key[:8]}", "dim": 384, "max_length": 256,
+        "pooling": "mean", "normalize": True, "quantization": "int8"}
     import onnx
 
     graph = onnx.load(str(folder / "model.onnx")).graph
@@ -140,7 +141,7 @@ def test_rerun_resumes_from_cache(tiny_run):
     pipeline, outputs = tiny_run
     again = Pipeline(pipeline.recipe, cache_dir=pipeline.cache.root, models_dir=pipeline.models_dir)
     rerun = again.run(only="evaluate")
-    assert all(rerun[name].cached for name in rerun)
+    assert all(rerun[name].cached for name in rerun) and "embedder_adapt" in rerun
     assert rerun["export"].path == outputs["export"].path
     # Changing one stage's settings re-runs that stage and what follows it, nothing before it.
     pipeline.recipe.settings["prune"] = {**pipeline.recipe["prune"], "sparsity": 0.5}

@@ -13,4 +13,13 @@ def test_restricted_documents_are_filtered_by_group(kb):
         insider = kb.search("executive bonus pool BON-77", 10, groups=["executives"], mode=mode)
         assert insider[0].document == "bonus.md", mode
     assert kb.search("executive bonus pool", 10)[0].document == "bonus.md"  # the operator sees all
-    assert kb.store.hidden_chunk_ids(["all"]) and not kb.store.hidden_chunk_ids(["all", "executives"])
+    assert kb.access.filter(["all"]).hidden() and kb.access.filter(["all", "executives"]) is None
+
+
+def test_regrouping_an_unchanged_document_reaches_the_filter_at_once(kb):
+    kb.ingest_bytes("bonus.md", SECRET, ["executives"])
+    assert not kb.search("executive bonus pool BON-77", 5, groups=["all"])
+    kb.ingest_bytes("bonus.md", SECRET, ["all"])  # same bytes, new groups: no re-embedding
+    assert kb.search("executive bonus pool BON-77", 5, groups=["all"])[0].document == "bonus.md"
+    kb.ingest_bytes("bonus.md", SECRET, ["executives"])
+    assert all(h.document != "bonus.md" for h in kb.search("bonus BON-77", 5, groups=["all"]))

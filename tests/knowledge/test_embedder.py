@@ -31,3 +31,19 @@ def test_concurrent_requests_share_model_calls(embedder):
 def test_a_missing_artifact_says_how_to_create_it(tmp_path):
     with pytest.raises(EmbedderMissing, match="appliance-build embedder --out"):
         OnnxEmbedder(tmp_path / "nowhere")
+
+
+def test_batches_group_texts_by_token_count_and_keep_the_callers_order(embedder, monkeypatch):
+    texts = ["짧은 질문", "A much longer English sentence about releasing purchase orders in HERP",
+             "Short one", "연차휴가 신청은 사용 3일 전까지 ESS에서 해야 하며 팀장 승인이 필요합니다"]
+    widths = []
+    run = embedder._run
+    monkeypatch.setattr(embedder, "max_batch", 2)
+    monkeypatch.setattr(embedder, "_run", lambda ids: widths.append([len(i) for i in ids]) or run(ids))
+    together = embedder.embed(texts)
+    lengths = [n for batch in widths for n in batch]
+    assert len(widths) == 2 and lengths == sorted(lengths)  # neighbours in token count share a batch
+    for text, vector in zip(texts, together):
+        # Dynamic int8 scales activations per batch (padding included), so neighbours move a
+        # vector slightly; sorting by token count keeps the padding, and that effect, small.
+        assert vector @ embedder.embed_batch([text])[0] > 0.97

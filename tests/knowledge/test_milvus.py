@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from appliance.knowledge.access import AccessIndex
 from appliance.knowledge.knowledge_base import KnowledgeBase
 from appliance.knowledge.vectors import MilvusStore
 
@@ -18,7 +19,10 @@ def test_milvus_store_adds_searches_excludes_and_removes(tmp_path, embedder):
         store.add([11, 12, 13], embedder.embed(texts))
         query = embedder.embed(["how to release a PO"])[0]
         assert store.search(query, 1)[0][0] == 11
-        assert 11 not in dict(store.search(query, 3, exclude=[11]))
+        access = AccessIndex()
+        access.set([11], ["executives"])
+        access.set([12, 13], ["all"])
+        assert 11 not in dict(store.search(query, 3, access.filter(["all"])))
         store.remove([11])
         assert store.ids() == {12, 13}
         store.add([12], embedder.embed(["replaced vector"]))  # same id: an update

@@ -69,7 +69,10 @@ def parse_assignments(assignments: tuple[str, ...]) -> dict:
               help="Folder to write the artifact to (e.g. <data_dir>/models/embedder).")
 @click.option("--quantization", type=click.Choice(["dynamic", "static"]), default="dynamic",
               show_default=True, help="static calibrates on the sample knowledge base.")
-def embedder(out: Path, quantization: str) -> None:
+@click.option("--fp32-out", type=click.Path(path_type=Path),
+              help="Also write the fp32 ONNX model (same graph, not quantized) to this folder, "
+                   "e.g. to benchmark int8 against it.")
+def embedder(out: Path, quantization: str, fp32_out: Path | None) -> None:
     """Export the bundled all-MiniLM-L6-v2 to the appliance's int8 ONNX embedder artifact only
     (the quick way to enable retrieval without running a recipe)."""
     import shutil
@@ -85,6 +88,8 @@ def embedder(out: Path, quantization: str) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as work:
             result = export_embedder(bundled_embedder(), corpus, cfg, Path(work), seed=0)
+            if fp32_out is not None:
+                _write_fp32(result, fp32_out)
             if out.exists():
                 shutil.rmtree(out)
             Path(result["folder"]).rename(out)  # same file system: the artifact appears whole
@@ -93,6 +98,18 @@ def embedder(out: Path, quantization: str) -> None:
         sys.exit(2)
     click.echo(f"wrote {out} ({result['method']} int8, mean cosine to fp32 "
                f"{max(result['mean_cosine_to_fp32'].values()):.4f})")
+
+
+def _write_fp32(result: dict, folder: Path) -> None:
+    import json
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = result.get("fp32_fused") or str(Path(result["fp32_folder"]) / "model.onnx")
+    shutil.copy(model, folder / "model.onnx")
+    shutil.copy(Path(result["folder"]) / "tokenizer.json", folder / "tokenizer.json")
+    spec = json.loads((Path(result["folder"]) / "embedder.json").read_text())
+    (folder / "embedder.json").write_text(json.dumps({**spec, "quantization": "none"}, indent=2) + "\n")
 
 
 def _sample_corpus() -> list[str]:

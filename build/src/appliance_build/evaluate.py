@@ -20,7 +20,7 @@ from appliance_build.report import write_report
 console = Console(stderr=True)
 
 
-def _load_probes(path: Path) -> list[dict[str, Any]]:
+def load_probes(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [row for row in jsonl.read(path) if row.get("question") and row.get("gold")]
@@ -34,7 +34,7 @@ def embedder_recall(ctx, k: int) -> dict[str, Any]:
     if embedded is None:
         return {}
     sections = [r for r in jsonl.read(ctx.need("clean").path / "records.jsonl") if r["kind"] == "doc"]
-    probes = _load_probes(ctx.recipe.path(ctx.recipe["data"]["probes"]))
+    probes = load_probes(ctx.recipe.path(ctx.recipe["data"]["probes"]))
     if probes:
         queries, gold, source = [p["question"] for p in probes], [p["gold"] for p in probes], "kb probes"
     else:  # without probes: a section's heading should find its own document
@@ -42,11 +42,13 @@ def embedder_recall(ctx, k: int) -> dict[str, Any]:
         queries, gold, source = [r["heading"] for r in held], [r["doc_path"] for r in held], "eval-split headings"
     if not sections or not queries:
         return {"skipped": "no documents or no queries to measure retrieval"}
+    from appliance_build.embedder_adapt import passage_text
     from appliance_build.metrics import recall_at_k
 
-    passages = [(r.get("heading") or "") + "\n" + r["answer"] for r in sections]
+    passages = [passage_text(r) for r in sections]
     sources = [r["doc_path"] for r in sections]
-    result = {"queries": len(queries), "passages": len(passages), "query_source": source, "k": k}
+    result = {"queries": len(queries), "passages": len(passages), "query_source": source, "k": k,
+              "embedder": embedded.summary.get("source", "base")}
     max_length = ctx.recipe["embedder"]["max_length"]
     embedders = [("int8", Path(embedded.summary["folder"]))]
     if ctx.recipe["evaluate"]["compare_fp32_embedder"]:
@@ -57,6 +59,20 @@ def embedder_recall(ctx, k: int) -> dict[str, Any]:
         query_vectors, passage_vectors = embedder.embed(queries), embedder.embed(passages)
         for top in sorted({1, k}):
             result[f"recall@{top}_{label}"] = recall_at_k(query_vectors, passage_vectors, sources, gold, top)
+    return result
+
+
+def embedder_adaptation(ctx) -> dict[str, Any]:
+    """The adaptation stage's base-vs-adapted figures and its decision, for the report."""
+    adapted = ctx.input("embedder_adapt")
+    if adapted is None:
+        return {}
+    summary = adapted.summary
+    keys = ("kept", "reason", "k", "min_recall_gain", "train_pairs", "train_pairs_by_kind", "eval_set",
+            "eval_pairs_dropped_as_seen_in_training", "probe_set", "recall")
+    result = {key: summary[key] for key in keys if key in summary}
+    if "training" in summary:
+        result["training"] = {k: v for k, v in summary["training"].items() if k != "loss_history"}
     return result
 
 
@@ -123,6 +139,7 @@ def evaluate(ctx) -> dict[str, Any]:
         "rows": rows,
         "comparisons": comparisons,
         "retrieval": embedder_recall(ctx, cfg["recall_k"]),
+        "embedder_adaptation": embedder_adaptation(ctx),
         "stage_wall_s": {name: out.summary.get("wall_s") for name, out in ctx.inputs.items()},
     }
     write_report(ctx, result, ctx.out)

@@ -122,7 +122,7 @@ def load_documents(folder: Path, out: Loaded, root: Path, max_chars: int) -> Non
             out.problem(path, None, "document has no text")
             continue
         title = _title(path)
-        for heading, section in sections:
+        for heading, section, where in sections:
             for part, body in enumerate(_chunks(section, max_chars), 1):
                 korean = bool(re.search(r"[\uac00-\ud7a3]", heading + body[:200]))
                 topic = heading or title
@@ -132,7 +132,7 @@ def load_documents(folder: Path, out: Loaded, root: Path, max_chars: int) -> Non
                             else f"In the {title} document, what does '{topic}' say?")
                 doc_path = path.relative_to(folder.parent).as_posix()
                 out.records.append(_record("doc", rel, f"doc:{doc_path}", question, body,
-                                           area=path.parent.name, heading=heading,
+                                           area=path.parent.name, heading=heading, where=where,
                                            doc_path=doc_path))
 
 

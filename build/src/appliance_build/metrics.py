@@ -41,3 +41,18 @@ def recall_at_k(query_vectors: np.ndarray, doc_vectors: np.ndarray, doc_sources:
         top = np.argsort(-row)[:k]
         hits += any(doc_sources[i] == target for i in top)
     return hits / len(gold)
+
+
+def rank_metrics(query_vectors: np.ndarray, passage_vectors: np.ndarray, gold: list[set[int]],
+                 ks: list[int]) -> dict[str, float]:
+    """recall@k (share of queries with a gold passage in the top k) and MRR (mean of 1 / rank of the
+    first gold passage) over cosine-ranked passages; vectors are unit length."""
+    if not gold:
+        return {**{f"recall@{k}": 0.0 for k in ks}, "mrr": 0.0}
+    scores = query_vectors @ passage_vectors.T
+    ranks = []
+    for row, wanted in zip(scores, gold):
+        order = np.argsort(-row, kind="stable")
+        ranks.append(int(np.flatnonzero(np.isin(order, sorted(wanted)))[0]) + 1)
+    first = np.array(ranks)
+    return {**{f"recall@{k}": float((first <= k).mean()) for k in ks}, "mrr": float((1.0 / first).mean())}

@@ -48,7 +48,11 @@ def package(ctx) -> dict[str, Any]:
 
     metrics: dict[str, Any] = {}
     if evaluated is not None:
-        metrics = {k: evaluated.summary[k] for k in ("comparisons", "retrieval", "rows") if k in evaluated.summary}
+        metrics = {k: evaluated.summary[k] for k in ("comparisons", "retrieval", "rows", "embedder_adaptation")
+                   if k in evaluated.summary}
+    adapted = ctx.input("embedder_adapt")
+    if adapted is not None and "embedder_adaptation" not in metrics:
+        metrics["embedder_adaptation"] = {k: adapted.summary.get(k) for k in ("kept", "reason", "recall")}
     export_checks = {k: exported.summary.get(k) for k in ("tokenizer", "logits")}
     metrics["export_checks"] = export_checks
     if (pruned := ctx.input("prune")) is not None:
@@ -68,6 +72,9 @@ def package(ctx) -> dict[str, Any]:
             "base_source": base.summary.get("source_gguf") if base else exported.summary.get("source"),
             "embedder": recipe["base"]["embedder"],
             "embedder_quantization": embedded.summary["method"] if embedded else None,
+            # "adapted": fine-tuned on this build's corpus and kept by the recall gate; "base": as shipped.
+            "embedder_source": embedded.summary.get("source", "base") if embedded else None,
+            "embedder_name": embedded.summary.get("name") if embedded else None,
             "stages": {n: {"key": o.key[:16], "wall_s": o.summary.get("wall_s")} for n, o in ctx.inputs.items()},
         },
     )

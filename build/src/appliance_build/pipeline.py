@@ -17,7 +17,7 @@ from appliance_build.cache import StageCache, StageOutput, file_fingerprint, fin
 from appliance_build.errors import BuildError
 from appliance_build.recipe import ALL_STAGES, Recipe
 
-CODE_VERSION = 1  # bump when a stage's output format changes, to invalidate old caches
+CODE_VERSION = 2  # bump when a stage's output format changes, to invalidate old caches
 console = Console(stderr=True)
 
 
@@ -103,6 +103,20 @@ def stage_validate(ctx: Context) -> dict[str, Any]:
     jsonl.write(ctx.out / "train.jsonl", train)
     jsonl.write(ctx.out / "eval.jsonl", evaluation)
     return report
+
+
+def stage_embedder_adapt(ctx: Context) -> dict[str, Any]:
+    from appliance_build.basemodel import embedder_folder
+    from appliance_build.embedder_adapt import adapt_embedder
+    from appliance_build.evaluate import load_probes
+
+    validated = ctx.need("validate").path
+    sections = [r for r in jsonl.read(ctx.need("clean").path / "records.jsonl") if r["kind"] == "doc"]
+    return adapt_embedder(embedder_folder(ctx.recipe), jsonl.read(validated / "train.jsonl"),
+                          jsonl.read(validated / "eval.jsonl"), sections,
+                          load_probes(ctx.recipe.path(ctx.recipe["data"]["probes"])),
+                          ctx.recipe["embedder_adapt"], ctx.out, ctx.recipe["seed"],
+                          serve_max_length=ctx.recipe["embedder"]["max_length"])
 
 
 def stage_base(ctx: Context) -> dict[str, Any]:
@@ -196,11 +210,19 @@ def stage_export(ctx: Context) -> dict[str, Any]:
 
 def stage_embedder(ctx: Context) -> dict[str, Any]:
     from appliance_build.basemodel import embedder_folder
-    from appliance_build.embedder import export_embedder
+    from appliance_build.embedder import CONTRACT, export_embedder
 
     validated = ctx.need("validate").path
     corpus = [r["question"] + "\n" + r["answer"] for r in jsonl.read(validated / "train.jsonl")]
-    return export_embedder(embedder_folder(ctx.recipe), corpus, ctx.recipe["embedder"], ctx.out, ctx.recipe["seed"])
+    adapted = ctx.input("embedder_adapt")
+    if adapted is not None and adapted.summary["kept"] == "adapted":
+        # Its own name tells it apart from the shipped embedder wherever the appliance reports one.
+        origin, source = "adapted", Path(adapted.summary["model_dir"])
+        name = f"{CONTRACT['name']}-adapted-{adapted.key[:8]}"
+    else:
+        origin, source, name = "base", embedder_folder(ctx.recipe), CONTRACT["name"]
+    summary = export_embedder(source, corpus, ctx.recipe["embedder"], ctx.out, ctx.recipe["seed"], name=name)
+    return {**summary, "source": origin, "name": name}
 
 
 def stage_evaluate(ctx: Context) -> dict[str, Any]:
@@ -215,28 +237,42 @@ def stage_package(ctx: Context) -> dict[str, Any]:
     return package(ctx)
 
 
+def _probe_files(recipe: Recipe) -> list[Path]:
+    return [recipe.path(recipe["data"]["probes"])] if recipe["data"]["probes"] else []
+
+
+def _input_files(recipe: Recipe) -> list[Path]:
+    from appliance_build.loading import input_files
+
+    return input_files(recipe)
+
+
 @dataclass
 class Stage:
     run: Callable[[Context], dict[str, Any]]
     reads: tuple[str, ...]
     settings: tuple[str, ...]
     cached: bool = True
+    files: Callable[[Recipe], list[Path]] | None = None  # files outside the cache it reads: their bytes key it
 
 
 STAGES: dict[str, Stage] = {
-    "load": Stage(stage_load, (), ("data",)),
+    "load": Stage(stage_load, (), ("data",), files=_input_files),
     "clean": Stage(stage_clean, ("load",), ("clean",)),
     "augment": Stage(stage_augment, ("clean",), ("augment", "seed")),
     "validate": Stage(stage_validate, ("augment|clean",), ("validate", "seed", "base")),
+    "embedder_adapt": Stage(stage_embedder_adapt, ("clean", "validate"),
+                            ("embedder_adapt", "embedder.max_length", "base.embedder", "data.probes", "seed"),
+                            files=_probe_files),
     "base": Stage(stage_base, (), ("base", "seed")),
     "finetune": Stage(stage_finetune, ("validate", "base"), ("finetune", "seed", "evaluate.perplexity_samples")),
     "prune": Stage(stage_prune, ("validate", "finetune", "base"), ("prune", "finetune", "evaluate.perplexity_samples")),
     "export": Stage(stage_export, ("prune", "finetune", "base"), ("export", "name", "base")),
-    "embedder": Stage(stage_embedder, ("validate",), ("embedder", "base", "seed")),
-    "evaluate": Stage(stage_evaluate, ("load", "clean", "augment", "validate", "base", "finetune", "prune",
-                                       "export", "embedder"), ("evaluate", "data")),
-    "package": Stage(stage_package, ("load", "clean", "augment", "validate", "base", "finetune", "prune",
-                                     "export", "embedder", "evaluate"), ("package", "name"), cached=False),
+    "embedder": Stage(stage_embedder, ("validate", "embedder_adapt"), ("embedder", "base", "seed")),
+    "evaluate": Stage(stage_evaluate, ("load", "clean", "augment", "validate", "embedder_adapt", "base", "finetune",
+                                       "prune", "export", "embedder"), ("evaluate", "data"), files=_probe_files),
+    "package": Stage(stage_package, ("load", "clean", "augment", "validate", "embedder_adapt", "base", "finetune",
+                                     "prune", "export", "embedder", "evaluate"), ("package", "name"), cached=False),
 }
 assert list(STAGES) == ALL_STAGES
 
@@ -254,10 +290,8 @@ class Pipeline:
         parts: dict[str, Any] = {"stage": stage, "code": CODE_VERSION,
                                  "settings": {s: self._setting(s) for s in spec.settings},
                                  "reads": self._read_keys(spec)}
-        if stage == "load":
-            from appliance_build.loading import input_files
-
-            parts["files"] = file_fingerprint(input_files(self.recipe))
+        if spec.files is not None:
+            parts["files"] = file_fingerprint(spec.files(self.recipe))
         return fingerprint(parts)
 
     def _read_keys(self, spec: Stage) -> dict[str, str]:

@@ -13,9 +13,11 @@ RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 ALL_STAGES = [
-    "load", "clean", "augment", "validate", "base", "finetune",
+    "load", "clean", "augment", "validate", "embedder_adapt", "base", "finetune",
     "prune", "export", "embedder", "evaluate", "package",
 ]
+
+ADAPT_LOSSES = ("mnrl", "cached_mnrl")
 
 # Every setting with its default; a recipe may only set keys listed here.
 DEFAULTS: dict[str, Any] = {
@@ -66,6 +68,23 @@ DEFAULTS: dict[str, Any] = {
         "logits_tolerance": 0.05,  # max |torch - llama.cpp| logit difference over the logits' std
         "check_logits": True,
     },
+    "embedder_adapt": {
+        "enabled": True,  # fine-tune the embedder on (question, passage) pairs from the train split
+        "epochs": 3.0,
+        "max_steps": -1,  # > 0 stops after this many steps (overrides epochs)
+        "batch_size": 32,  # also the number of in-batch negatives per query
+        "learning_rate": 2e-5,
+        "warmup_ratio": 0.1,
+        "logging_steps": 10,
+        "max_pairs": 5000,  # training pairs at most (a seeded sample); 0 means all
+        "max_length": 256,  # tokens per query or passage in training (measuring uses embedder.max_length)
+        "loss": "mnrl",  # "mnrl" (MultipleNegativesRankingLoss) or "cached_mnrl" (same loss, gradient caching)
+        "mini_batch_size": 16,  # cached_mnrl only: texts per forward pass
+        "recall_k": 5,
+        # The adapted embedder goes on only if its eval-pair recall@k beats the base's by this much
+        # (absolute); otherwise the base does.
+        "min_recall_gain": 0.01,
+    },
     "embedder": {
         "quantization": "static",  # "static" (calibrated on the corpus) or "dynamic"
         "calibration_samples": 128,
@@ -112,6 +131,9 @@ class Recipe:
         unknown = [s for s in settings["stages"] if s not in ALL_STAGES]
         if unknown:
             raise RecipeError(f"Unknown stage(s) {unknown} in recipe {name}; stages: {', '.join(ALL_STAGES)}.")
+        if settings["embedder_adapt"]["loss"] not in ADAPT_LOSSES:
+            raise RecipeError(f"embedder_adapt.loss is {settings['embedder_adapt']['loss']!r} in recipe {name}; "
+                              f"use one of: {', '.join(ADAPT_LOSSES)}.")
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]

@@ -25,6 +25,7 @@ def markdown(recipe_name: str, inputs: dict[str, Any], result: dict[str, Any]) -
               f"token F1 over {result['held_out_qa']} held-out QA/chat pairs, greedy decoding.", ""]
     if result["comparisons"]:
         lines += ["## Comparisons", ""] + [f"- {k}: {v:+.2%}" for k, v in result["comparisons"].items()] + [""]
+    lines += adaptation_section(result.get("embedder_adaptation") or {})
     retrieval = result.get("retrieval") or {}
     if retrieval:
         lines += ["## Embedder retrieval", ""] + [f"- {k}: {_fmt(v, '.3f')}" for k, v in retrieval.items()] + [""]
@@ -42,6 +43,39 @@ def markdown(recipe_name: str, inputs: dict[str, Any], result: dict[str, Any]) -
     lines += ["## Wall time per stage (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v, '.1f')} |" for k, v in result["stage_wall_s"].items()]
     return "\n".join(lines) + "\n"
+
+
+SET_NOTES = {
+    "eval pairs": "held out: queries and passages from eval-split documents and conversations only",
+    "kb probes": "held-out questions (never trained on) against every KB section, train-split documents included",
+}
+
+
+def adaptation_section(adaptation: dict[str, Any]) -> list[str]:
+    if not adaptation:
+        return []
+    k = adaptation["k"]
+    at_k = f"recall@{k}"
+    lines = ["## Embedder adaptation", "", f"**Decision:** {adaptation['reason']}", "",
+             f"| set | embedder | recall@1 | {at_k} | MRR |", "|---|---|---|---|---|"]
+    recall = adaptation.get("recall", {})
+    measured = recall.get("base", {})
+    for name in measured:
+        for label in ("base", "adapted"):
+            if row := recall.get(label, {}).get(name):
+                lines.append(f"| {name} | {label} | {row['recall@1']:.3f} | {row[at_k]:.3f} | {row['mrr']:.3f} |")
+    lines.append("")
+    for name, note in SET_NOTES.items():
+        if name in measured:
+            lines.append(f"- {name}: {note}; {adaptation.get('eval_set' if name == 'eval pairs' else 'probe_set')}")
+    for name, base in measured.items():
+        adapted = recall.get("adapted", {}).get(name, {}).get("by_kind", {})
+        kinds = [f"{kind} {figures[at_k]:.3f} -> {adapted.get(kind, {}).get(at_k, 0):.3f}"
+                 for kind, figures in base.get("by_kind", {}).items()]
+        lines.append(f"- {name}, {at_k} by query kind (base -> adapted): {', '.join(kinds)}")
+    lines += [f"- training pairs (train split only): {adaptation.get('train_pairs')} "
+              f"{adaptation.get('train_pairs_by_kind')}; {adaptation.get('training', {})}", ""]
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
