@@ -42,7 +42,17 @@ class Migrations:
 
     def apply(self, db: sqlite_utils.Database) -> list[str]:
         """Apply the pending steps; return their names."""
-        db[self.table].create({"name": str, "applied_at": float}, pk="name", if_not_exists=True)
+        if self.table not in db.table_names():
+            # Written by hand, not with sqlite-utils' create(): its deferred BEGIN fails at once
+            # ("database is locked") when another process starting at the same moment wrote first.
+            db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                db.conn.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" '
+                                "(name TEXT PRIMARY KEY, applied_at FLOAT)")
+            except BaseException:
+                db.conn.execute("ROLLBACK")
+                raise
+            db.conn.execute("COMMIT")
         applied = []
         for step in self.steps:
             if step.__name__ not in self.applied(db) and self._apply_one(db, step):

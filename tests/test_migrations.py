@@ -161,6 +161,7 @@ def test_a_step_that_commits_on_its_own_is_refused(tmp_path):
 
 def test_two_processes_starting_at_once_apply_each_migration_once(tmp_path):
     path = tmp_path / "x.db"
+    open_db(path, None).close()  # an existing file (WAL is kept in it), as after an upgrade
     script = textwrap.dedent(f"""
         import sqlite3, sqlite_utils
         from appliance.monitoring.migrations import migrate
