@@ -47,6 +47,7 @@ class ActivationJob:
     reason: str  # why it was asked for (the failure reason, if any, goes in `as_dict`'s "reason")
     force: bool
     previous: ModelVersion | None
+    replaced_as: tuple[str, str] = ("ready", "")  # state and reason `previous` takes at the switch
     started_at: str = field(default_factory=now_iso)
     step: str = "starting"
     steps: dict[str, Any] = field(default_factory=dict)  # figures of the finished steps
@@ -273,7 +274,8 @@ class ReleaseManager:
         return self._job_view(job)
 
     async def activate(self, ref: str, *, actor: str = "cli", reason: str = "", force: bool = False,
-                       event: str = "activated", progress: Progress | None = None) -> dict[str, Any]:
+                       event: str = "activated", progress: Progress | None = None,
+                       replaced_as: tuple[str, str] = ("ready", "")) -> dict[str, Any]:
         """Swap `ref` in now and wait. Needs a passed validation unless `force` (recorded in the
         history); `progress(step, job)` hears each step as it starts."""
         if self.assistant is None:
@@ -282,13 +284,19 @@ class ReleaseManager:
                 return {"version": record.key, "changed": False}
             reason = self._check_activatable(record, force, reason)
             previous = self.registry.active()
-            self.registry.mark_active(record.name, record.version)
-            self.registry.record(event, record.name, record.version, previous=previous.key if previous else "",
-                                 reason=reason or "takes effect when the server next starts", actor=actor)
+            with self.registry.db.atomic():
+                self.registry.mark_active(record.name, record.version)
+                if previous is not None:
+                    self.registry.set_state(previous.name, previous.version, replaced_as[0],
+                                            reason=replaced_as[1])
+                self.registry.record(event, record.name, record.version,
+                                     previous=previous.key if previous else "", actor=actor,
+                                     reason=reason or "takes effect when the server next starts")
             return {"version": record.key, "previous": previous.key if previous else None, "changed": True}
         job = self._begin_activation(ref, actor=actor, reason=reason, force=force, event=event)
         if job is None:
             return {"version": self.registry.find(ref).key, "changed": False}
+        job.replaced_as = replaced_as
         return await self._spawn(job, progress)
 
     async def rollback(self, ref: str | None = None, *, actor: str = "cli", reason: str = "",
@@ -303,12 +311,11 @@ class ReleaseManager:
             raise ReleaseError("There is no previous good version to roll back to; "
                                "`appliance models history` shows what was active before.")
         self.probation.cancel()
-        result = await self.activate(target.key, actor=actor, event="rolled_back", force=True,
-                                     reason=reason or f"manual rollback by {actor}")
-        if current is not None and current.key != target.key:
-            self.registry.set_state(current.name, current.version, "failed" if failed else "ready",
-                                    reason=reason if failed else "")
-        return result
+        # The version rolled back from is marked in the same step as the switch, so no reader
+        # ever sees it as a good version to go back to.
+        return await self.activate(target.key, actor=actor, event="rolled_back", force=True,
+                                   reason=reason or f"manual rollback by {actor}",
+                                   replaced_as=("failed", reason) if failed else ("ready", ""))
 
     def _check_activatable(self, record: ModelVersion, force: bool, reason: str) -> str:
         """The reason to record; raises when the version may not be activated now."""
@@ -439,7 +446,7 @@ class ReleaseManager:
         job.step = "switch"
         self.registry.switch_active(job.record, {**job.as_dict(), "switched_at": now_iso()},
                                     event=job.event, actor=job.actor, reason=job.reason,
-                                    detail=dict(job.steps))
+                                    detail=dict(job.steps), replaced_as=job.replaced_as)
         job.switched = True
 
     def _finish_switched(self, job: ActivationJob, swap_figures: dict[str, Any] | None, *,

@@ -191,10 +191,14 @@ class Registry:
                         previous=activation.get("previous") or "", detail=detail)
 
     def switch_active(self, record: ModelVersion, activation: dict[str, Any], *, event: str,
-                      actor: str, reason: str, detail: dict[str, Any]) -> None:
-        """The moment the version starts serving: active, and in the history, in one transaction."""
+                      actor: str, reason: str, detail: dict[str, Any],
+                      replaced_as: tuple[str, str] = ("ready", "")) -> None:
+        """The moment the version starts serving: active, the one it replaces `replaced_as`
+        (state, reason), and the history, in one transaction."""
         with self.db.atomic():
-            self.mark_active(record.name, record.version)
+            replaced = self.mark_active(record.name, record.version)
+            if replaced is not None and replaced.key != record.key:
+                self.set_state(replaced.name, replaced.version, replaced_as[0], reason=replaced_as[1])
             self.set_activation(record.name, record.version, activation)
             self.record(event, record.name, record.version, actor=actor, reason=reason,
                         previous=activation.get("previous") or "", detail=detail)

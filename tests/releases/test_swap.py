@@ -77,28 +77,30 @@ def test_swap_under_streaming_load_loses_nothing_and_mixes_no_versions(
     threads = [threading.Thread(target=client_loop) for _ in range(STREAMS)]
     for thread in threads:
         thread.start()
-    time.sleep(3)
-    response = httpx.post(f"{server.url}/api/models/erp/v2/activate", json={"reason": "test"}, timeout=60)
-    assert response.status_code == 202, response.text  # a background job, answered at once
-    body = response.json()
-    assert body["job"]["running"] and body["version"]["state"] == "activating"
-    # One activation at a time, and no rollback meanwhile: both say what is running.
-    again = httpx.post(f"{server.url}/api/models/erp/v1/activate", json={}, timeout=60)
-    assert again.status_code == 409 and "erp/v2 is being activated" in again.json()["error"]["message"]
-    assert httpx.post(f"{server.url}/api/models/rollback", json={}, timeout=60).status_code == 409
-    row, steps = follow_activation(server.url, "erp/v2")
-    swapped_at = time.monotonic()
+    try:
+        time.sleep(3)
+        response = httpx.post(f"{server.url}/api/models/erp/v2/activate", json={"reason": "test"}, timeout=60)
+        assert response.status_code == 202, response.text  # a background job, answered at once
+        body = response.json()
+        assert body["job"]["running"] and body["version"]["state"] == "activating"
+        # One activation at a time, and no rollback meanwhile: both say what is running.
+        again = httpx.post(f"{server.url}/api/models/erp/v1/activate", json={}, timeout=60)
+        assert again.status_code == 409 and "erp/v2 is being activated" in again.json()["error"]["message"]
+        assert httpx.post(f"{server.url}/api/models/rollback", json={}, timeout=60).status_code == 409
+        row, steps = follow_activation(server.url, "erp/v2")
+        swapped_at = time.monotonic()
+        deadline = time.monotonic() + 120
+        while sum(r["started"] > swapped_at for r in results) < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:  # the clients stop whatever happened, or they would stream on after the test
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=300)
     job = row["activation"]
     assert job["ok"] is True and row["state"] == "active", job
     assert job["swap"]["previous_version"] == "erp/v1" and job["swap"]["load_seconds"] > 0
     order = ["queued", "starting", "load", "warmup", "switch", "drain"]
     assert steps == sorted(steps, key=order.index) and {"load", "warmup", "drain"} & set(steps), steps
-    deadline = time.monotonic() + 120
-    while sum(r["started"] > swapped_at for r in results) < 4 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=300)
 
     assert results, "no request completed"
     failed = [r for r in results if r["status"] != 200 or r["errors"] or not r["done"] or not r["finish"]]
