@@ -314,6 +314,10 @@ class AuthSettings(Section):
         "admin: turn off only for local development."
     )
     session_hours: float = Field(12.0, gt=0, description="A UI login lasts this long without activity.")
+    session_max_hours: float = Field(
+        168.0, gt=0, description="A UI login ends this long after sign-in however active it is; "
+        "then the user signs in again."
+    )
     cookie_secure: Literal["auto", "always", "never"] = Field(
         "auto", description="Mark the session cookie Secure: 'auto' does so on HTTPS requests; use "
         "'always' behind a reverse proxy that terminates TLS."
@@ -328,6 +332,10 @@ class AuthSettings(Section):
     )
     protect_metrics: bool = Field(
         False, description="Require an admin key or session on the Prometheus /metrics endpoint too."
+    )
+    audit_retention_days: int = Field(
+        365, ge=0, description="Audit log entries older than this many days are deleted (checked "
+        "hourly by the server); 0 keeps them forever."
     )
 
 

@@ -4,7 +4,8 @@ under N concurrent streaming clients against the real server.
 
 Usage: python benchmarks/swap.py [--streams 16] [--swaps 2] [--max-tokens 32]
 Two versions are made from the bundled model (re-encoded to Q8_0 and Q4_0) in a temp folder;
-the server swaps between them through POST /api/models/{name}/{version}/activate.
+the server swaps between them through POST /api/models/{name}/{version}/activate (a background
+job, followed until the replaced model has drained).
 """
 
 from __future__ import annotations
@@ -150,12 +151,18 @@ def main() -> None:
             name, version = target.split("/")
             t0 = time.monotonic()
             response = httpx.post(f"{url}/api/models/{name}/{version}/activate", json={"reason": "benchmark"},
-                                  timeout=900)
-            t1 = time.monotonic()
+                                  timeout=60)
             response.raise_for_status()
+            job = response.json()["version"]["activation"]
+            while job.get("running"):  # a background job: follow it until the old model has drained
+                time.sleep(0.05)
+                job = httpx.get(f"{url}/api/models/{name}/{version}", timeout=60).json()["activation"]
+            t1 = time.monotonic()
+            if not job.get("ok"):
+                raise SystemExit(f"the activation of {target} failed: {job.get('reason')}")
             during = [r for r in results if r["end"] >= t0 and r["start"] <= t1]
             swaps.append({
-                "to": target, **response.json()["swap"], "wall_seconds": t1 - t0,
+                "to": target, **job["swap"], "wall_seconds": t1 - t0,
                 "peak_rss_mib": sampler.peak(t0, t1) / 2**20,
                 "requests_during": len(during), "failed_during": sum(1 for r in during if not r["ok"]),
             })

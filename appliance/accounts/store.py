@@ -320,7 +320,8 @@ class Accounts:
         csrf = secrets.token_urlsafe(24)
         with self.write() as db:
             db.execute("DELETE FROM login_failures WHERE key = ?", [keys[0]])
-            db.execute("DELETE FROM sessions WHERE last_seen_at < ?", [now - self.lifetime])
+            db.execute("DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?",
+                       [now - self.lifetime, now - self.max_lifetime])
             db.execute(
                 "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, ip, "
                 "user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -328,11 +329,20 @@ class Accounts:
             db.execute("UPDATE users SET last_login_at = ? WHERE id = ?", [now, row["id"]])
             if rehashed:
                 db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [rehashed, row["id"]])
-        return token, Session(self.user(row["id"]), csrf, now + self.lifetime)
+        return token, Session(self.user(row["id"]), csrf, self._expires(now, now))
 
     @property
     def lifetime(self) -> float:
+        """Idle time after which a session ends (sliding)."""
         return self.settings.session_hours * 3600
+
+    @property
+    def max_lifetime(self) -> float:
+        """Time after sign-in at which a session ends, however active."""
+        return self.settings.session_max_hours * 3600
+
+    def _expires(self, created_at: float, last_seen_at: float) -> float:
+        return min(last_seen_at + self.lifetime, created_at + self.max_lifetime)
 
     def _check_throttle(self, keys: list[str], now: float) -> None:
         window = self.settings.login_window_seconds
@@ -349,19 +359,20 @@ class Accounts:
     def session(self, token: str) -> Session | None:
         """The live session of a token, sliding its expiry; None if unknown, expired or disabled."""
         now = time.time()
-        rows = self.rows("SELECT s.csrf_token, s.last_seen_at, u.* FROM sessions s JOIN users u "
-                         "ON u.id = s.user_id WHERE s.token_hash = ?", [_digest(token)])
+        rows = self.rows("SELECT s.csrf_token, s.created_at AS session_created_at, s.last_seen_at, "
+                         "u.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+                         [_digest(token)])
         if not rows or not rows[0]["active"]:
             return None
         row = rows[0]
-        if row["last_seen_at"] + self.lifetime < now:
+        if self._expires(row["session_created_at"], row["last_seen_at"]) < now:
             self.logout(token)
             return None
         if now - row["last_seen_at"] > _TOUCH_SECONDS:
             with self.write() as db:
                 db.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?",
                            [now, _digest(token)])
-        return Session(_user(row), row["csrf_token"], now + self.lifetime)
+        return Session(_user(row), row["csrf_token"], self._expires(row["session_created_at"], now))
 
     def logout(self, token: str) -> None:
         with self.write() as db:
@@ -371,10 +382,30 @@ class Accounts:
         """Delete expired sessions and stale login failures; returns how many sessions went."""
         now = time.time()
         with self.write() as db:
-            cursor = db.execute("DELETE FROM sessions WHERE last_seen_at < ?", [now - self.lifetime])
+            cursor = db.execute("DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?",
+                                [now - self.lifetime, now - self.max_lifetime])
             db.execute("DELETE FROM login_failures WHERE ts < ?",
                        [now - self.settings.login_window_seconds])
         return cursor.rowcount
+
+    def prune_audit(self, now: float | None = None) -> int:
+        """Delete audit entries older than `auth.audit_retention_days` (0 keeps all); returns how
+        many went. The pruning itself is audited, so the log shows when history was cut."""
+        days = self.settings.audit_retention_days
+        if days <= 0:
+            return 0
+        cutoff = (now or time.time()) - days * 86400
+        with self.write() as db:
+            removed = db.execute("DELETE FROM audit WHERE ts < ?", [cutoff]).rowcount
+            if removed:
+                db.execute("INSERT INTO audit (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                           [time.time(), "system", "audit_pruned", "audit",
+                            json.dumps({"removed": removed, "retention_days": days, "before": cutoff})])
+        return removed
+
+    def housekeeping(self) -> dict[str, int]:
+        """What the server runs periodically: expired sessions and old audit entries go."""
+        return {"sessions": self.purge_sessions(), "audit": self.prune_audit()}
 
     # -- API keys ------------------------------------------------------------------------------
 

@@ -66,6 +66,9 @@ def _call(url: str, method: str, path: str, body: dict | None = None, api_key: s
                         "API key with --api-key or $APPLIANCE_API_KEY (appliance keys create --user "
                         "ADMIN --name cli).")
         _fail(message)
+    except (urllib.error.URLError, OSError) as exc:
+        _fail(f"The appliance server at {url} stopped answering ({getattr(exc, 'reason', exc)}); "
+              "`appliance models history` shows how far the change got.")
 
 
 def _echo(value: Any) -> None:
@@ -207,20 +210,64 @@ def _open_knowledge(settings: Settings):
 @server_option
 @api_key_option
 def activate(ref, force, reason, config_path, server, api_key) -> None:
-    """Swap a version in now (zero downtime when the server is running)."""
+    """Swap a version in now (zero downtime when the server is running).
+
+    With a server running, it activates there (in the background) and this waits, printing each
+    step (re-embedding progress, load, warm-up, switch, drain) until the version serves.
+    """
     settings = _settings(config_path)
     url = _server_url(settings, server)
     manager = _manager(settings)
     if url:
         name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
-        _echo(_call(url, "POST", f"/api/models/{name}/{version}/activate", {"force": force, "reason": reason},
-                    api_key))
+        path = f"/api/models/{name}/{version}"
+        started = _call(url, "POST", f"{path}/activate", {"force": force, "reason": reason}, api_key)
+        key = f"{name}/{version}"
+        if not started["changed"]:
+            click.echo(f"{key} is already active and serving.")
+            return
+        job = _follow_activation(url, path, api_key, started["version"]["activation"])
+        if not job.get("ok"):
+            _fail(f"{key} was not activated: {job.get('reason') or 'the activation stopped'}")
+        swap = job.get("swap") or {}
+        figures = ", ".join(f"{k.removesuffix('_seconds')} {swap[k]:.1f} s" for k in
+                            ("load_seconds", "warmup_seconds", "drain_seconds") if k in swap)
+        click.secho(f"{key} is active and serving" + (f" ({figures})." if figures else "."), fg="green")
         return
     try:
         _echo(asyncio.run(manager.activate(ref, force=force, reason=reason)))
     except ApplianceError as exc:
         _fail(exc.message)
     click.echo("No server is running; the version is served when it next starts.")
+
+
+def _follow_activation(url: str, path: str, api_key: str | None, job: dict) -> dict:
+    """Poll a running activation, printing each new step once; returns the finished job."""
+    shown: set[str] = set()
+    last_progress = None
+    while True:
+        step = job.get("step", "queued")
+        if step not in shown:
+            shown.add(step)
+            click.echo(f"{_STEP_NAMES.get(step, step)} ...")
+        reembed = job.get("reembed")
+        if step == "reembed" and reembed and reembed.get("chunks_total"):
+            progress = (reembed["chunks_done"], reembed["chunks_total"])
+            if progress != last_progress:
+                last_progress = progress
+                click.echo(f"  {progress[0]} of {progress[1]} passages re-embedded")
+        if not job.get("running"):
+            return job
+        time.sleep(0.5)
+        job = _call(url, "GET", path, api_key=api_key)["activation"]
+
+
+_STEP_NAMES = {"queued": "waiting for a validation to finish (one extra model at a time)",
+               "starting": "starting", "golden_reference": "scoring the serving version (for probation)",
+               "reembed": "re-embedding the knowledge base with the new embedder",
+               "load": "loading the new model", "warmup": "warming it up",
+               "switch": "switching new requests to it",
+               "drain": "letting answers in progress finish on the old model"}
 
 
 @models.command("schedule")

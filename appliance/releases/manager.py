@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,36 @@ from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReembedUnavailable", "ReleaseManager"]
+__all__ = ["ActivationJob", "ReembedUnavailable", "ReleaseManager"]
+
+
+@dataclass
+class ActivationJob:
+    """One activation (or rollback) under way; `as_dict` is what its version's `activation` shows."""
+
+    record: ModelVersion  # as it was before the job began
+    event: str  # what the history calls success: "activated" or "rolled_back"
+    actor: str
+    reason: str  # why it was asked for (the failure reason, if any, goes in `as_dict`'s "reason")
+    force: bool
+    previous: ModelVersion | None
+    replaced_as: tuple[str, str] = ("ready", "")  # state and reason `previous` takes at the switch
+    started_at: str = field(default_factory=now_iso)
+    step: str = "starting"
+    steps: dict[str, Any] = field(default_factory=dict)  # figures of the finished steps
+    switched: bool = False
+    finished: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    def seconds(self) -> float:
+        return round(time.monotonic() - self.started, 3)
+
+    def as_dict(self, **outcome: Any) -> dict[str, Any]:
+        return {"running": not self.finished, "event": self.event, "step": self.step,
+                "steps": dict(self.steps), "actor": self.actor, "requested_reason": self.reason,
+                "force": self.force, "previous": self.previous.key if self.previous else None,
+                "from_state": self.record.state, "from_reason": self.record.reason,
+                "started_at": self.started_at, **outcome}
 
 
 class ReleaseManager:
@@ -69,6 +100,8 @@ class ReleaseManager:
         # At most one extra model in memory: a validation load or a swap, never both at once.
         self._model_lock = asyncio.Lock()
         self._validations: dict[str, asyncio.Task] = {}  # background validation jobs by version
+        self._job: ActivationJob | None = None  # the one activation (or rollback) under way
+        self._activation: asyncio.Task | None = None
 
     # -- process lifecycle -----------------------------------------------------------------------
 
@@ -77,12 +110,15 @@ class ReleaseManager:
         self.registry.scan()
         for record in self.registry.interrupted_validations():
             log.warning("validation of %s was interrupted; it is staged again", record.key)
+        for record in self.registry.interrupted_activations():
+            log.warning("activation of %s was interrupted before the switch; %s, the version "
+                        "before it, serves", record.key, record.activation.get("previous"))
         self.scheduler.start()
 
     async def stop(self) -> None:
         self.probation.cancel()
         self.scheduler.shutdown()
-        jobs = list(self._validations.values())
+        jobs = [*self._validations.values(), *([self._activation] if self._activation else [])]
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
@@ -106,8 +142,7 @@ class ReleaseManager:
     # -- reading ---------------------------------------------------------------------------------
 
     def list(self) -> list[dict[str, Any]]:
-        serving = self.assistant.backend.version if self.assistant and self.assistant.backend else None
-        return [{**v.public(), "serving": v.key == serving} for v in self.registry.list()]
+        return [self._public(v) for v in self.registry.list()]
 
     def history(self, limit: int = 200) -> list[dict[str, Any]]:
         return self.registry.history(limit)
@@ -118,12 +153,18 @@ class ReleaseManager:
                 "serving": self.assistant.backend.version if self.assistant and self.assistant.backend else None,
                 "probation": self.probation.status(), "schedules": self.scheduler.list(pending_only=True),
                 "validating": sorted(self._validations),
+                "activating": self._job.record.key if self._job is not None else None,
                 "reembed": self.index_switch.status() if self.index_switch is not None else None}
 
     def version(self, ref: str) -> dict[str, Any]:
-        record = self.registry.find(ref)
+        return self._public(self.registry.find(ref))
+
+    def _public(self, record: ModelVersion) -> dict[str, Any]:
         serving = self.assistant.backend.version if self.assistant and self.assistant.backend else None
-        return {**record.public(), "serving": record.key == serving}
+        row = {**record.public(), "serving": record.key == serving}
+        if self._job is not None and self._job.record.key == record.key and not self._job.finished:
+            row["activation"] = {**row["activation"], **self._job_view(self._job)}
+        return row
 
     # -- import and validation -------------------------------------------------------------------
 
@@ -153,6 +194,8 @@ class ReleaseManager:
             raise ReleaseError(f"{record.key} is already active; validation is for candidate versions.")
         if record.key in self._validations:
             raise ReleaseError(f"{record.key} is already being validated; GET /api/models shows its progress.")
+        if record.state == "activating":
+            raise ReleaseError(f"{record.key} is being activated; validate it once that has finished.")
         self.registry.set_state(record.name, record.version, "validating",
                                 validation={"running": True, "step": "queued", "checks": {}})
         self.registry.record("validation_started", record.name, record.version, actor=actor)
@@ -218,12 +261,67 @@ class ReleaseManager:
 
     # -- activation and rollback -----------------------------------------------------------------
 
+    def start_activation(self, ref: str, *, actor: str = "api", reason: str = "",
+                         force: bool = False) -> dict[str, Any] | None:
+        """Swap `ref` in as a background job (its steps show on the version); None when it
+        already serves. Refusals (not validated, another activation running) raise at once."""
+        if self.assistant is None:
+            raise ReleaseError("No model is served in this process; activate through the server.")
+        job = self._begin_activation(ref, actor=actor, reason=reason, force=force, event="activated")
+        if job is None:
+            return None
+        self._spawn(job, None)
+        return self._job_view(job)
+
     async def activate(self, ref: str, *, actor: str = "cli", reason: str = "", force: bool = False,
-                       event: str = "activated") -> dict[str, Any]:
-        """Swap `ref` in now. Needs a passed validation unless `force` (recorded in the history)."""
-        record = self.registry.find(ref)
-        if record.state == "active" and self._serving(record):
-            return {"version": record.key, "changed": False}
+                       event: str = "activated", progress: Progress | None = None,
+                       replaced_as: tuple[str, str] = ("ready", "")) -> dict[str, Any]:
+        """Swap `ref` in now and wait. Needs a passed validation unless `force` (recorded in the
+        history); `progress(step, job)` hears each step as it starts."""
+        if self.assistant is None:
+            record = self.registry.find(ref)
+            if record.state == "active":
+                return {"version": record.key, "changed": False}
+            reason = self._check_activatable(record, force, reason)
+            previous = self.registry.active()
+            with self.registry.db.atomic():
+                self.registry.mark_active(record.name, record.version)
+                if previous is not None:
+                    self.registry.set_state(previous.name, previous.version, replaced_as[0],
+                                            reason=replaced_as[1])
+                self.registry.record(event, record.name, record.version,
+                                     previous=previous.key if previous else "", actor=actor,
+                                     reason=reason or "takes effect when the server next starts")
+            return {"version": record.key, "previous": previous.key if previous else None, "changed": True}
+        job = self._begin_activation(ref, actor=actor, reason=reason, force=force, event=event)
+        if job is None:
+            return {"version": self.registry.find(ref).key, "changed": False}
+        job.replaced_as = replaced_as
+        return await self._spawn(job, progress)
+
+    async def rollback(self, ref: str | None = None, *, actor: str = "cli", reason: str = "",
+                       failed: bool = False) -> dict[str, Any]:
+        """Go back to `ref`, or to the most recent previous good version. One call, one swap."""
+        if self._job is not None:
+            raise ReleaseError(f"{self._job.record.key} is being activated; roll back once that has "
+                               "finished (or cancel its re-embedding with DELETE /api/models/reembed).")
+        current = self.registry.active()
+        target = self.registry.find(ref) if ref else self.registry.rollback_target()
+        if target is None:
+            raise ReleaseError("There is no previous good version to roll back to; "
+                               "`appliance models history` shows what was active before.")
+        self.probation.cancel()
+        # The version rolled back from is marked in the same step as the switch, so no reader
+        # ever sees it as a good version to go back to.
+        return await self.activate(target.key, actor=actor, event="rolled_back", force=True,
+                                   reason=reason or f"manual rollback by {actor}",
+                                   replaced_as=("failed", reason) if failed else ("ready", ""))
+
+    def _check_activatable(self, record: ModelVersion, force: bool, reason: str) -> str:
+        """The reason to record; raises when the version may not be activated now."""
+        if record.state in ("validating", "activating"):
+            raise ReleaseError(f"{record.key} is {record.state}; wait for that to finish "
+                               f"(GET /api/models/{record.key} shows its progress).")
         if record.state not in ACTIVATABLE and not force:
             raise ValidationFailed(
                 f"{record.key} is {record.state}"
@@ -231,51 +329,107 @@ class ReleaseManager:
                 + "; run `appliance models validate` first (or activate with --force)."
             )
         if force and record.state not in ACTIVATABLE:
-            reason = f"forced while {record.state}" + (f"; {reason}" if reason else "")
+            return f"forced while {record.state}" + (f"; {reason}" if reason else "")
+        return reason
+
+    def _begin_activation(self, ref: str, *, actor: str, reason: str, force: bool,
+                          event: str) -> ActivationJob | None:
+        record = self.registry.find(ref)
+        if self._job is not None:
+            key = self._job.record.key
+            raise ReleaseError(f"{key} is being activated; one activation runs at a time. GET "
+                               f"/api/models/{key} shows its progress; wait for it to finish (or "
+                               "cancel its re-embedding with DELETE /api/models/reembed).")
+        if record.state == "active" and self._serving(record):
+            return None
+        reason = self._check_activatable(record, force, reason)
         previous = self.registry.active()
-        result: dict[str, Any] = {"version": record.key, "previous": previous.key if previous else None,
-                                  "changed": True}
-        if self.assistant is None:
-            self.registry.mark_active(record.name, record.version)
-            self.registry.record(event, record.name, record.version, previous=result["previous"] or "",
-                                 reason=reason or "takes effect when the server next starts", actor=actor)
-            return result
-        async with self._model_lock:
-            previous_golden = self._recorded_golden(previous, self.validator.golden_mode())
-            old = self.assistant.backend
-            if previous_golden is None and old is not None and self.settings.releases.probation_golden \
-                    and self.settings.releases.probation_seconds > 0 and event == "activated":
-                previous_golden = (await self._score_and_record(old))["score"]
-                if previous is not None:
-                    self.registry.set_state(previous.name, previous.version, "active", validation={
-                        **previous.validation, "golden": {"score": previous_golden,
-                                                          "mode": self.validator.golden_mode()}})
-            index = None
-            try:
+        refusal = self._index_refusal(record, previous)
+        if refusal is not None:
+            self.registry.record("activation_failed", record.name, record.version, actor=actor,
+                                 previous=previous.key if previous else "", reason=refusal.message)
+            raise refusal
+        job = ActivationJob(record, event=event, actor=actor, reason=reason, force=force,
+                            previous=previous)
+        self.registry.begin_activation(record, job.as_dict(), actor=actor, reason=reason,
+                                       event="activation_started" if event == "activated" else None)
+        self._job = job
+        return job
+
+    def _spawn(self, job: ActivationJob, progress: Progress | None) -> asyncio.Task:
+        task = asyncio.create_task(self._run_activation(job, progress), name=f"activate {job.record.key}")
+        self._activation = task
+        task.add_done_callback(lambda t: self._activation_done(job, t, background=progress is None))
+        return task
+
+    def _activation_done(self, job: ActivationJob, task: asyncio.Task, *, background: bool) -> None:
+        if not job.finished:  # cancelled before it began: nothing ran, the old version serves
+            self._finish_unswitched(job, "activation_interrupted",
+                                    "the appliance stopped before the activation began")
+        self._job = self._activation = None
+        if background and not task.cancelled() and task.exception() is not None:
+            log.error("activation of %s failed: %s", job.record.key,
+                      getattr(task.exception(), "message", None) or repr(task.exception()))
+
+    async def _run_activation(self, job: ActivationJob, progress: Progress | None) -> dict[str, Any]:
+        record, previous = job.record, job.previous
+
+        def step(name: str, figures: dict[str, Any] | None = None) -> None:
+            job.step = name
+            job.steps.update(figures or {})
+            self.registry.set_activation(record.name, record.version, job.as_dict())
+            if progress is not None:
+                progress(name, self._job_view(job))
+
+        index = None
+        try:
+            if self._model_lock.locked():
+                step("queued")  # a validation holds the second model slot; this waits for it
+            async with self._model_lock:
+                step("starting")
+                old = self.assistant.backend
+                previous_golden = self._recorded_golden(previous, self.validator.golden_mode())
+                if previous_golden is None and old is not None and self.settings.releases.probation_golden \
+                        and self.settings.releases.probation_seconds > 0 and job.event == "activated":
+                    step("golden_reference")
+                    previous_golden = (await self._score_and_record(old))["score"]
+                    if previous is not None:
+                        self.registry.set_state(previous.name, previous.version, "active", validation={
+                            **previous.validation, "golden": {"score": previous_golden,
+                                                              "mode": self.validator.golden_mode()}})
                 # Before the new model loads: re-embedding can take long, and meanwhile the old
                 # model and index serve and only one model is in memory.
-                index = await self._prepare_index(record, previous)
+                index = await self._prepare_index(record, previous, lambda: step("reembed"))
+                if index is not None:
+                    job.steps["reembed"] = self.index_switch.status()
                 swapped = await swap(
                     self.assistant, lambda: self.factory(record),
                     drain_seconds=self.settings.server.drain_seconds,
                     warmup_timeout=self.settings.releases.warmup_timeout_seconds,
-                    on_switch=(lambda: self.index_switch.install(index)) if index is not None else None,
+                    on_switch=lambda: self._switch(job, index), progress=step,
                 )
-            except (ApplianceError, asyncio.CancelledError) as exc:
-                if index is not None:
-                    self.index_switch.discard(index)
-                why = exc.message if isinstance(exc, ApplianceError) else "the activation was cancelled"
-                self.registry.record("activation_failed", record.name, record.version, actor=actor,
-                                     previous=result["previous"] or "", reason=why,
-                                     detail=self._reembed_detail())
+        except BaseException as exc:
+            if job.switched:  # stopped while the replaced model drained: the activation stands
+                self._finish_switched(job, None, note="the appliance stopped while the replaced "
+                                      "version drained")
                 raise
-        self.registry.mark_active(record.name, record.version)
-        result["swap"] = swapped.as_dict()
+            if index is not None:
+                self.index_switch.discard(index)
+            if isinstance(exc, asyncio.CancelledError):
+                was = previous.key if previous else "the previous model"
+                self._finish_unswitched(job, "activation_interrupted", (
+                    f"the appliance stopped during the activation (at step {job.step}); {was} kept "
+                    "serving; activate it again"))
+            else:
+                self._finish_unswitched(job, "activation_failed", getattr(exc, "message", None)
+                                        or f"the activation stopped: {exc!r}")
+            raise
+        result: dict[str, Any] = {"version": record.key, "previous": previous.key if previous else None,
+                                  "changed": True, "swap": swapped.as_dict()}
         if index is not None:
             result["swap"]["reembed"] = self.index_switch.status()
-        self.registry.record(event, record.name, record.version, previous=result["previous"] or "",
-                             reason=reason, actor=actor, detail=result["swap"])
-        if self.settings.releases.probation_seconds > 0 and old is not None and event == "activated":
+        self._finish_switched(job, result["swap"])
+        if self.settings.releases.probation_seconds > 0 and old is not None and job.event == "activated":
             now = time.time()
             self.probation.begin(Watch(
                 version=record.key, backend_version=swapped.version,
@@ -285,21 +439,38 @@ class ReleaseManager:
             ))
         return result
 
-    async def rollback(self, ref: str | None = None, *, actor: str = "cli", reason: str = "",
-                       failed: bool = False) -> dict[str, Any]:
-        """Go back to `ref`, or to the most recent previous good version. One call, one swap."""
-        current = self.registry.active()
-        target = self.registry.find(ref) if ref else self.registry.rollback_target()
-        if target is None:
-            raise ReleaseError("There is no previous good version to roll back to; "
-                               "`appliance models history` shows what was active before.")
-        self.probation.cancel()
-        result = await self.activate(target.key, actor=actor, event="rolled_back", force=True,
-                                     reason=reason or f"manual rollback by {actor}")
-        if current is not None and current.key != target.key:
-            self.registry.set_state(current.name, current.version, "failed" if failed else "ready",
-                                    reason=reason if failed else "")
-        return result
+    def _switch(self, job: ActivationJob, index: Any | None) -> None:
+        """In the loop step of the model switch: the index, then the registry and its history."""
+        if index is not None:
+            self.index_switch.install(index)
+        job.step = "switch"
+        self.registry.switch_active(job.record, {**job.as_dict(), "switched_at": now_iso()},
+                                    event=job.event, actor=job.actor, reason=job.reason,
+                                    detail=dict(job.steps), replaced_as=job.replaced_as)
+        job.switched = True
+
+    def _finish_switched(self, job: ActivationJob, swap_figures: dict[str, Any] | None, *,
+                         note: str = "") -> None:
+        job.finished = True
+        outcome = {"ok": True, "finished_at": now_iso(), "seconds": job.seconds()}
+        if swap_figures is not None:
+            outcome["swap"] = swap_figures
+        if note:
+            outcome["note"] = note
+        self.registry.set_activation(job.record.name, job.record.version, job.as_dict(**outcome))
+
+    def _finish_unswitched(self, job: ActivationJob, event: str, reason: str) -> None:
+        job.finished = True
+        activation = job.as_dict(ok=False, reason=reason, finished_at=now_iso(), seconds=job.seconds())
+        self.registry.end_activation(job.record, activation, event=event, actor=job.actor,
+                                     reason=reason, detail={"steps": job.steps, **self._reembed_detail()})
+
+    def _job_view(self, job: ActivationJob) -> dict[str, Any]:
+        """The job as the API shows it, with the re-embedding's live progress during that step."""
+        view = job.as_dict()
+        if job.step == "reembed" and self.index_switch is not None:
+            view["reembed"] = self.index_switch.status()
+        return view
 
     def cancel_reembed(self) -> bool:
         """Stop the re-embedding of an activation in progress: the activation fails, the current
@@ -325,20 +496,28 @@ class ReleaseManager:
         status = self.index_switch.status() if self.index_switch is not None else None
         return {"reembed": status} if status else {}
 
-    async def _prepare_index(self, record: ModelVersion, previous: ModelVersion | None) -> Any | None:
-        """A re-embedded index when `record` needs another embedder than the one serving."""
+    def _index_refusal(self, record: ModelVersion, previous: ModelVersion | None) -> ReembedUnavailable | None:
+        """Why `record` cannot be activated now because of its embedder, or None."""
         switch = self.index_switch
         reason = "no knowledge base is connected" if switch is None else switch.unavailable
-        if reason is None:
-            return await switch.build(record.embedder_path)
-        if record.embedder_path is not None and (previous is None or
-                                                 record.embedder_sha256 != previous.embedder_sha256):
-            raise ReembedUnavailable(
-                f"This version brings a different embedder ({record.embedder_path}), so the knowledge "
-                f"base must be re-embedded, but re-embedding is not available: {reason}. Activate a "
-                "version with the current embedder, or make the knowledge base available."
-            )
-        return None
+        if reason is None or record.embedder_path is None or (
+                previous is not None and record.embedder_sha256 == previous.embedder_sha256):
+            return None
+        return ReembedUnavailable(
+            f"This version brings a different embedder ({record.embedder_path}), so the knowledge "
+            f"base must be re-embedded, but re-embedding is not available: {reason}. Activate a "
+            "version with the current embedder, or make the knowledge base available."
+        )
+
+    async def _prepare_index(self, record: ModelVersion, previous: ModelVersion | None,
+                             on_start: Callable[[], None]) -> Any | None:
+        """A re-embedded index when `record` needs another embedder than the one serving."""
+        refusal = self._index_refusal(record, previous)
+        if refusal is not None:
+            raise refusal
+        if self.index_switch is None or self.index_switch.unavailable is not None:
+            return None
+        return await self.index_switch.build(record.embedder_path, on_start=on_start)
 
     @staticmethod
     def _recorded_golden(record: ModelVersion | None, mode: str) -> float | None:

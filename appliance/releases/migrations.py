@@ -61,5 +61,11 @@ def m001_versions_history_schedules(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m002_activation_job(db: sqlite_utils.Database) -> None:
+    # The activation running or last run on a version: its step, figures and outcome.
+    db["model_versions"].add_column("activation", str, not_null_default="{}")
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     return migration.apply(db)

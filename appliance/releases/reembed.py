@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,11 @@ class IndexSwitch(ABC):
         return None
 
     @abstractmethod
-    async def build(self, embedder_path: Path | None) -> Any | None:
+    async def build(self, embedder_path: Path | None, *,
+                    on_start: Callable[[], None] | None = None) -> Any | None:
         """Re-embed into a new index for the embedder at `embedder_path` (None: the configured
-        one); returns a handle for `install`, or None when the serving index already fits."""
+        one; `on_start` hears when re-embedding begins); returns a handle for `install`, or None
+        when the serving index already fits."""
 
     @abstractmethod
     def install(self, handle: Any) -> None:
@@ -82,7 +85,8 @@ class KnowledgeIndexSwitch(IndexSwitch):
             return f"the knowledge base is unavailable ({self.assistant.knowledge_error})"
         return "the knowledge base is still opening; try again in a minute"
 
-    async def build(self, embedder_path: Path | None) -> Any | None:
+    async def build(self, embedder_path: Path | None, *,
+                    on_start: Callable[[], None] | None = None) -> Any | None:
         from appliance.knowledge.knowledge_base import embedder_path as configured
 
         kb = self.kb
@@ -96,6 +100,11 @@ class KnowledgeIndexSwitch(IndexSwitch):
             return None
         self._running = handle
         log.info("re-embedding the knowledge base with %s into a new index", handle.record.embedder)
+        if on_start is not None:
+            try:
+                on_start()
+            except Exception:  # a progress report that fails must not strand the build
+                log.exception("could not report the start of the re-embedding")
         # The thread is not abandoned on cancellation: it stops at its next batch, then discards
         # the new index, so nothing is left half-written behind a cancelled swap.
         work = asyncio.ensure_future(asyncio.to_thread(kb.run_reembed, handle))

@@ -22,7 +22,7 @@ from appliance import manifest as manifests
 from appliance.errors import ApplianceError, InvalidRequest, NotFound
 from appliance.releases.migrations import migrate
 
-STATES = ("staged", "validating", "ready", "active", "failed", "retired")
+STATES = ("staged", "validating", "ready", "activating", "active", "failed", "retired")
 # What a version may become next; activation needs a passed validation (or an explicit force).
 ACTIVATABLE = ("ready", "active")
 GGUF_ROLES = ("gguf", "llm")
@@ -51,6 +51,7 @@ class ModelVersion:
     reason: str = ""
     created_at: str = ""
     updated_at: str = ""
+    activation: dict[str, Any] = field(default_factory=dict)  # the running or last activation job
 
     @property
     def key(self) -> str:
@@ -91,8 +92,8 @@ class ModelVersion:
         return {
             "name": self.name, "version": self.version, "kind": self.kind, "path": self.path,
             "state": self.state, "reason": self.reason, "validation": self.validation,
-            "metrics": self.manifest.get("metrics", {}), "created_at": self.created_at,
-            "updated_at": self.updated_at,
+            "activation": self.activation, "metrics": self.manifest.get("metrics", {}),
+            "created_at": self.created_at, "updated_at": self.updated_at,
         }
 
 
@@ -153,14 +154,76 @@ class Registry:
         return self.get(name, version)
 
     def set_state(self, name: str, version: str, state: str, *, reason: str = "",
-                  validation: dict[str, Any] | None = None) -> ModelVersion:
+                  validation: dict[str, Any] | None = None,
+                  activation: dict[str, Any] | None = None) -> ModelVersion:
         if state not in STATES:
             raise ValueError(state)
         update: dict[str, Any] = {"state": state, "reason": reason, "updated_at": now_iso()}
         if validation is not None:
             update["validation"] = json.dumps(validation)
+        if activation is not None:
+            update["activation"] = json.dumps(activation)
         self.db["model_versions"].update((name, version), update)
         return self.get(name, version)
+
+    def set_activation(self, name: str, version: str, activation: dict[str, Any]) -> None:
+        """Record an activation job's progress on its version, leaving the state as it is."""
+        self.db["model_versions"].update((name, version), {"activation": json.dumps(activation),
+                                                           "updated_at": now_iso()})
+
+    def begin_activation(self, record: ModelVersion, activation: dict[str, Any], *,
+                         event: str | None, actor: str, reason: str = "") -> None:
+        """The version reads `activating` (with the job) and, for `event`, the history says so."""
+        with self.db.atomic():
+            self.set_state(record.name, record.version, "activating", reason=record.reason,
+                           activation=activation)
+            if event:
+                self.record(event, record.name, record.version, actor=actor, reason=reason,
+                            previous=activation.get("previous") or "")
+
+    def end_activation(self, record: ModelVersion, activation: dict[str, Any], *, event: str,
+                       actor: str, reason: str, detail: dict[str, Any] | None = None) -> None:
+        """A job that did not switch: the version returns to the state it had, with a history entry."""
+        with self.db.atomic():
+            self.set_state(record.name, record.version, activation.get("from_state") or "ready",
+                           reason=activation.get("from_reason", ""), activation=activation)
+            self.record(event, record.name, record.version, actor=actor, reason=reason,
+                        previous=activation.get("previous") or "", detail=detail)
+
+    def switch_active(self, record: ModelVersion, activation: dict[str, Any], *, event: str,
+                      actor: str, reason: str, detail: dict[str, Any],
+                      replaced_as: tuple[str, str] = ("ready", "")) -> None:
+        """The moment the version starts serving: active, the one it replaces `replaced_as`
+        (state, reason), and the history, in one transaction."""
+        with self.db.atomic():
+            replaced = self.mark_active(record.name, record.version)
+            if replaced is not None and replaced.key != record.key:
+                self.set_state(replaced.name, replaced.version, replaced_as[0], reason=replaced_as[1])
+            self.set_activation(record.name, record.version, activation)
+            self.record(event, record.name, record.version, actor=actor, reason=reason,
+                        previous=activation.get("previous") or "", detail=detail)
+
+    def interrupted_activations(self) -> list[ModelVersion]:
+        """Activations a stopped process left unfinished. Before the switch the version goes back
+        to the state it had (the previous version serves), with an `activation_interrupted` entry;
+        after it (the old version was draining) the activation stands, as the history says."""
+        found = []
+        for record in self.list():
+            if record.state != "activating" and not record.activation.get("running"):
+                continue
+            job = {**record.activation, "running": False, "finished_at": now_iso()}
+            if record.state != "activating":
+                self.set_activation(record.name, record.version, {**job, "ok": True, "note": (
+                    "the appliance stopped while the replaced version drained")})
+                continue
+            step = record.activation.get("step", "unknown")
+            reason = (f"the appliance stopped during the activation (at step {step}); the previous "
+                      "version kept serving; activate it again")
+            self.end_activation(record, {**job, "ok": False, "reason": reason}, reason=reason,
+                                event="activation_interrupted",
+                                actor=record.activation.get("actor", "system"))
+            found.append(self.get(record.name, record.version))
+        return found
 
     def interrupted_validations(self) -> list[ModelVersion]:
         """Versions a stopped process left `validating`: staged again, each with a history entry."""
@@ -177,7 +240,7 @@ class Registry:
     def mark_active(self, name: str, version: str) -> ModelVersion | None:
         """Make one version active; the one it replaces goes back to ready (a rollback target)."""
         previous = self.active()
-        with self.db.conn:
+        with self.db.atomic():
             if previous is not None and previous.key != f"{name}/{version}":
                 self.db["model_versions"].update(
                     (previous.name, previous.version), {"state": "ready", "updated_at": now_iso()}
@@ -280,6 +343,7 @@ def _from_row(row: dict[str, Any]) -> ModelVersion:
         name=row["name"], version=row["version"], kind=row["kind"], path=row["path"], state=row["state"],
         manifest=json.loads(row["manifest"] or "{}"), validation=json.loads(row["validation"] or "{}"),
         reason=row["reason"] or "", created_at=row["created_at"], updated_at=row["updated_at"],
+        activation=json.loads(row.get("activation") or "{}"),
     )
 
 

@@ -9,14 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-
 from appliance.assistant import Assistant
 from appliance.errors import ApplianceError
 from appliance.llm.base import GenerationRequest, LLMBackend, SamplingParams, TextDelta
 from appliance.releases.registry import ReleaseError
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[str, dict[str, Any]], None]  # (step now running, figures of finished steps)
 
 
 class SwapFailed(ReleaseError):
@@ -53,24 +53,30 @@ async def warm_up(backend: LLMBackend, timeout: float) -> str:
 
 
 async def swap(assistant: Assistant, load: Callable[[], LLMBackend], *, drain_seconds: float,
-               warmup_timeout: float, on_switch: Callable[[], None] | None = None) -> SwapResult:
+               warmup_timeout: float, on_switch: Callable[[], None] | None = None,
+               progress: Progress | None = None) -> SwapResult:
     """Replace `assistant.backend` with `load()` without failing a request.
 
     The caller holds the lock that keeps this to one swap (two models in memory) at a time.
-    `on_switch` runs in the same loop step as the switch (e.g. install the re-embedded index).
+    `on_switch` runs in the same loop step as the switch (e.g. install the re-embedded index);
+    `progress(step, figures)` hears each step (load, warmup, switch, drain) as it starts.
     """
+    step = progress or (lambda name, figures: None)
+    figures: dict[str, float] = {}
     started = time.perf_counter()
-    try:
-        new = await anyio.to_thread.run_sync(load)  # the engine thread starts inside; the loop stays free
-    except ApplianceError as exc:
-        raise SwapFailed(f"The new model did not load: {exc.message}; the old one keeps serving.") from exc
+    step("load", dict(figures))
+    new = await _load(load)
     loaded = time.perf_counter()
+    figures["load_seconds"] = loaded - started
+    step("warmup", dict(figures))
     try:
         await warm_up(new, warmup_timeout)
     except BaseException:
         await new.close()
         raise
     warmed = time.perf_counter()
+    figures["warmup_seconds"] = warmed - loaded
+    step("switch", dict(figures))
     old = assistant.backend
     if on_switch is not None:
         try:
@@ -83,10 +89,33 @@ async def swap(assistant: Assistant, load: Callable[[], LLMBackend], *, drain_se
     assistant.backend = new
     log.info("swapped model: %s -> %s", old.version if old else None, new.version)
     if old is not None:
-        await old.close(drain_seconds)  # stops admitting, waits for in-flight answers, frees it
+        step("drain", dict(figures))
+        draining = asyncio.ensure_future(old.close(drain_seconds))  # stops admitting, drains, frees
+        try:
+            await asyncio.shield(draining)
+        except asyncio.CancelledError:
+            # The switch has happened: a stop lets the old model finish its answers and free its
+            # memory (within drain_seconds) rather than leave it half-closed.
+            await asyncio.wait({draining})
+            raise
     done = time.perf_counter()
     return SwapResult(
         previous_version=old.version if old else None, version=new.version,
         load_seconds=loaded - started, warmup_seconds=warmed - loaded, drain_seconds=done - warmed,
         total_seconds=done - started,
     )
+
+
+async def _load(load: Callable[[], LLMBackend]) -> LLMBackend:
+    """`load()` in a worker thread (the engine thread starts inside; the loop stays free)."""
+    loading = asyncio.ensure_future(asyncio.to_thread(load))
+    try:
+        return await asyncio.shield(loading)
+    except asyncio.CancelledError:
+        # A load cannot be interrupted: wait for it, then free what it built before stopping.
+        await asyncio.wait({loading})
+        if not loading.cancelled() and loading.exception() is None:
+            await loading.result().close()
+        raise
+    except ApplianceError as exc:
+        raise SwapFailed(f"The new model did not load: {exc.message}; the old one keeps serving.") from exc

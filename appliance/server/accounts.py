@@ -16,6 +16,7 @@ from appliance.accounts import ROLES, Accounts
 from appliance.errors import InvalidRequest, NotFound
 from appliance.server.auth import (
     SESSION_COOKIE,
+    OpenOperation,
     Principal,
     admin_only,
     client_ip,
@@ -102,7 +103,7 @@ class AuthController(Controller):
     tags = ["Accounts"]
 
     @post("/login", summary="Log in with a user name and password: sets the session cookie",
-          status_code=200)
+          status_code=200, operation_class=OpenOperation)
     async def login(self, data: JSONBody[LoginBody], request: Request, state: State) -> Response:
         accounts, settings = _accounts(state), _settings(state)
         ip = client_ip(request.scope)

@@ -13,6 +13,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components
 
 from appliance import __version__
 from appliance.accounts import Accounts
@@ -22,7 +23,13 @@ from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
 from appliance.monitoring.monitor import Monitor
 from appliance.server.accounts import AdminController, AuthController
-from appliance.server.auth import AuthMiddleware, is_loopback, local_principal
+from appliance.server.auth import (
+    CREDENTIALS,
+    SECURITY_SCHEMES,
+    AuthMiddleware,
+    is_loopback,
+    local_principal,
+)
 from appliance.server.conversations import ConversationsController
 from appliance.server.errors import exception_handlers
 from appliance.server.health import HealthController
@@ -35,6 +42,8 @@ from appliance.server.ui import ui_router
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
+
+HOUSEKEEPING_SECONDS = 3600.0  # expired sessions and audit entries past their retention go hourly
 
 
 def load_backend(settings: Settings) -> LLMBackend:
@@ -100,7 +109,7 @@ def open_knowledge(settings: Settings, assistant: Assistant, state: State) -> No
 def open_accounts(settings: Settings, state: State) -> Accounts:
     """Open accounts.db; with auth off, every request acts as the local developer (blocking)."""
     accounts = Accounts.open(settings)
-    accounts.purge_sessions()
+    accounts.housekeeping()
     state.accounts = accounts
     if not settings.auth.enabled:
         state.local_principal = local_principal(accounts, settings)
@@ -112,6 +121,20 @@ def open_accounts(settings: Settings, state: State) -> Accounts:
         log.warning("no admin account yet: create one with `appliance users create-admin --username NAME` "
                     "(same data dir), then sign in at the web UI or create API keys")
     return accounts
+
+
+async def housekeeping(accounts: Accounts) -> None:
+    """The accounts' periodic clean-up, off the request path, until cancelled."""
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+        try:
+            done = await anyio.to_thread.run_sync(accounts.housekeeping)
+        except Exception:  # a locked or full disk now must not end the clean-up for good
+            log.exception("accounts housekeeping failed; it runs again in %.0f s", HOUSEKEEPING_SECONDS)
+            continue
+        if done["audit"]:
+            log.info("deleted %d audit entries older than %d days", done["audit"],
+                     accounts.settings.audit_retention_days)
 
 
 def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowledge=None) -> Litestar:
@@ -138,6 +161,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         releases = holder["releases"] = app.state.releases = ReleaseManager(
             settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
         releases.start()
+        cleaner = asyncio.create_task(housekeeping(accounts), name="accounts housekeeping")
         loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
@@ -148,6 +172,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         try:
             yield
         finally:
+            cleaner.cancel()
             if loader is not None and not loader.done():
                 loader.cancel()
             await releases.stop()
@@ -161,6 +186,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             releases.close()
             if monitor is not None:  # last, so the drained requests are recorded too
                 await monitor.stop()
+            await asyncio.gather(cleaner, return_exceptions=True)  # a clean-up in flight ends first
             accounts.close()
 
     async def _open_knowledge() -> None:
@@ -223,7 +249,9 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         openapi_config=OpenAPIConfig(
             title="ERP Appliance API", version=__version__, path="/schema",
             description="OpenAI-compatible chat, completions and embeddings over the appliance's "
-            "local models, grounded in its knowledge base.",
+            "local models, grounded in its knowledge base. Every operation needs an API key "
+            "(`Authorization: Bearer erp-...`) or the web UI's session unless it says otherwise.",
+            security=CREDENTIALS, components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         debug=False,
     )

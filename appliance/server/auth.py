@@ -19,6 +19,7 @@ import anyio
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import MiddlewareProtocol
+from litestar.openapi.spec import Operation, SecurityRequirement, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.accounts import Accounts, User
@@ -33,6 +34,36 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = frozenset({"/api/auth/login"})
 PRINCIPAL_KEY = "appliance.principal"
 AUDIT_KEY = "appliance.audit"
+
+# The OpenAPI document declares both ways in; every operation needs one of them (the document's
+# default) unless it says otherwise, so generated clients and the interactive docs send the key.
+SECURITY_SCHEMES = {
+    "apiKey": SecurityScheme(
+        type="http", scheme="bearer", bearer_format="erp-...",
+        description="An API key, sent as `Authorization: Bearer erp-...` (create one with "
+        "`appliance keys create` or in the admin console)."),
+    "session": SecurityScheme(
+        type="apiKey", name=SESSION_COOKIE, security_scheme_in="cookie",
+        description="The web UI's session cookie, set by POST /api/auth/login; unsafe requests "
+        "also send its CSRF token in X-CSRF-Token."),
+}
+CREDENTIALS: list[SecurityRequirement] = [{"apiKey": []}, {"session": []}]
+
+
+@dataclass
+class OpenOperation(Operation):
+    """The OpenAPI operation of a route that needs no credentials (overrides the default)."""
+
+    def __post_init__(self) -> None:
+        self.security = []
+
+
+@dataclass
+class OptionalCredentialsOperation(Operation):
+    """An operation that is open unless a setting protects it (`/metrics`)."""
+
+    def __post_init__(self) -> None:
+        self.security = [{}, *CREDENTIALS]
 
 
 @dataclass(frozen=True)

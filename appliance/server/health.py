@@ -10,18 +10,19 @@ from litestar.di import NamedDependency
 from litestar.response import Response
 
 from appliance.assistant import Assistant
-from appliance.server.auth import admin_only
+from appliance.server.auth import OpenOperation, admin_only
 from appliance.server.errors import error_body
 
 
 class HealthController(Controller):
     tags = ["Operations"]
 
-    @get("/health", summary="Liveness: the process answers")
+    @get("/health", summary="Liveness: the process answers", operation_class=OpenOperation)
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/ready", summary="Readiness: 503 until the model is loaded; says whether retrieval is")
+    @get("/ready", summary="Readiness: 503 until the model is loaded; says whether retrieval is",
+         operation_class=OpenOperation)
     async def ready(self, request: Request, assistant: NamedDependency[Assistant], model_error: NamedDependency[str | None]) -> Response:
         backend = assistant.backend
         retrieval = _retrieval(request, assistant)

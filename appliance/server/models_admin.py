@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
@@ -75,14 +75,19 @@ class ModelsController(Controller):
         job = releases.start_validation(f"{name}/{version}", actor=_actor(request))
         return {"job": job, "version": releases.version(f"{name}/{version}")}
 
-    @post("/{name:str}/{version:str}/activate", summary="Swap this version in now", status_code=200)
+    @post("/{name:str}/{version:str}/activate", status_code=202,
+          summary="Start swapping this version in (a background job); the version reads "
+          "`activating`, with its step, until done. 200 when it already serves")
     async def activate(self, name: FromPath[str], version: FromPath[str], request: Request,
                        releases: NamedDependency[ReleaseManager],
-                       data: JSONBody[ActivateBody | None] = None) -> dict:
+                       data: JSONBody[ActivateBody | None] = None) -> Response[dict]:
         body = data or ActivateBody()
-        note_audit(request, f"{name}/{version}", force=body.force, reason=body.reason)
-        return await releases.activate(f"{name}/{version}", actor=_actor(request), force=body.force,
-                                       reason=body.reason)
+        ref = f"{name}/{version}"
+        note_audit(request, ref, force=body.force, reason=body.reason)
+        job = releases.start_activation(ref, actor=_actor(request), force=body.force, reason=body.reason)
+        if job is None:
+            return Response({"job": None, "changed": False, "version": releases.version(ref)}, status_code=200)
+        return Response({"job": job, "changed": True, "version": releases.version(ref)}, status_code=202)
 
     @post("/{name:str}/{version:str}/schedule", summary="Activate at a time or in the maintenance window",
           status_code=201)

@@ -17,7 +17,13 @@ from appliance.monitoring.charts import DASHBOARD, Panel, render_png
 from appliance.monitoring.monitor import Monitor
 from appliance.monitoring.store import check_aggregate, describe_metrics, metric
 from appliance.monitoring.timespec import parse_duration, parse_time
-from appliance.server.auth import admin_only, metrics_reader, require_principal, signed_in
+from appliance.server.auth import (
+    OptionalCredentialsOperation,
+    admin_only,
+    metrics_reader,
+    require_principal,
+    signed_in,
+)
 
 
 class FeedbackRequest(Struct, forbid_unknown_fields=True):
@@ -45,8 +51,9 @@ def _range(since: str | None, until: str | None, default_since: str = "1h") -> t
 class MonitoringController(Controller):
     tags = ["Monitoring"]
 
-    @get("/metrics", summary="Prometheus metrics (text exposition format)", sync_to_thread=True,
-         guards=[metrics_reader])
+    @get("/metrics", summary="Prometheus metrics (text exposition format); open unless "
+         "auth.protect_metrics", sync_to_thread=True, guards=[metrics_reader],
+         operation_class=OptionalCredentialsOperation)
     def prometheus(self, state: State) -> Response:
         body = _monitor(state).prometheus.render()
         # The 0.0.4 text format: what every Prometheus version scrapes.

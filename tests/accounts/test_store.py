@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 
 import pytest
 from argon2 import PasswordHasher
@@ -17,6 +18,7 @@ from appliance.errors import (
     PermissionDenied,
     TooManyLogins,
 )
+from appliance.settings import AuthSettings
 
 from .conftest import PASSWORD
 
@@ -86,6 +88,60 @@ def test_login_creates_a_session_that_expires_when_idle(accounts):
     assert accounts.session(token) is None
     assert raw(accounts, "SELECT count(*) AS n FROM sessions")[0]["n"] == 0
     assert accounts.session("made-up-token") is None
+
+
+def test_an_active_session_ends_at_its_absolute_lifetime(tmp_path):
+    accounts = Accounts(tmp_path / "accounts.db", AuthSettings(session_hours=12, session_max_hours=24))
+    accounts.create_user("alice", PASSWORD)
+    token, session = accounts.login("alice", PASSWORD)
+    assert session.expires_at == pytest.approx(time.time() + 12 * 3600, abs=5)  # idle limit first
+
+    def signed_in_hours_ago(hours: float) -> None:
+        """The login happened `hours` ago, and the user was active a minute ago all along."""
+        now = time.time()
+        with accounts.write() as db:
+            db.execute("UPDATE sessions SET created_at = ?, last_seen_at = ?",
+                       [now - hours * 3600, now - 60])
+
+    signed_in_hours_ago(23)
+    live = accounts.session(token)
+    assert live is not None and live.expires_at == pytest.approx(time.time() + 3600, abs=5)
+    signed_in_hours_ago(24.01)
+    assert accounts.session(token) is None  # however active: sign in again
+    assert raw(accounts, "SELECT count(*) AS n FROM sessions")[0]["n"] == 0
+
+    fresh, _ = accounts.login("alice", PASSWORD)
+    other, _ = accounts.login("alice", PASSWORD)
+    with accounts.write() as db:  # one login past the limit, the other not; both recently used
+        db.execute("UPDATE sessions SET created_at = ?, last_seen_at = ? WHERE token_hash = ?",
+                   [time.time() - 25 * 3600, time.time(), hashlib.sha256(fresh.encode()).hexdigest()])
+    assert accounts.purge_sessions() == 1
+    assert accounts.session(other) is not None and accounts.session(fresh) is None
+    accounts.close()
+
+
+def test_audit_entries_past_their_retention_are_pruned(tmp_path):
+    accounts = Accounts(tmp_path / "accounts.db", AuthSettings(audit_retention_days=30))
+    now = time.time()
+    for age_days in (400, 31, 29, 0):
+        accounts.audit("root", "user_created", f"{age_days}-days-old", status=201)
+        with accounts.write() as db:
+            db.execute("UPDATE audit SET ts = ? WHERE id = (SELECT max(id) FROM audit)",
+                       [now - age_days * 86400])
+    assert accounts.housekeeping() == {"sessions": 0, "audit": 2}
+    entries = accounts.audit_log()
+    assert [e["target"] for e in entries] == ["audit", "0-days-old", "29-days-old"]
+    assert entries[0]["actor"] == "system" and entries[0]["action"] == "audit_pruned"
+    assert entries[0]["detail"]["removed"] == 2 and entries[0]["detail"]["retention_days"] == 30
+    assert accounts.prune_audit() == 0  # nothing more to cut, and no entry saying so
+    assert len(accounts.audit_log()) == 3
+    accounts.close()
+
+    keep_all = Accounts(tmp_path / "accounts.db", AuthSettings(audit_retention_days=0))
+    with keep_all.write() as db:
+        db.execute("UPDATE audit SET ts = ?", [now - 3650 * 86400])
+    assert keep_all.prune_audit() == 0 and len(keep_all.audit_log()) == 3
+    keep_all.close()
 
 
 def test_password_change_and_disabling_end_sessions(accounts):

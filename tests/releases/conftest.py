@@ -95,3 +95,23 @@ def release_settings(tmp_path, engine_settings, golden_file):
         return settings
 
     return make
+
+
+def follow_activation(url: str, ref: str, timeout: float = 600) -> tuple[dict, list[str]]:
+    """Poll GET /api/models/{ref} until its activation job ends; the version row and the steps
+    seen, in order."""
+    import time
+
+    import httpx
+
+    steps: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        row = httpx.get(f"{url}/api/models/{ref}", timeout=60).json()
+        job = row["activation"]
+        if job.get("step") and (not steps or steps[-1] != job["step"]):
+            steps.append(job["step"])
+        if not job.get("running"):
+            return row, steps
+        assert time.monotonic() < deadline, f"the activation of {ref} is still at {job.get('step')}"
+        time.sleep(0.05)

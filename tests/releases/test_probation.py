@@ -13,6 +13,7 @@ from appliance.cache import ResponseCache
 from appliance.monitoring.store import MetricsStore
 from appliance.releases import ReleaseManager
 from appliance.releases.probation import MonitoringSignals, ObservedSignals, Probation, Watch
+from tests.releases.conftest import follow_activation
 from tests.releases.test_swap import prepare
 
 
@@ -95,7 +96,9 @@ def test_with_monitoring_on_a_degraded_version_is_rolled_back_on_the_stores_figu
     server.wait_ready(120)
     started = time.monotonic()
     response = httpx.post(f"{server.url}/api/models/erp/bad/activate", json={"reason": "test"}, timeout=600)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 202, response.text
+    row, _ = follow_activation(server.url, "erp/bad")
+    assert row["activation"]["ok"] is True, row["activation"]
     listing = httpx.get(f"{server.url}/api/models").json()
     while listing["active"] != "erp/v1" and time.monotonic() - started < 280:
         time.sleep(0.25)

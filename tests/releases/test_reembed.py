@@ -4,19 +4,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
+from appliance.cli import main
 from appliance.knowledge.knowledge_base import KnowledgeBase
 from appliance.releases import ReleaseManager
 from appliance.releases.manager import ReembedUnavailable
 from appliance.releases.reembed import KnowledgeIndexSwitch
-from tests.releases.conftest import write_version
+from tests.conftest import free_port
+from tests.releases.conftest import follow_activation, write_version
 
 # One chunk each: enough chunks that re-embedding takes a few seconds on a busy machine.
 DOCS = {f"procedure-{i:02d}.md": (f"# Procedure {i}\n\nPost document type DT{i:03d} with transaction "
@@ -95,54 +101,89 @@ def test_swap_with_reembedding_then_rollback_restores_the_matching_index(version
     asyncio.run(scenario())
 
 
+def wait_for_knowledge(server) -> None:
+    deadline = time.monotonic() + 60
+    while server.assistant.knowledge is None:
+        assert time.monotonic() < deadline, "the knowledge base did not open"
+        time.sleep(0.1)
+
+
+def start_activation(url: str) -> None:
+    response = httpx.post(f"{url}/api/models/erp/v2/activate", json={}, timeout=60)
+    assert response.status_code == 202, response.text
+
+
+def while_building(server, during) -> list[dict]:
+    """Poll until the activation ends; while the re-embedding runs, call `during(seen)` once
+    with the knowledge base's write lock held (as a long ingest would), so the build cannot
+    finish meanwhile. Returns what search and status said at each poll."""
+    seen: list[dict] = []
+    called = False
+    while httpx.get(f"{server.url}/api/models").json()["activating"]:
+        reembed = httpx.get(f"{server.url}/api/models/erp/v2").json()["activation"].get("reembed")
+        if reembed and reembed["state"] == "building":
+            lock = server.assistant.knowledge._write_lock if not called else None
+            if lock is not None:
+                lock.acquire()
+            try:
+                search = httpx.post(f"{server.url}/api/search", json={"query": "document type DT012", "k": 1})
+                status = httpx.get(f"{server.url}/api/status").json()["knowledge"]
+                seen.append({"reembed": reembed, "search": search.status_code,
+                             "hit": search.json()["results"][0]["document"], "dim": status["embedder_dim"]})
+                if not called:
+                    called = True
+                    if during(seen) is False:
+                        return seen
+            finally:
+                if lock is not None:
+                    lock.release()
+        time.sleep(0.02)
+    return seen
+
+
 @pytest.mark.slow
-def test_reembedding_through_the_server_search_keeps_answering_cancel_and_restart(
+def test_reembedding_through_the_server_search_keeps_answering_cancel_stop_and_restart(
         versions, live_server):
     settings = versions
     settings.knowledge.embedder_threads = 1  # a slower re-embedding, so it can be watched
     server = live_server(settings)
     server.wait_ready(120)
-    deadline = time.monotonic() + 60
-    while server.assistant.knowledge is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_knowledge(server)
 
-    def activate(out: list) -> None:
-        out.append(httpx.post(f"{server.url}/api/models/erp/v2/activate", json={}, timeout=600))
-
-    def watch_building(cancel: bool) -> tuple[list[dict], httpx.Response]:
-        """Search and status while the re-embedding runs; with `cancel`, cancel it meanwhile."""
-        seen, responses = [], []
-        thread = threading.Thread(target=activate, args=(responses,))
-        thread.start()
-        while thread.is_alive():
-            reembed = httpx.get(f"{server.url}/api/models").json()["reembed"]
-            if reembed and reembed["state"] == "building":
-                # Holding the write lock (as a long ingest would) keeps the build from finishing
-                # before the cancel arrives; search does not need the lock.
-                lock = server.assistant.knowledge._write_lock if cancel else None
-                if lock is not None:
-                    lock.acquire()
-                try:
-                    search = httpx.post(f"{server.url}/api/search", json={"query": "document type DT012", "k": 1})
-                    status = httpx.get(f"{server.url}/api/status").json()["knowledge"]
-                    seen.append({"reembed": reembed, "search": search.status_code,
-                                 "hit": search.json()["results"][0]["document"], "dim": status["embedder_dim"]})
-                    if cancel:
-                        assert httpx.delete(f"{server.url}/api/models/reembed").json()["cancelled"] is True
-                        cancel = False
-                finally:
-                    if lock is not None:
-                        lock.release()
-            time.sleep(0.02)
-        thread.join()
-        return seen, responses[0]
-
-    seen, response = watch_building(cancel=True)
-    assert seen, "the re-embedding was never seen in /api/models"
+    # Cancelled: the activation fails, v1 keeps serving with its index, the history says why.
+    start_activation(server.url)
+    seen = while_building(server, lambda _: httpx.delete(f"{server.url}/api/models/reembed").json())
+    assert seen, "the re-embedding was never seen on the version"
     assert all(s["search"] == 200 and s["hit"] == "procedure-12.md" and s["dim"] == 384 for s in seen)
-    assert response.status_code == 409 and "cancelled" in response.json()["error"]["message"]
-    seen, response = watch_building(cancel=False)
-    assert response.status_code == 200, response.text
+    row, _ = follow_activation(server.url, "erp/v2")
+    assert row["state"] == "ready" and row["activation"]["ok"] is False
+    assert "cancelled" in row["activation"]["reason"]
+    failed = httpx.get(f"{server.url}/api/models/history").json()["history"][0]
+    assert failed["event"] == "activation_failed" and "cancelled" in failed["reason"]
+    assert failed["detail"]["reembed"]["state"] == "cancelled"
+
+    # Stopped: the appliance goes down in the middle; the next start serves v1 and says so.
+    start_activation(server.url)
+    stopping = threading.Thread(target=server.__exit__, args=(None, None, None))
+    while_building(server, lambda _: (stopping.start(), time.sleep(1.0), False)[-1])
+    stopping.join(timeout=120)
+    server = live_server(settings)
+    server.wait_ready(120)
+    wait_for_knowledge(server)
+    listing = httpx.get(f"{server.url}/api/models").json()
+    assert (listing["active"], listing["serving"], listing["activating"]) == ("erp/v1", "erp/v1", None)
+    v2 = next(v for v in listing["versions"] if v["version"] == "v2")
+    assert v2["state"] == "ready" and v2["activation"]["running"] is False
+    stopped = httpx.get(f"{server.url}/api/models/history").json()["history"][0]
+    assert stopped["event"] == "activation_interrupted" and "stopped during the activation" in stopped["reason"]
+    assert httpx.get(f"{server.url}/api/status").json()["knowledge"]["embedder_dim"] == 384
+
+    # Completed: steps in order, search answers from the old index until the switch.
+    start_activation(server.url)
+    seen = while_building(server, lambda _: None)
+    row, steps = follow_activation(server.url, "erp/v2")
+    assert row["activation"]["ok"] is True and row["state"] == "active", row["activation"]
+    assert row["activation"]["steps"]["reembed"]["chunks_done"] == len(DOCS)
     done = [s["reembed"]["chunks_done"] for s in seen]
     assert done == sorted(done) and all(s["dim"] == 384 for s in seen)  # old index until the switch
     knowledge = httpx.get(f"{server.url}/api/status").json()["knowledge"]
@@ -153,9 +194,85 @@ def test_reembedding_through_the_server_search_keeps_answering_cancel_and_restar
 
     restarted = live_server(settings)  # the next process opens the index with its own embedder
     restarted.wait_ready(120)
-    deadline = time.monotonic() + 60
-    while restarted.assistant.knowledge is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_knowledge(restarted)
     knowledge = httpx.get(f"{restarted.url}/api/status").json()["knowledge"]
     assert knowledge["embedder_dim"] == 256 and knowledge["vectors"] == len(DOCS)
     assert httpx.get(f"{restarted.url}/api/models").json()["serving"] == "erp/v2"
+
+
+@pytest.mark.slow
+def test_a_crash_in_the_middle_of_an_activation_leaves_the_previous_version_serving(
+        versions, live_server):
+    """The server process is killed (SIGKILL: no clean-up runs) before the switch; the next start
+    serves v1 with its own index and embedder, and the history says what happened."""
+    settings = versions
+    port = free_port()
+    env = {**os.environ, **{f"APPLIANCE_{key}": str(value) for key, value in {
+        "DATA_DIR": settings.data_dir, "RELEASES__MODELS_DIR": settings.releases.models_dir,
+        "RELEASES__PROBATION_SECONDS": 0, "KNOWLEDGE__EMBEDDER_PATH": settings.knowledge.embedder_path,
+        "KNOWLEDGE__INGEST_SAMPLE_ON_FIRST_START": "false", "KNOWLEDGE__EMBEDDER_THREADS": 1,
+        "ENGINE__MODEL_PATH": settings.engine.model_path, "ENGINE__SLOTS": 4,
+        "ENGINE__MAX_REQUEST_TOKENS": 512, "SERVER__PORT": port, "AUTH__ENABLED": "false"}.items()}}
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-c", "from appliance.cli import main; main()", "serve"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the server did not become ready"
+            try:
+                ready = httpx.get(f"{url}/ready", timeout=5).json()
+                if ready.get("status") == "ready" and ready["retrieval"]["status"] == "ready":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        start_activation(url)
+        while True:  # the model switch comes only after re-embedding, load and warm-up
+            step = httpx.get(f"{url}/api/models/erp/v2").json()["activation"]["step"]
+            if step in ("reembed", "load", "warmup"):
+                break
+            assert step in ("queued", "starting"), step
+            time.sleep(0.01)
+        process.kill()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    server = live_server(settings)
+    server.wait_ready(120)
+    wait_for_knowledge(server)
+    listing = httpx.get(f"{server.url}/api/models").json()
+    assert (listing["active"], listing["serving"], listing["activating"]) == ("erp/v1", "erp/v1", None)
+    v2 = next(v for v in listing["versions"] if v["version"] == "v2")
+    assert v2["state"] == "ready" and v2["activation"]["ok"] is False
+    assert "stopped during the activation (at step " in v2["activation"]["reason"]
+    history = httpx.get(f"{server.url}/api/models/history").json()["history"]
+    assert [h["event"] for h in history[:2]] == ["activation_interrupted", "activation_started"]
+    knowledge = httpx.get(f"{server.url}/api/status").json()["knowledge"]
+    assert knowledge["embedder_dim"] == 384 and knowledge["vectors"] == knowledge["chunks"] == len(DOCS)
+    leftovers = [p.name for p in (settings.resolved_data_dir() / "knowledge").glob("vectors-*.faiss*")]
+    assert leftovers == [], leftovers  # the half-built index is gone
+    # Activated again, with the CLI, which follows the server's job step by step. The write lock
+    # held for a moment keeps the re-embedding on screen long enough to be seen.
+    output: list = []
+    runner = threading.Thread(target=lambda: output.append(CliRunner().invoke(
+        main, ["models", "activate", "erp/v2", "--server", server.url], env={
+            "APPLIANCE_DATA_DIR": str(settings.data_dir),
+            "APPLIANCE_RELEASES__MODELS_DIR": settings.releases.models_dir})))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not httpx.get(f"{server.url}/api/models").json()["activating"]:
+        assert time.monotonic() < deadline and runner.is_alive(), output and output[0].output
+        time.sleep(0.02)
+    while_building(server, lambda _: time.sleep(2.5))
+    runner.join(timeout=300)
+    result = output[0]
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "re-embedding the knowledge base with the new embedder ..." in lines, lines
+    assert lines[-1].startswith("erp/v2 is active and serving")
+    assert server.assistant.backend.version == "erp/v2"

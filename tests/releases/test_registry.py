@@ -85,3 +85,37 @@ def test_rollback_target_is_the_last_good_active_version(tmp_path, registry, sma
     registry.set_state("erp", "b", "failed", reason="broke")
     assert registry.rollback_target().key == "erp/a"
     assert [r.key for r in registry.list() if r.state == "active"] == ["erp/c"]
+
+
+def test_activations_a_stopped_process_left_unfinished_are_settled(tmp_path, registry, small_gguf):
+    """Before the switch the version goes back to what it was; after it, the activation stands."""
+    for version in ("v1", "v2", "v3"):
+        registry.import_path(write_version(tmp_path / "in", "erp", version, small_gguf, copy=True))
+    registry.set_state("erp", "v1", "ready")
+    registry.mark_active("erp", "v1")
+    registry.set_state("erp", "v3", "failed", reason="golden QA too low")
+    v3 = registry.get("erp", "v3")
+    job = {"running": True, "step": "reembed", "previous": "erp/v1", "actor": "api:root",
+           "from_state": "failed", "from_reason": v3.reason, "steps": {}}
+    registry.begin_activation(v3, job, event="activation_started", actor="api:root", reason="forced")
+    assert registry.get("erp", "v3").state == "activating" and registry.active().key == "erp/v1"
+    # v2 had switched in and the old version was draining when the process stopped.
+    registry.switch_active(registry.get("erp", "v2"), {**job, "step": "drain", "from_state": "ready"},
+                           event="activated", actor="api:root", reason="", detail={})
+    registry.close()
+
+    reopened = Registry(tmp_path / "data" / "releases.db", tmp_path / "models")
+    settled = reopened.interrupted_activations()
+    assert [r.key for r in settled] == ["erp/v3"]
+    v3 = reopened.get("erp", "v3")
+    assert (v3.state, v3.reason) == ("failed", "golden QA too low")  # as before the forced attempt
+    assert v3.activation["running"] is False and v3.activation["ok"] is False
+    assert "at step reembed" in v3.activation["reason"]
+    v2 = reopened.get("erp", "v2")
+    assert v2.state == "active" and v2.activation["ok"] is True and not v2.activation["running"]
+    assert "drained" in v2.activation["note"]
+    events = [(h["event"], h["version"], h["actor"]) for h in reopened.history(4)]
+    assert events[:3] == [("activation_interrupted", "v3", "api:root"), ("activated", "v2", "api:root"),
+                          ("activation_started", "v3", "api:root")]
+    assert reopened.interrupted_activations() == []  # settled once
+    reopened.close()

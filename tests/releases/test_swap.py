@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from appliance.releases import ReleaseManager
-from tests.releases.conftest import write_version
+from tests.releases.conftest import follow_activation, write_version
 
 STREAMS = 12
 
@@ -77,17 +77,30 @@ def test_swap_under_streaming_load_loses_nothing_and_mixes_no_versions(
     threads = [threading.Thread(target=client_loop) for _ in range(STREAMS)]
     for thread in threads:
         thread.start()
-    time.sleep(3)
-    response = httpx.post(f"{server.url}/api/models/erp/v2/activate", json={"reason": "test"}, timeout=600)
-    swapped_at = time.monotonic()
-    assert response.status_code == 200, response.text
-    assert response.json()["swap"]["previous_version"] == "erp/v1"
-    deadline = time.monotonic() + 120
-    while sum(r["started"] > swapped_at for r in results) < 4 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=300)
+    try:
+        time.sleep(3)
+        response = httpx.post(f"{server.url}/api/models/erp/v2/activate", json={"reason": "test"}, timeout=60)
+        assert response.status_code == 202, response.text  # a background job, answered at once
+        body = response.json()
+        assert body["job"]["running"] and body["version"]["state"] == "activating"
+        # One activation at a time, and no rollback meanwhile: both say what is running.
+        again = httpx.post(f"{server.url}/api/models/erp/v1/activate", json={}, timeout=60)
+        assert again.status_code == 409 and "erp/v2 is being activated" in again.json()["error"]["message"]
+        assert httpx.post(f"{server.url}/api/models/rollback", json={}, timeout=60).status_code == 409
+        row, steps = follow_activation(server.url, "erp/v2")
+        swapped_at = time.monotonic()
+        deadline = time.monotonic() + 120
+        while sum(r["started"] > swapped_at for r in results) < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:  # the clients stop whatever happened, or they would stream on after the test
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=300)
+    job = row["activation"]
+    assert job["ok"] is True and row["state"] == "active", job
+    assert job["swap"]["previous_version"] == "erp/v1" and job["swap"]["load_seconds"] > 0
+    order = ["queued", "starting", "load", "warmup", "switch", "drain"]
+    assert steps == sorted(steps, key=order.index) and {"load", "warmup", "drain"} & set(steps), steps
 
     assert results, "no request completed"
     failed = [r for r in results if r["status"] != 200 or r["errors"] or not r["done"] or not r["finish"]]
@@ -102,6 +115,36 @@ def test_swap_under_streaming_load_loses_nothing_and_mixes_no_versions(
 
     listing = httpx.get(f"{server.url}/api/models").json()
     assert listing["active"] == "erp/v2" and listing["serving"] == "erp/v2"
-    event = httpx.get(f"{server.url}/api/models/history").json()["history"][0]
-    assert (event["event"], event["version"], event["previous"], event["actor"]) == \
-        ("activated", "v2", "erp/v1", "api:developer")
+    history = httpx.get(f"{server.url}/api/models/history").json()["history"]
+    assert [(e["event"], e["version"], e["previous"], e["actor"]) for e in history[:2]] == [
+        ("activated", "v2", "erp/v1", "api:developer"), ("activation_started", "v2", "erp/v1", "api:developer")]
+    assert history[0]["detail"]["load_seconds"] > 0 and history[1]["reason"] == "test"
+
+
+@pytest.mark.slow
+def test_cli_activation_waits_for_the_server_job(
+        tmp_path, release_settings, gguf_files, live_server, monkeypatch):
+    from click.testing import CliRunner
+
+    from appliance.cli import main
+
+    settings = release_settings(probation_seconds=0)
+    prepare(settings, tmp_path, {"v1": gguf_files["q8_0"], "v2": gguf_files["q4_0"]})
+    server = live_server(settings)
+    server.wait_ready(120)
+    monkeypatch.setenv("APPLIANCE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("APPLIANCE_RELEASES__MODELS_DIR", settings.releases.models_dir)
+
+    result = CliRunner().invoke(main, ["models", "activate", "erp/v2", "--server", server.url,
+                                       "--reason", "cli test"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()  # the steps it saw (a small model swaps in a second)
+    assert all(line.endswith(" ...") for line in lines[:-1]), lines
+    assert lines[-1].startswith("erp/v2 is active and serving (load ") and "drain" in lines[-1]
+    assert server.assistant.backend.version == "erp/v2"
+    history = httpx.get(f"{server.url}/api/models/history").json()["history"]
+    assert (history[0]["event"], history[0]["actor"], history[1]["reason"]) == (
+        "activated", "api:developer", "cli test")
+
+    again = CliRunner().invoke(main, ["models", "activate", "erp/v2", "--server", server.url])
+    assert again.exit_code == 0 and "erp/v2 is already active and serving." in again.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from litestar.datastructures import State
 from appliance.accounts import Accounts
 from appliance.cli import main
 from appliance.server.app import create_app, open_accounts
-from appliance.server.auth import admin_only
+from appliance.server.auth import admin_only, needs_credentials
 from appliance.settings import Settings
 from tests.conftest import LiveServer
 
@@ -108,6 +109,36 @@ def test_open_routes_stay_open(auth):
     # A stale key sent to an open page is ignored rather than refused.
     assert auth.call("GET", "/health", headers={"Authorization": "Bearer erp-stale"}).status_code == 200
     assert auth.call("POST", "/api/auth/login", json={"username": "root", "password": PASSWORD}).status_code == 200
+
+
+def test_the_openapi_document_says_how_to_authenticate_and_where_not_to(auth):
+    schema = auth.call("GET", "/schema/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {**schemes["apiKey"], "type": "http", "scheme": "bearer"}
+    assert schemes["session"] == {**schemes["session"], "type": "apiKey", "in": "cookie",
+                                  "name": "appliance_session"}
+    assert schema["security"] == [{"apiKey": []}, {"session": []}]  # the default of every operation
+    settings = auth.server.app.state.settings
+    seen = set()
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+                continue
+            seen.add((method.upper(), path))
+            security = operation.get("security", schema["security"])
+            if path == "/metrics":  # open unless auth.protect_metrics
+                assert security == [{}, {"apiKey": []}, {"session": []}]
+            elif needs_credentials(path, settings):
+                assert security == schema["security"], (method, path)
+            else:
+                assert security == [], (method, path)
+    assert {("GET", "/health"), ("GET", "/ready"), ("POST", "/api/auth/login")} <= seen
+    # What the document describes works as described: the bearer scheme, and the cookie it names.
+    assert auth.call("GET", "/v1/models", headers={"Authorization": f"Bearer {auth.employee_key}"}
+                     ).status_code == 200
+    with auth.session("alice") as (client, _):
+        assert schemes["session"]["name"] in client.cookies
+        assert client.get("/v1/models").status_code == 200
 
 
 def test_employees_get_403_on_every_admin_route(auth):
@@ -385,3 +416,33 @@ def test_start_without_an_admin_says_how_to_create_one(tmp_path, caplog):
         open_accounts(settings, State()).close()
     [line] = [r.getMessage() for r in caplog.records if "admin" in r.getMessage()]
     assert "appliance users create-admin" in line
+
+
+def test_the_server_prunes_old_audit_entries_and_sessions_past_their_lifetime(
+        live_server, app_settings, shared_backend, monkeypatch):
+    from appliance.server import app as server_app
+
+    monkeypatch.setattr(server_app, "HOUSEKEEPING_SECONDS", 0.2)
+    settings = app_settings()
+    settings.auth.enabled = True
+    settings.auth.audit_retention_days = 30
+    server = live_server(settings, shared_backend)
+    accounts = server.app.state.accounts
+    accounts.create_user("alice", PASSWORD)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        assert client.post("/api/auth/login", json={"username": "alice", "password": PASSWORD}).status_code == 200
+        assert client.get("/api/auth/me").status_code == 200
+        now = time.time()
+        with accounts.write() as db:  # signed in eight days ago, active all along; an old entry
+            db.execute("UPDATE sessions SET created_at = ?, last_seen_at = ?", [now - 8 * 86400, now])
+            db.execute("UPDATE audit SET ts = ? WHERE action = 'login'", [now - 400 * 86400])
+        deadline = time.monotonic() + 30
+        while accounts.rows("SELECT count(*) AS n FROM sessions")[0]["n"]:
+            assert time.monotonic() < deadline, "the session past auth.session_max_hours stayed"
+            time.sleep(0.1)
+        while accounts.audit_log(action="login"):
+            assert time.monotonic() < deadline, "the audit entry past its retention stayed"
+            time.sleep(0.1)
+        assert client.get("/api/auth/me").status_code == 401  # nobody had to touch it first
+    pruned = accounts.audit_log(action="audit_pruned")
+    assert pruned and pruned[0]["detail"]["retention_days"] == 30

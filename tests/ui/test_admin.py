@@ -196,13 +196,19 @@ def test_model_versions_validate_schedule_activate_and_monitoring(appliance_fact
     page.locator("#schedules-table button", has_text="Cancel").click()
     page.wait_for_selector("table#schedules-table", state="detached")
 
-    # Activate now: the version serves requests.
+    # Activate now: a background job whose steps show in the row as it runs; then the version
+    # serves requests, and the tab says so.
     page.locator(version).locator("button", has_text="Activate").click()
     page.click("#confirm-dialog button[value=ok]")
+    page.wait_for_selector(f"{version} [data-activation-step]")
+    assert "Activating" in page.inner_text(version)
     page.wait_for_selector(f"{version} :text('serving requests')", timeout=300_000)
+    page.wait_for_selector(".toast:text('erp-assistant/1.1.0 is active and serving')")
     assert appliance.server.assistant.backend.version == "erp-assistant/1.1.0"
+    assert page.locator(f"{version} [data-activation-step]").count() == 0
     history = page.inner_text("#history-table")
-    for event in ("imported", "validation_started", "validated", "scheduled", "activated"):
+    for event in ("imported", "validation_started", "validated", "scheduled", "activation_started",
+                  "activated"):
         assert event in history, event
 
     # A rollback with nothing to roll back to says so.

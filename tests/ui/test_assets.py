@@ -14,7 +14,9 @@ JS = ASSETS_DIR / "js"
 DYNAMIC_KEYS = {  # built as t(`prefix.${value}`) from values the server sends
     "chat.feedback": ["up", "down"],
     "documents.status": ["added", "updated", "unchanged", "failed"],
-    "models.states": ["staged", "validating", "ready", "active", "failed", "retired"],
+    "models.states": ["staged", "validating", "ready", "activating", "active", "failed", "retired"],
+    "models.activationSteps": ["queued", "starting", "golden_reference", "reembed", "load", "warmup",
+                               "switch", "drain"],
     "models.reembedStates": ["building", "ready", "installed", "failed", "cancelled"],
     "monitoring.ranges": ["1h", "24h", "7d"],
     "monitoring.state": ["firing", "resolved"],

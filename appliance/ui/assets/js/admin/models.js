@@ -1,5 +1,6 @@
 // Model versions: state and validation results; validate, activate now, schedule, roll back;
-// pending schedules, probation and the history of every change.
+// pending schedules, probation and the history of every change. Validations and activations run
+// on the server in the background; the tab follows them until they finish.
 
 import { api } from "../api.js";
 import { confirmDialog, modal } from "../dialog.js";
@@ -9,7 +10,7 @@ import { actionButton, badge, card, errorCard, pageHead, refreshButton, table } 
 
 const path = (v) => `/api/models/${encodeURIComponent(v.name)}/${encodeURIComponent(v.version)}`;
 
-const POLL_MS = 2000; // while a validation or a re-embedding runs
+const POLL_MS = 2000; // while a validation, an activation or a re-embedding runs
 
 function validationSummary(version) {
   const validation = version.validation || {};
@@ -40,6 +41,29 @@ function validationSummary(version) {
   return parts;
 }
 
+// The state column: the state, and the activation running (its step, re-embedding progress) or
+// the last one that failed.
+function stateSummary(version) {
+  const activation = version.activation || {};
+  const parts = [badge(t(`models.states.${version.state}`), version.state)];
+  if (version.serving) parts.push(h("span", { class: "sub" }, t("models.serving")));
+  if (activation.running) {
+    const step = activation.step || "starting";
+    parts.push(h("span", { class: "sub", "data-activation-step": step }, t(`models.activationSteps.${step}`)));
+    const reembed = activation.reembed;
+    if (step === "reembed" && reembed && reembed.chunks_total) {
+      parts.push(h("progress", { class: "inline-progress", max: reembed.chunks_total, value: reembed.chunks_done }),
+        h("span", { class: "sub" }, t("models.reembedProgress", { done: formatNumber(reembed.chunks_done, 0), total: formatNumber(reembed.chunks_total, 0) })));
+    } else {
+      parts.push(h("progress", { class: "inline-progress" }));
+    }
+  } else if (activation.ok === false && version.state !== "active") {
+    parts.push(h("span", { class: "sub error-text", "data-activation-failed": "" },
+      t("models.activationFailed", { reason: activation.reason || "" })));
+  }
+  return parts;
+}
+
 async function scheduleDialog(version) {
   const at = h("input", { type: "datetime-local", name: "at", id: "schedule-at" });
   const choice = await modal({
@@ -67,6 +91,7 @@ export default {
   async render(panel) {
     let timer = null;
     let stopped = false;
+    let following = null; // the version whose activation this tab saw running
     const load = async () => {
       clearTimeout(timer);
       let data;
@@ -88,18 +113,18 @@ export default {
           cell: (v) => [h("strong", { title: v.path }, `${v.name}/${v.version}`),
             h("span", { class: "sub" }, v.kind === "upstream" ? t("models.upstream") : t("models.importedAt", { when: formatDate(v.created_at) }))],
         },
-        { label: t("models.state"), cell: (v) => [badge(t(`models.states.${v.state}`), v.state), v.serving ? h("span", { class: "sub" }, t("models.serving")) : null] },
+        { label: t("models.state"), cell: stateSummary },
         { label: t("models.validation"), cell: validationSummary, class: "wide" },
         {
           label: "", class: "actions", cell: (v) => [
-            !["active", "validating"].includes(v.state) ? actionButton(t("models.validate"), () => act(t("models.validationStarted"), () => api.post(`${path(v)}/validate`)), { iconName: "check", kind: "ghost" }) : null,
+            !["active", "validating", "activating"].includes(v.state) ? actionButton(t("models.validate"), () => act(t("models.validationStarted"), () => api.post(`${path(v)}/validate`)), { iconName: "check", kind: "ghost" }) : null,
             ["ready", "active"].includes(v.state) && v.state !== "active" ? actionButton(t("models.schedule"), async () => {
               const body = await scheduleDialog(v);
               if (body) await act(t("models.scheduled"), () => api.post(`${path(v)}/schedule`, body));
             }, { iconName: "clock", kind: "ghost" }) : null,
             v.state === "ready" ? actionButton(t("models.activate"), async () => {
               const ok = await confirmDialog({ title: t("models.activateTitle", { version: `${v.name}/${v.version}` }), body: t("models.activateBody"), confirm: t("models.activate") });
-              if (ok) await act(t("models.activated"), () => api.post(`${path(v)}/activate`, { reason: "admin console" }));
+              if (ok) await act(t("models.activationStarted"), () => api.post(`${path(v)}/activate`, { reason: "admin console" }));
             }, { iconName: "play", kind: "primary" }) : null,
           ],
         },
@@ -115,7 +140,7 @@ export default {
       const probation = data.probation;
       const events = table([
         { label: t("models.when"), cell: (e) => formatDate(e.at), class: "date" },
-        { label: t("models.event"), cell: (e) => badge(e.event, e.event.includes("fail") || e.event.includes("rolled") ? "warning" : "neutral") },
+        { label: t("models.event"), cell: (e) => badge(e.event, /fail|rolled|interrupted/.test(e.event) ? "warning" : "neutral") },
         { label: t("models.version"), cell: (e) => `${e.name}/${e.version}` },
         { label: t("models.actor"), cell: (e) => e.actor },
         { label: t("models.reason"), cell: (e) => e.reason || (e.previous ? t("models.previous", { previous: e.previous }) : "") },
@@ -144,8 +169,16 @@ export default {
         card(t("models.versions"), versions),
         card(t("models.schedules"), schedules),
         card(t("models.history"), events));
-      // Validations and re-embeddings run in the background: follow them until they finish.
-      const busy = (data.validating || []).length || reembed?.state === "building";
+      // An activation this tab followed has ended: say how.
+      if (following && following !== data.activating) {
+        const ended = data.versions.find((v) => `${v.name}/${v.version}` === following);
+        const activation = ended?.activation || {};
+        if (activation.ok) toast(t("models.activated", { version: following }));
+        else if (activation.ok === false) toast(t("models.activationFailed", { reason: activation.reason || "" }), { error: true });
+      }
+      following = data.activating || null;
+      // Validations, activations and re-embeddings run in the background: follow them until they finish.
+      const busy = (data.validating || []).length || data.activating || reembed?.state === "building";
       if (busy && !stopped) timer = setTimeout(load, POLL_MS);
     };
     await load();
