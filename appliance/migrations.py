@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import sqlite_utils
 
@@ -14,6 +16,20 @@ Step = Callable[[sqlite_utils.Database], None]
 
 class MigrationFailed(ApplianceError):
     code = "migration_failed"
+
+
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on a connection that autocommits (as sqlite-utils' do), where `with
+    conn:` alone would not group statements. IMMEDIATE takes the write lock at BEGIN, so writers in
+    other processes take turns instead of failing halfway with "database is locked"."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 class Migrations:
@@ -45,14 +61,9 @@ class Migrations:
         if self.table not in db.table_names():
             # Written by hand, not with sqlite-utils' create(): its deferred BEGIN fails at once
             # ("database is locked") when another process starting at the same moment wrote first.
-            db.conn.execute("BEGIN IMMEDIATE")
-            try:
-                db.conn.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" '
-                                "(name TEXT PRIMARY KEY, applied_at FLOAT)")
-            except BaseException:
-                db.conn.execute("ROLLBACK")
-                raise
-            db.conn.execute("COMMIT")
+            with immediate_transaction(db.conn) as conn:
+                conn.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" '
+                             "(name TEXT PRIMARY KEY, applied_at FLOAT)")
         applied = []
         for step in self.steps:
             if step.__name__ not in self.applied(db) and self._apply_one(db, step):

@@ -192,7 +192,7 @@ def main() -> None:
         plain_q41 = plain_llama_cpp(str(bundled_model_path()), args.max_tokens, 5)
 
     base = levels[0]["tokens_per_s"]
-    print(f"\n| concurrency | requests | errors | tokens/s | x single | TTFT p50 ms |")
+    print("\n| concurrency | requests | errors | tokens/s | x single | TTFT p50 ms |")
     print("|---|---|---|---|---|---|")
     for level in levels:
         print(f"| {level['concurrency']} | {level['requests']} | {level['errors']} | "

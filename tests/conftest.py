@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from appliance.engine.model import resolve_model_path  # noqa: E402
+from appliance.llm.base import LLMBackend  # noqa: E402
 from appliance.settings import EngineSettings, Settings  # noqa: E402
 
 CACHE_DIR = Path(os.environ.get("APPLIANCE_TEST_CACHE", "~/.cache/erp-appliance-tests")).expanduser()
@@ -136,6 +137,37 @@ class LiveServer:
                 return
             time.sleep(0.1)
         raise RuntimeError("model did not become ready")
+
+
+class LentBackend(LLMBackend):
+    """Lends a session's real backend to one test's app, which would otherwise close it."""
+
+    def __init__(self, backend: LLMBackend):
+        self.backend = backend
+
+    @property
+    def model_id(self):
+        return self.backend.model_id
+
+    @property
+    def version(self):
+        return self.backend.version
+
+    @property
+    def context_limit(self):
+        return self.backend.context_limit
+
+    def status(self):
+        return self.backend.status()
+
+    def count_tokens(self, text):
+        return self.backend.count_tokens(text)
+
+    async def start(self, request):
+        return await self.backend.start(request)
+
+    async def close(self, drain_seconds: float = 0.0):
+        pass
 
 
 @pytest.fixture

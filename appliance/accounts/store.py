@@ -27,6 +27,7 @@ from appliance.errors import (
     PermissionDenied,
     TooManyLogins,
 )
+from appliance.migrations import immediate_transaction
 from appliance.settings import AuthSettings
 
 ROLES = ("employee", "admin")
@@ -154,16 +155,9 @@ class Accounts:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction: the connection autocommits, so `with conn:` alone would not group writes."""
-        with self._lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        """One write transaction, under the store's lock."""
+        with self._lock, immediate_transaction(self.db.conn) as conn:
+            yield conn
 
     # -- users ---------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from appliance.knowledge.analyzer import Analyzer
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
 from appliance.knowledge.embedder import Embedder, artifact_fingerprint, load_embedder
 from appliance.knowledge.glossary import Glossary
-from appliance.knowledge.ingest import IngestReport, Ingestor
+from appliance.knowledge.ingest import Ingestor, IngestReport
 from appliance.knowledge.keyword import KeywordIndex
 from appliance.knowledge.reembed import IndexBuild, IndexRecord, ReembedCancelled
 from appliance.knowledge.retrieval import Hit, Retriever

@@ -6,8 +6,8 @@ import json
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import sqlite_utils
 from appliance.errors import NotFound
 from appliance.knowledge.chunking import Chunk
 from appliance.knowledge.migrations import migrate
+from appliance.migrations import immediate_transaction
 
 
 @dataclass(frozen=True)
@@ -257,15 +258,9 @@ class DocumentStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        """One write transaction, under the store's lock."""
+        with self._lock, immediate_transaction(self.db.conn) as conn:
+            yield conn
 
     @staticmethod
     def _meta_in(db: sqlite3.Connection, key: str) -> str | None:

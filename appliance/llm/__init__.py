@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from appliance.errors import ConfigError
 from appliance.llm.base import LLMBackend
 from appliance.settings import Settings

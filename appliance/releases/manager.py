@@ -305,7 +305,6 @@ class ReleaseManager:
         if self._job is not None:
             raise ReleaseError(f"{self._job.record.key} is being activated; roll back once that has "
                                "finished (or cancel its re-embedding with DELETE /api/models/reembed).")
-        current = self.registry.active()
         target = self.registry.find(ref) if ref else self.registry.rollback_target()
         if target is None:
             raise ReleaseError("There is no previous good version to roll back to; "

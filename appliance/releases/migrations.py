@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import sqlite_utils
 
 from appliance.migrations import Migrations

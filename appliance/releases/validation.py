@@ -21,7 +21,6 @@ from appliance.releases.backends import BackendFactory
 from appliance.releases.registry import ModelVersion, ReleaseError
 from appliance.settings import ReleasesSettings
 
-
 Progress = Callable[[str, dict[str, Any]], None]  # (step now running, checks finished so far)
 
 

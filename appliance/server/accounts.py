@@ -112,10 +112,10 @@ class AuthController(Controller):
             token, session = await anyio.to_thread.run_sync(
                 lambda: accounts.login(data.username, data.password, ip=ip, user_agent=agent))
         except Exception as exc:
+            status, reason = getattr(exc, "status", 500), getattr(exc, "code", "internal_error")
             await anyio.to_thread.run_sync(
                 lambda: accounts.audit(data.username, "login_failed", data.username,
-                                       status=getattr(exc, "status", 500), ip=ip,
-                                       reason=getattr(exc, "code", "internal_error")))
+                                       status=status, ip=ip, reason=reason))
             raise
         await anyio.to_thread.run_sync(
             lambda: accounts.audit(session.user.username, "login", session.user.username, status=200, ip=ip))

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio
-from litestar.di import NamedDependency
-from litestar.params import JSONBody, PathParameter
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter
 
 from appliance.assistant import Assistant
 from appliance.errors import InvalidRequest, NotFound
 from appliance.knowledge.parsers import ParseError
 from appliance.server.auth import admin_only, note_audit, require_principal, signed_in
 from appliance.server.schemas import SearchRequest
-from appliance.server.scope import can_list, caller_groups
+from appliance.server.scope import caller_groups, can_list
 
 # Uploads are bounded by knowledge.max_upload_bytes, checked per file; this is the outer cap.
 UPLOAD_BODY_CAP = 1 << 30

@@ -10,23 +10,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
-from litestar import Controller, Request, get, post
 from litestar.response import Response, ServerSentEvent
 
 from appliance.assistant import AnswerStream, Assistant
 from appliance.errors import ApplianceError, InvalidRequest
 from appliance.llm.base import Finished, GenerationRequest, TextDelta
+from appliance.server.auth import signed_in
 from appliance.server.errors import openai_error_body
+from appliance.server.request_metrics import trace_of
 from appliance.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
     encode,
 )
-from appliance.server.auth import signed_in
-from appliance.server.request_metrics import trace_of
 from appliance.server.scope import caller_groups
 
 

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from appliance_build import jsonl
-from appliance_build.embedder_adapt import Pair, build_pairs, gate, pair_set, probe_set, remove_overlap
+from appliance_build.embedder_adapt import (
+    Pair,
+    build_pairs,
+    gate,
+    pair_set,
+    probe_set,
+    remove_overlap,
+)
 from appliance_build.metrics import rank_metrics
 
 

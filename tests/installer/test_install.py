@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from installer.bundle import FORBIDDEN_WHEELS
-
 from installer.checksums import sha256_file
 from installer.layout import Layout
 

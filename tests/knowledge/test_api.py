@@ -4,66 +4,23 @@ driven with httpx and the official openai client."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 
 import httpx
 import numpy as np
 import openai
 import pytest
-import uvicorn
 
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
 from appliance.knowledge.grounding import NO_ANSWER
-from appliance.llm.base import GenerationRequest, LLMBackend, SamplingParams
+from appliance.llm.base import GenerationRequest, SamplingParams
 from appliance.server.app import create_app, load_backend
+from tests.conftest import LentBackend, LiveServer
 
 from .conftest import make_settings
 
 SECRET = b"# Executive bonus pool\n\nThe executive bonus pool is KRW 900,000,000 (code BON-77).\n"
-
-
-class BorrowedBackend(LLMBackend):
-    """Lends the session's real backend to a second app without letting that app close it."""
-
-    def __init__(self, backend: LLMBackend):
-        self.backend = backend
-
-    @property
-    def model_id(self):
-        return self.backend.model_id
-
-    @property
-    def version(self):
-        return self.backend.version
-
-    @property
-    def context_limit(self):
-        return self.backend.context_limit
-
-    def count_tokens(self, text):
-        return self.backend.count_tokens(text)
-
-    async def start(self, request):
-        return await self.backend.start(request)
-
-    async def close(self, drain_seconds: float = 0.0):
-        pass
-
-
-def _serve(app) -> tuple[str, uvicorn.Server, threading.Thread]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server, thread
 
 
 @pytest.fixture(scope="session")
@@ -78,10 +35,8 @@ def backend(tmp_path_factory, embedder_dir):
 @pytest.fixture(scope="session")
 def base_url(tmp_path_factory, embedder_dir, backend, sample_kb):
     settings = make_settings(tmp_path_factory.mktemp("api"), embedder_dir)
-    url, server, thread = _serve(create_app(settings, backend=backend, knowledge=sample_kb))
-    yield url
-    server.should_exit = True
-    thread.join(timeout=30)
+    with LiveServer(create_app(settings, backend=backend, knowledge=sample_kb)) as server:
+        yield server.url
 
 
 @pytest.fixture
@@ -209,9 +164,8 @@ def test_a_cached_answer_never_reaches_an_outsider(client, http):
 
 def test_without_an_embedder_the_server_answers_ungrounded(tmp_path, backend):
     settings = make_settings(tmp_path / "data", tmp_path / "no-embedder")
-    url, server, thread = _serve(create_app(settings, backend=BorrowedBackend(backend)))
-    try:
-        with httpx.Client(base_url=url, timeout=120) as http:
+    with LiveServer(create_app(settings, backend=LentBackend(backend))) as server:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
             deadline = time.monotonic() + 30
             while http.get("/ready").json()["retrieval"]["status"] == "opening" and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -224,13 +178,10 @@ def test_without_an_embedder_the_server_answers_ungrounded(tmp_path, backend):
             assert chat["grounded"] is False and "appliance-build embedder" in chat["retrieval_notice"]
             search = http.post("/api/search", json={"query": "leave"})
             assert search.status_code == 503 and "appliance-build embedder" in search.json()["error"]["message"]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def test_assistant_scope_keys_the_cache(backend, sample_kb):
-    assistant = Assistant(BorrowedBackend(backend), ResponseCache(), knowledge=sample_kb)
+    assistant = Assistant(LentBackend(backend), ResponseCache(), knowledge=sample_kb)
     request = GenerationRequest(params=SamplingParams(temperature=0, max_tokens=4),
                                 messages=({"role": "user", "content": "How do I request annual leave?"},))
 
@@ -256,17 +207,13 @@ def test_first_start_ingests_the_sample_once(tmp_path, backend, embedder_dir, mo
     settings = make_settings(tmp_path / "data", embedder_dir)
 
     def start_and_list():
-        url, server, thread = _serve(create_app(settings, backend=BorrowedBackend(backend)))
-        try:
-            with httpx.Client(base_url=url, timeout=60) as http:
+        with LiveServer(create_app(settings, backend=LentBackend(backend))) as server:
+            with httpx.Client(base_url=server.url, timeout=60) as http:
                 deadline = time.monotonic() + 60
                 while http.get("/ready").json()["retrieval"]["status"] != "ready":
                     assert time.monotonic() < deadline
                     time.sleep(0.1)
                 return [d["source"] for d in http.get("/api/documents").json()["documents"]]
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
 
     sources = start_and_list()
     assert sources == ["gr.md", "pay.txt"]

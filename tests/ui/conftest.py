@@ -16,6 +16,7 @@ from appliance.accounts import Accounts
 from appliance.knowledge.knowledge_base import KnowledgeBase, sample_kb_path
 from appliance.llm.base import LLMBackend
 from appliance.settings import load_settings
+from tests.conftest import LentBackend
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The machine's network is closed: without these flags Chromium stalls on update, sync and
@@ -48,37 +49,6 @@ def browser():
         chromium = launch(playwright)
         yield chromium
         chromium.close()
-
-
-class LentBackend(LLMBackend):
-    """Lends the session's real backend to one test's app, which would otherwise close it."""
-
-    def __init__(self, backend: LLMBackend):
-        self.backend = backend
-
-    @property
-    def model_id(self):
-        return self.backend.model_id
-
-    @property
-    def version(self):
-        return self.backend.version
-
-    @property
-    def context_limit(self):
-        return self.backend.context_limit
-
-    def status(self):
-        return self.backend.status()
-
-    def count_tokens(self, text):
-        return self.backend.count_tokens(text)
-
-    async def start(self, request):
-        return await self.backend.start(request)
-
-    async def close(self, drain_seconds: float = 0.0):
-        pass
 
 
 def close_backend(backend: LLMBackend) -> None:

@@ -31,7 +31,6 @@ def run(recipe: str, stage: str | None, models_dir: Path | None, cache_dir: Path
         assignments: tuple[str, ...]) -> None:
     """Run RECIPE (a name in build/recipes/ or a .toml path)."""
     from appliance.errors import ApplianceError
-
     from appliance_build.pipeline import Pipeline
 
     try:

@@ -76,7 +76,8 @@ def export_fp32(source: Path, out: Path) -> Path:
 
 
 def quantize_static(fp32: Path, target: Path, tokenizer, texts: list[str], max_length: int) -> None:
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static as qs
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process
+    from onnxruntime.quantization import quantize_static as qs
 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
@@ -100,7 +101,8 @@ def fuse(fp32: Path, target: Path) -> Path:
 
 def quantize_dynamic(fp32: Path, target: Path) -> None:
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic as qd
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as qd
 
     # Per-channel weights: per-tensor scales lose too much (mean cosine to fp32 about 0.90).
     # Fused operators have no shape inference, hence the default tensor type.

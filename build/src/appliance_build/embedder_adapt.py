@@ -191,7 +191,10 @@ def train(model, pairs: list[Pair], cfg: dict[str, Any], out: Path, seed: int) -
     """MultipleNegativesRankingLoss (in-batch negatives) over the pairs with the sentence-transformers trainer."""
     import torch
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer import losses
 
     if cfg["loss"] == "mnrl":

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from appliance import manifest as manifest_format
-
 from appliance_build.errors import BuildError
 
 REPORT_FILES = ("report.md", "report.json", "report.png")

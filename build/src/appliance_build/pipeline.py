@@ -47,9 +47,7 @@ def is_active(recipe: Recipe, stage: str) -> bool:
 # --- stages ------------------------------------------------------------------------------
 
 def stage_load(ctx: Context) -> dict[str, Any]:
-    from appliance_build.loading import load_all
-
-    from appliance_build.loading import input_files
+    from appliance_build.loading import input_files, load_all
 
     loaded = load_all(ctx.recipe)
     jsonl.write(ctx.out / "records.jsonl", loaded.records)
@@ -166,7 +164,6 @@ def torch_model_dir(ctx: Context) -> Path | None:
 
 def stage_export(ctx: Context) -> dict[str, Any]:
     from appliance.engine.quantize import quantize
-
     from appliance_build.basemodel import source_gguf, tokenizer_gguf
     from appliance_build.gguf_export import export_gguf
     from appliance_build.parity import PROBES, logits_parity, tokenizer_identity
