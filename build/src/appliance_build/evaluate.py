@@ -16,7 +16,6 @@ from rich.console import Console
 from appliance_build import jsonl
 from appliance_build.report import write_report
 
-
 console = Console(stderr=True)
 
 
@@ -87,7 +86,9 @@ def evaluate(ctx) -> dict[str, Any]:
     held_qa = [r for r in eval_records if r["kind"] in ("qa", "chat") and "augmented" not in r["tags"]]
     held_qa = held_qa[: cfg["qa_samples"]]
     encoder = Encoder(tokenizer_gguf(ctx.recipe))
-    examples = encoder.encode(eval_records, ctx.recipe["finetune"]["max_length"])[: cfg["perplexity_samples"]]
+    encoded = encoder.encode(eval_records, ctx.recipe["finetune"]["max_length"])
+    examples = encoded[: cfg["perplexity_samples"]]  # what the torch rows (fine-tune, prune) used
+    gguf_examples = encoded[: cfg["gguf_perplexity_samples"] or len(encoded)]
     prompts = [encoder.prompt_ids(r["question"]) for r in held_qa]
     stop_id = encoder.stop_id
     encoder.close()
@@ -95,12 +96,15 @@ def evaluate(ctx) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     tuned = ctx.input("finetune")
     if tuned is not None:
-        rows.append({"model": "base (torch)", "kind": "torch", "eval_loss": tuned.summary["base_eval_loss"]})
-        rows.append({"model": "fine-tuned (torch)", "kind": "torch", "eval_loss": tuned.summary["eval_loss"]})
+        rows.append({"model": "base (torch)", "kind": "torch", "eval_loss": tuned.summary["base_eval_loss"],
+                     "examples": len(examples)})
+        rows.append({"model": "fine-tuned (torch)", "kind": "torch", "eval_loss": tuned.summary["eval_loss"],
+                     "examples": len(examples)})
     pruned = ctx.input("prune")
     if pruned is not None:
         rows.append({"model": f"pruned {pruned.summary['linear_sparsity']:.0%} (torch)", "kind": "torch",
-                     "eval_loss": pruned.summary["eval_loss_after"], "kept": pruned.summary["kept_pruned"]})
+                     "eval_loss": pruned.summary["eval_loss_after"], "kept": pruned.summary["kept_pruned"],
+                     "examples": len(examples)})
 
     ggufs: list[tuple[str, Path]] = []
     base_gguf = source_gguf(ctx.recipe)
@@ -111,12 +115,13 @@ def evaluate(ctx) -> dict[str, Any]:
         ggufs += [(f"{'built' if tuned else 'base'} {file_type}", Path(path))
                   for file_type, path in exported.summary["files"].items()]
     for label, path in ggufs:
-        console.print(f"evaluating {label}: perplexity on {len(examples)} examples, {len(prompts)} answers")
-        loss = mean_loss(path, examples)
+        console.print(f"evaluating {label}: perplexity on {len(gguf_examples)} examples, {len(prompts)} answers")
+        loss = mean_loss(path, gguf_examples)
         predictions = answers(path, prompts, cfg["max_new_tokens"], stop_id) if prompts else []
         f1 = [token_f1(p, r["answer"]) for p, r in zip(predictions, held_qa)]
         rows.append({"model": label, "kind": "gguf", "path": str(path), "bytes": path.stat().st_size,
-                     "eval_loss": loss, "token_f1": sum(f1) / len(f1) if f1 else None,
+                     "eval_loss": loss, "examples": len(gguf_examples),
+                     "token_f1": sum(f1) / len(f1) if f1 else None,
                      "samples": [{"question": r["question"], "reference": r["answer"], "answer": p}
                                  for p, r in list(zip(predictions, held_qa))[:3]]})
     for row in rows:
@@ -135,6 +140,7 @@ def evaluate(ctx) -> dict[str, Any]:
 
     result = {
         "eval_examples": len(examples),
+        "gguf_eval_examples": len(gguf_examples),
         "held_out_qa": len(held_qa),
         "rows": rows,
         "comparisons": comparisons,

@@ -95,6 +95,9 @@ DEFAULTS: dict[str, Any] = {
         "qa_samples": 24,
         "max_new_tokens": 64,
         "perplexity_samples": 64,
+        # GGUF rows are cheap to score with llama.cpp, and a quantization delta of well under 1%
+        # needs many tokens to be measured at all: 0 scores them on the whole eval split.
+        "gguf_perplexity_samples": 0,
         "recall_k": 5,
         "plot": True,
         "include_base_gguf": True,

@@ -16,13 +16,16 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
 
 def markdown(recipe_name: str, inputs: dict[str, Any], result: dict[str, Any]) -> str:
     lines = [f"# Build report: {recipe_name}", ""]
-    lines += ["## Models", "", "| model | eval loss | perplexity | token F1 | size |", "|---|---|---|---|---|"]
+    lines += ["## Models", "", "| model | eval loss | perplexity | examples | token F1 | size |",
+              "|---|---|---|---|---|---|"]
     for row in result["rows"]:
         size = f"{row['bytes'] / 2**20:.1f} MiB" if row.get("bytes") else "-"
         lines.append(f"| {row['model']} | {_fmt(row['eval_loss'])} | {_fmt(row['perplexity'], '.3f')} | "
-                     f"{_fmt(row.get('token_f1'), '.3f')} | {size} |")
-    lines += ["", f"Perplexity over {result['eval_examples']} eval-split examples (answer tokens only); "
-              f"token F1 over {result['held_out_qa']} held-out QA/chat pairs, greedy decoding.", ""]
+                     f"{_fmt(row.get('examples'))} | {_fmt(row.get('token_f1'), '.3f')} | {size} |")
+    lines += ["", "Perplexity over eval-split examples (answer tokens only): the torch rows over the "
+              f"{result['eval_examples']} the fine-tune measured, the GGUF rows (llama.cpp) over "
+              f"{result.get('gguf_eval_examples', result['eval_examples'])}; compare rows of one kind. "
+              f"Token F1 over {result['held_out_qa']} held-out QA/chat pairs, greedy decoding.", ""]
     if result["comparisons"]:
         lines += ["## Comparisons", ""] + [f"- {k}: {v:+.2%}" for k, v in result["comparisons"].items()] + [""]
     lines += adaptation_section(result.get("embedder_adaptation") or {})
