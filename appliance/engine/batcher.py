@@ -284,8 +284,23 @@ class Engine:
             self.waiting.popleft()
             self._place(request, free)
 
+    def _dense(self, free: list[Slot]) -> list[Slot]:
+        """The free slots a new request may take with per-slot KV streams: the lowest ids.
+
+        llama.cpp groups sequences into one ubatch only while their ids run consecutively
+        (`split_equal(sequential=true)`), so busy slots {0, 1, 3} cost two graph evaluations per
+        decode step where {0, 1, 2} cost one. Every request that will be running once the queue is
+        admitted fits below `bound`; a slot above it would open a gap.
+        """
+        if self.unified:
+            return free
+        bound = len(self.active) + len(self.waiting) + 1
+        dense = [s for s in free if s.seq_id < bound]
+        return dense or [min(free, key=lambda s: s.seq_id)]
+
     def _place(self, request: EngineRequest, free: list[Slot]) -> None:
         prompt = request.prompt
+        free = self._dense(free)
         best_src, best_len = None, 0
         if self.settings.prefix_cache:
             # Without a unified KV pool, cells cannot move between sequences: reuse idle ones in place.
@@ -323,28 +338,35 @@ class Engine:
         if not self.active:
             return
         batch, budget = self.batch, self.settings.batch_tokens
-        n = 0
         decoding = [r for r in self.active if r.pending is not None]
         prefilling = [r for r in self.active if r.pending is None]
-        for request in decoding:
-            slot = request.slot
-            self._batch_add(n, request.pending, len(slot.tokens), slot.seq_id, True)
-            request.batch_index = n
-            n += 1
+        # Every decode gets its token; prompt chunks fill the rest of the budget, oldest first.
+        room = budget - len(decoding)
         chunks: list[tuple[EngineRequest, int]] = []
         for request in prefilling:
-            if n >= budget:
+            if room <= 0:
                 break
+            take = min(room, len(request.prompt) - request.n_prompt_done)
+            chunks.append((request, take))
+            room -= take
+        # Tokens go in in slot order: llama.cpp splits a batch whose sequence ids do not run
+        # consecutively into several ubatches, one graph evaluation each.
+        takes = {id(request): take for request, take in chunks}
+        n = 0
+        for request in sorted(decoding + [r for r, _ in chunks], key=lambda r: r.slot.seq_id):
             slot = request.slot
+            if request.pending is not None:
+                self._batch_add(n, request.pending, len(slot.tokens), slot.seq_id, True)
+                request.batch_index = n
+                n += 1
+                continue
             start = request.n_prompt_done
-            take = min(budget - n, len(request.prompt) - start)
-            for i in range(take):
+            for i in range(takes[id(request)]):
                 last = start + i == len(request.prompt) - 1
                 self._batch_add(n, request.prompt[start + i], start + i, slot.seq_id, last)
                 if last:
                     request.batch_index = n
                 n += 1
-            chunks.append((request, take))
         batch.n_tokens = n
         rc = llama.llama_decode(self.ctx, batch)
         if rc == 1 and self._evict_cached():

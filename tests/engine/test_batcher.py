@@ -206,3 +206,38 @@ def test_korean_text_streams_as_whole_characters(shared_backend):
     deltas = run(main())
     assert deltas
     assert all("\ufffd" not in d for d in deltas)
+
+
+def test_busy_slots_stay_dense_and_go_to_llama_cpp_in_order(make_backend, monkeypatch):
+    """llama.cpp evaluates one graph per run of consecutive sequence ids in a batch (per-slot KV
+    streams), so a new request takes the lowest free slot and tokens go in slot order."""
+    import llama_cpp
+
+    backend = make_backend(slots=4, admission_window_ms=200)
+    batches: list[list[int]] = []
+    decode = llama_cpp.llama_decode
+
+    def recording_decode(ctx, batch):
+        batches.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
+        return decode(ctx, batch)
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", recording_decode)
+    essay = "Write a long essay about inventory management in a factory."
+
+    async def main():
+        long_a = await backend.start(chat(essay, temperature=0, max_tokens=200))
+        short = await backend.start(chat("Say hello.", temperature=0, max_tokens=2))
+        long_c = await backend.start(chat(essay + " Be detailed.", temperature=0, max_tokens=200))
+        await _drain(short)
+        late = await backend.start(chat("Say goodbye.", temperature=0, max_tokens=4))
+        _, finished = await _drain(late)
+        long_a.cancel()
+        long_c.cancel()
+        return finished
+
+    finished = run(main())
+    assert finished.completion_tokens > 0
+    used = {seq for batch in batches for seq in batch}
+    assert used == {0, 1, 2}  # the late request took the short one's slot, not an empty slot 3
+    assert all(batch == sorted(batch) for batch in batches)
+    assert any(len(set(batch)) == 3 for batch in batches[-3:])  # three answers in one step
