@@ -12,6 +12,13 @@ from anything else on the machine falls on both alike; each run sends the same f
 (response cache off, so every answer is generated). Reported: tokens/s per run, and per pair the
 relative cost (off - on) / off; mean and standard deviation over pairs.
 
+(1a) During those runs, the CPU time of the 'on' server's threads is read from
+/proc/PID/task/*/stat (the appliance names its threads: llm-engine, metrics-writer,
+monitor-jobs, alert-dispatcher): the monitoring threads' share of the process's CPU, plus the
+event-loop work of (1b) for the requests served, is what monitoring takes from inference on a
+machine where inference keeps every core busy. Unlike (1) it does not depend on run-to-run
+throughput noise.
+
 (1b) The same cost measured directly, free of load noise: the per-request work monitoring adds on
 the event loop (the request trace following 32 token events, building the event, Prometheus
 observations, the buffer append) and in the writer thread (the SQLite insert), timed over many
@@ -111,6 +118,23 @@ async def one_run(url: str, streams: int, per_stream: int, max_tokens: int, run:
             "requests_per_s": streams * per_stream / elapsed, "failures": failures}
 
 
+MONITORING_THREADS = ("metrics-writer", "monitor-jobs", "alert-dispatche")  # comm is 15 bytes
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of a process's threads, summed by thread name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended between listing and reading
+            continue
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 def overhead(args) -> dict:
     from appliance.engine.model import resolve_model_path
 
@@ -125,12 +149,18 @@ def overhead(args) -> dict:
             wait_ready(urls[on])
             asyncio.run(one_run(urls[on], args.streams, 1, args.max_tokens, -1))  # warm-up
         pairs = []
+        cpu: dict[str, float] = {}  # CPU seconds of the 'on' server's threads during its runs
         for p in range(args.pairs):
             order = (True, False) if p % 2 == 0 else (False, True)  # ABBA: no side always goes first
             result = {}
             for on in order:
+                before = thread_cpu(servers[on].pid) if on else {}
                 result[on] = asyncio.run(one_run(urls[on], args.streams, args.requests_per_stream,
                                                  args.max_tokens, p))
+                if on:
+                    after = thread_cpu(servers[on].pid)
+                    for name, seconds in after.items():
+                        cpu[name] = cpu.get(name, 0.0) + seconds - before.get(name, 0.0)
             cost = (result[False]["tokens_per_s"] - result[True]["tokens_per_s"]) / result[False]["tokens_per_s"]
             pairs.append({"on": result[True], "off": result[False], "cost": cost})
             print(f"  pair {p + 1}: on {result[True]['tokens_per_s']:.1f} tok/s "
@@ -151,6 +181,8 @@ def overhead(args) -> dict:
         "off_mean": statistics.mean(p["off"]["tokens_per_s"] for p in pairs),
         "recorded": recorded,
         "failures": sum(p["on"]["failures"] + p["off"]["failures"] for p in pairs),
+        "thread_cpu": cpu,
+        "on_requests": args.pairs * args.streams * args.requests_per_stream,
     }
 
 
@@ -279,6 +311,15 @@ def main() -> None:
               f"{100 * r['cost_mean']:+.2f}% (stdev {100 * r['cost_stdev']:.2f} points over "
               f"{args.pairs} pairs); events recorded by the 'on' server: {r['recorded']}; "
               f"failed requests: {r['failures']}")
+        cpu = r["thread_cpu"]
+        total = sum(cpu.values())
+        threads = sum(cpu.get(name, 0.0) for name in MONITORING_THREADS)
+        hook = per_request_cost(5_000)["event_loop_us"] * r["on_requests"] / 1e6
+        print(f"\n(1a) CPU of the 'on' server during its {args.pairs} runs: {total:.1f} s in all; "
+              + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])))
+        print(f"  monitoring threads {threads:.3f} s + event-loop hooks {hook:.3f} s "
+              f"({r['on_requests']} requests x (1b)) = {threads + hook:.3f} s = "
+              f"{100 * (threads + hook) / total:.3f}% of the server's CPU")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from appliance.engine.sampling import TextAssembler, build_sampler
 from appliance.errors import ContextLengthExceeded, EngineError, NotReady, QueueFull
 from appliance.llm.base import Finished, SamplingParams, TextDelta
 from appliance.settings import EngineSettings
+from appliance.threadnames import name_native_thread
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,7 @@ class Engine:
     # -- the engine thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        name_native_thread()
         try:
             while True:
                 with self._cond:

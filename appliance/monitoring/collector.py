@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from appliance.monitoring.store import MetricsStore
+from appliance.threadnames import name_native_thread
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class Collector:
         self.flush()
 
     def _run(self) -> None:
+        name_native_thread()
         while not self._stop:
             self._wake.wait(self.flush_seconds)
             self._wake.clear()

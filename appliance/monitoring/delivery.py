@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from appliance.monitoring.channels import AlertChannel, AlertNotice
+from appliance.threadnames import name_native_thread
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Dispatcher:
             self._thread = None
 
     def _run(self) -> None:
+        name_native_thread()
         while True:
             with self._cond:
                 while not self._stop and (not self._queue or self._queue[0][0] > time.monotonic()):

@@ -11,6 +11,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from appliance.monitoring.alerts import AlertManager
@@ -22,6 +23,7 @@ from appliance.monitoring.prometheus import PrometheusMetrics
 from appliance.monitoring.sampler import GpuProbe, Sampler
 from appliance.monitoring.store import MetricsStore, Retention
 from appliance.settings import Settings
+from appliance.threadnames import name_native_thread
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,12 @@ class Monitor:
         m, a = self.settings.monitoring, self.settings.alerts
         self.collector.start()
         self.dispatcher.start()
-        self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        # Its synchronous jobs (alert rules, rollup and retention) run in a small pool of named
+        # threads, so their CPU time shows up under "monitor-jobs" in `top -H`.
+        jobs = ThreadPoolExecutor(2, pool_kwargs={"initializer": name_native_thread,
+                                                  "initargs": ("monitor-jobs",)})
+        self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(),
+                                          executors={"default": jobs})
         now = datetime.now()
         job = dict(trigger="interval", max_instances=1, coalesce=True, misfire_grace_time=None)
         self.scheduler.add_job(self.sample, seconds=m.sample_seconds, next_run_time=now, id="sample", **job)
