@@ -295,7 +295,9 @@ def configure_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("httpx", "apscheduler"):  # a line per upstream call or scheduled job is noise
+    # A line per upstream call or scheduled job is noise, and FAISS reports at INFO (with a
+    # ModuleNotFoundError) which of its CPU builds it could not load before loading another.
+    for noisy in ("httpx", "apscheduler", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
