@@ -11,6 +11,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
+from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -57,17 +58,19 @@ class Monitor:
         m, a = self.settings.monitoring, self.settings.alerts
         self.collector.start()
         self.dispatcher.start()
-        # Its synchronous jobs (alert rules, rollup and retention) run in a small pool of named
-        # threads, so their CPU time shows up under "monitor-jobs" in `top -H`.
-        jobs = ThreadPoolExecutor(2, pool_kwargs={"initializer": name_native_thread,
+        # The synchronous jobs (system sample, alert rules, rollup and retention) run in a small
+        # pool of named threads, so their CPU time shows up under "monitor-jobs" in `top -H`;
+        # the golden run is a coroutine and runs on the event loop (the default executor).
+        pool = ThreadPoolExecutor(2, pool_kwargs={"initializer": name_native_thread,
                                                   "initargs": ("monitor-jobs",)})
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(),
-                                          executors={"default": jobs})
+                                          executors={"default": AsyncIOExecutor(), "threads": pool})
         now = datetime.now()
         job = dict(trigger="interval", max_instances=1, coalesce=True, misfire_grace_time=None)
-        self.scheduler.add_job(self.sample, seconds=m.sample_seconds, next_run_time=now, id="sample", **job)
-        self.scheduler.add_job(self.alerts.evaluate, seconds=a.evaluate_seconds, id="alerts", **job)
-        self.scheduler.add_job(self.store.maintain, seconds=m.maintenance_seconds, id="maintenance", **job)
+        sync = dict(job, executor="threads")
+        self.scheduler.add_job(self.sample, seconds=m.sample_seconds, next_run_time=now, id="sample", **sync)
+        self.scheduler.add_job(self.alerts.evaluate, seconds=a.evaluate_seconds, id="alerts", **sync)
+        self.scheduler.add_job(self.store.maintain, seconds=m.maintenance_seconds, id="maintenance", **sync)
         if m.golden_interval_hours > 0:
             self.scheduler.add_job(
                 self.golden_run, hours=m.golden_interval_hours, id="golden",

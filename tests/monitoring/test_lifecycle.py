@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -138,3 +140,49 @@ def test_configuration_docs_list_every_monitoring_setting():
     table = settings_markdown()
     assert table in docs, "docs/configuration.md is stale: paste `appliance settings docs` into it"
     assert "`monitoring.enabled`" in table and "`alerts.rules`" in table
+
+
+def test_every_scheduled_job_runs(tmp_path, monkeypatch):
+    """The golden run is a coroutine (it runs on the event loop); the other jobs are plain
+    functions (they run in the named `monitor-jobs` threads). Each one has to actually run."""
+    from datetime import datetime
+
+    from appliance.assistant import Assistant
+    from appliance.cache import ResponseCache
+    from appliance.monitoring.alerts import AlertManager
+    from appliance.monitoring.monitor import Monitor
+    from appliance.monitoring.store import MetricsStore
+    from appliance.settings import Settings
+
+    ran: dict[str, str] = {}
+
+    async def golden_run(self):
+        ran["golden"] = "event loop" if asyncio.get_running_loop() else "?"
+
+    def on_thread(name, original):
+        def job(*args, **kwargs):
+            ran[name] = Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+            return original(*args, **kwargs)
+        return job
+
+    monkeypatch.setattr(Monitor, "golden_run", golden_run)
+    monkeypatch.setattr(Monitor, "sample", on_thread("sample", Monitor.sample))
+    monkeypatch.setattr(AlertManager, "evaluate", on_thread("alerts", AlertManager.evaluate))
+    monkeypatch.setattr(MetricsStore, "maintain", on_thread("maintenance", MetricsStore.maintain))
+    settings = Settings(data_dir=tmp_path / "data")
+    monitor = Monitor(settings, Assistant(None, ResponseCache()))
+
+    async def scenario():
+        monitor.start()
+        try:
+            for job in monitor.scheduler.get_jobs():
+                job.modify(next_run_time=datetime.now())
+            deadline = time.monotonic() + 20
+            while len(ran) < 4 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await monitor.stop()
+
+    asyncio.run(scenario())
+    assert ran == {"golden": "event loop", "sample": "monitor-jobs", "alerts": "monitor-jobs",
+                   "maintenance": "monitor-jobs"}
