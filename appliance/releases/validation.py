@@ -107,6 +107,11 @@ class Validator:
                 f"Loading {record.gguf_path.name} hung for more than {timeout:g} s in the isolated test "
                 "process; the file is likely corrupt (or raise releases.load_timeout_seconds)."
             ) from None
+        except BaseException:  # cancelled (a stopped job, shutdown): the child must not outlive it
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            raise
         if process.returncode < 0:
             name = signal.Signals(-process.returncode).name
             raise ValidationFailed(

@@ -74,6 +74,36 @@ def test_hanging_load_is_killed_at_the_timeout(tmp_path, release_settings, gguf_
     assert record.state == "failed" and "hung for more than 0.2 s" in record.reason
 
 
+
+def test_a_cancelled_isolated_load_leaves_no_child_process(tmp_path, release_settings, gguf_files):
+    """A stopped job or a shutdown cancels the load check: the child is killed and reaped."""
+    import psutil
+
+    from appliance.releases.validation import Validator
+
+    settings = release_settings()
+    write_version(tmp_path / "models", "erp", "v1", gguf_files["q8_0"])
+    manager = ReleaseManager(settings)
+    manager.registry.scan()
+    record = manager.registry.find("erp/v1")
+    manager.close()
+    children: list[int] = []
+
+    async def scenario():
+        task = asyncio.create_task(Validator(settings.releases, factory=None).check_isolated_load(record))
+        deadline = time.monotonic() + 10
+        while not children and time.monotonic() < deadline:
+            children.extend(c.pid for c in psutil.Process().children())
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert children, "the isolated load never started"
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                   for pid in children)
+
 @pytest.mark.slow
 def test_degraded_version_scores_below_the_active_one(tmp_path, release_settings, gguf_files):
     settings = release_settings(golden_tolerance=0.1)
