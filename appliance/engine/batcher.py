@@ -353,9 +353,8 @@ class Engine:
             room -= take
         # Tokens go in in slot order: llama.cpp splits a batch whose sequence ids do not run
         # consecutively into several ubatches, one graph evaluation each.
-        takes = {id(request): take for request, take in chunks}
         n = 0
-        for request in sorted(decoding + [r for r, _ in chunks], key=lambda r: r.slot.seq_id):
+        for request, take in sorted([(r, 0) for r in decoding] + chunks, key=lambda e: e[0].slot.seq_id):
             slot = request.slot
             if request.pending is not None:
                 self._batch_add(n, request.pending, len(slot.tokens), slot.seq_id, True)
@@ -363,7 +362,7 @@ class Engine:
                 n += 1
                 continue
             start = request.n_prompt_done
-            for i in range(takes[id(request)]):
+            for i in range(take):
                 last = start + i == len(request.prompt) - 1
                 self._batch_add(n, request.prompt[start + i], start + i, slot.seq_id, last)
                 if last:

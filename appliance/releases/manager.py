@@ -284,14 +284,12 @@ class ReleaseManager:
                 return {"version": record.key, "changed": False}
             reason = self._check_activatable(record, force, reason)
             previous = self.registry.active()
-            with self.registry.db.atomic():
-                self.registry.mark_active(record.name, record.version)
-                if previous is not None:
-                    self.registry.set_state(previous.name, previous.version, replaced_as[0],
-                                            reason=replaced_as[1])
-                self.registry.record(event, record.name, record.version,
-                                     previous=previous.key if previous else "", actor=actor,
-                                     reason=reason or "takes effect when the server next starts")
+            note = "takes effect when the server next starts"
+            self.registry.switch_active(
+                record, {"running": False, "ok": True, "event": event, "actor": actor, "force": force,
+                         "previous": previous.key if previous else None, "finished_at": now_iso(),
+                         "note": note},
+                event=event, actor=actor, reason=reason or note, detail={}, replaced_as=replaced_as)
             return {"version": record.key, "previous": previous.key if previous else None, "changed": True}
         job = self._begin_activation(ref, actor=actor, reason=reason, force=force, event=event)
         if job is None:

@@ -108,6 +108,16 @@ def wait_for_knowledge(server) -> None:
         time.sleep(0.1)
 
 
+def restarted_on_v1(live_server, settings):
+    """Start the server again on the same data dir; v1 serves, v2 is not active. Returns v2's row."""
+    server = live_server(settings)
+    server.wait_ready(120)
+    wait_for_knowledge(server)
+    listing = httpx.get(f"{server.url}/api/models").json()
+    assert (listing["active"], listing["serving"], listing["activating"]) == ("erp/v1", "erp/v1", None)
+    return server, next(v for v in listing["versions"] if v["version"] == "v2")
+
+
 def start_activation(url: str) -> None:
     response = httpx.post(f"{url}/api/models/erp/v2/activate", json={}, timeout=60)
     assert response.status_code == 202, response.text
@@ -167,12 +177,7 @@ def test_reembedding_through_the_server_search_keeps_answering_cancel_stop_and_r
     stopping = threading.Thread(target=server.__exit__, args=(None, None, None))
     while_building(server, lambda _: (stopping.start(), time.sleep(1.0), False)[-1])
     stopping.join(timeout=120)
-    server = live_server(settings)
-    server.wait_ready(120)
-    wait_for_knowledge(server)
-    listing = httpx.get(f"{server.url}/api/models").json()
-    assert (listing["active"], listing["serving"], listing["activating"]) == ("erp/v1", "erp/v1", None)
-    v2 = next(v for v in listing["versions"] if v["version"] == "v2")
+    server, v2 = restarted_on_v1(live_server, settings)
     assert v2["state"] == "ready" and v2["activation"]["running"] is False
     stopped = httpx.get(f"{server.url}/api/models/history").json()["history"][0]
     assert stopped["event"] == "activation_interrupted" and "stopped during the activation" in stopped["reason"]
@@ -242,12 +247,7 @@ def test_a_crash_in_the_middle_of_an_activation_leaves_the_previous_version_serv
             process.kill()
             process.wait()
 
-    server = live_server(settings)
-    server.wait_ready(120)
-    wait_for_knowledge(server)
-    listing = httpx.get(f"{server.url}/api/models").json()
-    assert (listing["active"], listing["serving"], listing["activating"]) == ("erp/v1", "erp/v1", None)
-    v2 = next(v for v in listing["versions"] if v["version"] == "v2")
+    server, v2 = restarted_on_v1(live_server, settings)
     assert v2["state"] == "ready" and v2["activation"]["ok"] is False
     assert "stopped during the activation (at step " in v2["activation"]["reason"]
     history = httpx.get(f"{server.url}/api/models/history").json()["history"]
