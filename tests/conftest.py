@@ -64,6 +64,14 @@ def app_settings(tmp_path, engine_settings):
     return make
 
 
+def close_backend(backend: LLMBackend) -> None:
+    """Close on a thread of its own: a test may leave an event loop running on this one
+    (Playwright's sync API does), where asyncio.run would refuse to start."""
+    worker = threading.Thread(target=asyncio.run, args=(backend.close(),))
+    worker.start()
+    worker.join()
+
+
 @pytest.fixture
 def make_backend(engine_settings):
     """Build real LocalBackends; all are closed when the test ends."""
@@ -78,7 +86,7 @@ def make_backend(engine_settings):
 
     yield make
     for backend in made:
-        asyncio.run(backend.close())
+        close_backend(backend)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +96,7 @@ def shared_backend(model_path):
 
     backend = LocalBackend(EngineSettings(model_path=model_path, **SMALL_ENGINE))
     yield backend
-    asyncio.run(backend.close())
+    close_backend(backend)
 
 
 def free_port() -> int:

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from appliance.accounts import Accounts
 from appliance.knowledge.knowledge_base import KnowledgeBase, sample_kb_path
 from appliance.llm.base import LLMBackend
 from appliance.settings import load_settings
-from tests.conftest import LentBackend
+from tests.conftest import LentBackend, close_backend
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The machine's network is closed: without these flags Chromium stalls on update, sync and
@@ -49,13 +47,6 @@ def browser():
         chromium = launch(playwright)
         yield chromium
         chromium.close()
-
-
-def close_backend(backend: LLMBackend) -> None:
-    # Playwright's sync API keeps an event loop running on this thread: close on another one.
-    worker = threading.Thread(target=asyncio.run, args=(backend.close(),))
-    worker.start()
-    worker.join()
 
 
 @pytest.fixture(scope="session")
