@@ -26,3 +26,19 @@ def name_native_thread(name: str | None = None) -> None:
         return
     label = (name or threading.current_thread().name).encode("utf-8", "replace")[:15]
     _libc.prctl(_PR_SET_NAME, ctypes.c_char_p(label), 0, 0, 0)
+
+
+def start_named_thread(target, name: str, *, daemon: bool = True) -> threading.Thread:
+    """Start `target` on a daemon thread called `name`, and return once the thread carries that
+    name at the OS level too (so /proc and `top -H` show it from the moment `start` returns)."""
+    named = threading.Event()
+
+    def body():
+        name_native_thread(name)
+        named.set()
+        target()
+
+    thread = threading.Thread(target=body, name=name, daemon=daemon)
+    thread.start()
+    named.wait()
+    return thread

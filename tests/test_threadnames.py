@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.threadnames import name_native_thread
+from appliance.threadnames import name_native_thread, start_named_thread
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc only")
 
@@ -42,3 +42,13 @@ def test_a_long_name_is_cut_to_what_linux_keeps():
 def test_the_engine_thread_is_named(shared_backend):
     engine_thread = shared_backend.engine._thread
     assert comm(engine_thread.native_id) == "llm-engine"
+
+
+def test_a_started_thread_is_named_before_start_returns():
+    release = threading.Event()
+    thread = start_named_thread(release.wait, "monitor-jobs")
+    try:
+        assert comm(thread.native_id) == "monitor-jobs"
+    finally:
+        release.set()
+        thread.join()

@@ -22,7 +22,7 @@ from appliance.engine.sampling import TextAssembler, build_sampler
 from appliance.errors import ContextLengthExceeded, EngineError, NotReady, QueueFull
 from appliance.llm.base import Finished, SamplingParams, TextDelta
 from appliance.settings import EngineSettings
-from appliance.threadnames import name_native_thread
+from appliance.threadnames import start_named_thread
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,7 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
-        self._thread.start()
+        self._thread = start_named_thread(self._run, "llm-engine")
 
     def stop(self, drain_seconds: float = 0.0) -> None:
         """Stop admitting; let work finish for up to `drain_seconds`, then cancel the rest."""
@@ -217,7 +216,6 @@ class Engine:
     # -- the engine thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        name_native_thread()
         try:
             while True:
                 with self._cond:

@@ -11,6 +11,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from appliance.knowledge.embedder import Embedder
+from appliance.threadnames import start_named_thread
 
 
 class EmbeddingBatcher:
@@ -27,8 +28,7 @@ class EmbeddingBatcher:
         self.texts = 0
         self._closed = False
         self._closing = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="embedder", daemon=True)
-        self._thread.start()
+        self._thread = start_named_thread(self._run, "embedder")
 
     @property
     def dim(self) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from appliance.monitoring.store import MetricsStore
-from appliance.threadnames import name_native_thread
+from appliance.threadnames import start_named_thread
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,7 @@ class Collector:
 
     def start(self) -> None:
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="metrics-writer", daemon=True)
-        self._thread.start()
+        self._thread = start_named_thread(self._run, "metrics-writer")
 
     def stop(self) -> None:
         self._stop = True
@@ -106,7 +105,6 @@ class Collector:
         self.flush()
 
     def _run(self) -> None:
-        name_native_thread()
         while not self._stop:
             self._wake.wait(self.flush_seconds)
             self._wake.clear()

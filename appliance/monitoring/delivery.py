@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from appliance.monitoring.channels import AlertChannel, AlertNotice
-from appliance.threadnames import name_native_thread
+from appliance.threadnames import start_named_thread
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,7 @@ class Dispatcher:
 
     def start(self) -> None:
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="alert-dispatcher", daemon=True)
-        self._thread.start()
+        self._thread = start_named_thread(self._run, "alert-dispatcher")
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._cond:
@@ -53,7 +52,6 @@ class Dispatcher:
             self._thread = None
 
     def _run(self) -> None:
-        name_native_thread()
         while True:
             with self._cond:
                 while not self._stop and (not self._queue or self._queue[0][0] > time.monotonic()):
