@@ -92,6 +92,7 @@ class Monitor:
 
     def record_feedback(self, response_id: str, rating: str, comment: str | None, *,
                         user_id: int | None = None, username: str | None = None) -> dict:
+        self.collector.flush()  # the rated answer's event (its model version) may still be buffered
         row = self.store.add_feedback(response_id, rating, comment, user_id=user_id, username=username)
         self.prometheus.feedback.labels(rating).inc()
         return row

@@ -52,6 +52,17 @@ def rows(server, sql: str, args=()) -> list[dict]:
     return list(server.monitor.store.db.query(sql, args))
 
 
+def rows_when(server, count: int, sql: str, args=(), timeout: float = 10) -> list[dict]:
+    """The query's rows once there are `count` of them (an event is recorded just after its
+    response has gone out, so a client can be a moment ahead of it)."""
+    deadline = time.monotonic() + timeout
+    found = rows(server, sql, args)
+    while len(found) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+        found = rows(server, sql, args)
+    return found
+
+
 def test_every_v1_request_is_recorded(live):
     url = live.url
     with httpx.Client(base_url=url, timeout=TIMEOUT) as client:
@@ -73,8 +84,7 @@ def test_every_v1_request_is_recorded(live):
     statuses = [r.status_code for r in asyncio.run(burst())]
     assert 429 in statuses and 200 in statuses
 
-    time.sleep(0.3)
-    recorded = rows(live, "SELECT * FROM requests ORDER BY ts")
+    recorded = rows_when(live, 15, "SELECT * FROM requests ORDER BY ts")
     by_status = {}
     for row in recorded:
         by_status.setdefault(row["status"], []).append(row)
@@ -118,7 +128,7 @@ def test_metrics_endpoint_parses_as_prometheus_text(live):
 
 def test_feedback_is_stored_with_the_answer(live):
     answer = httpx.post(live.url + "/v1/chat/completions", json=chat(), timeout=TIMEOUT).json()
-    time.sleep(0.3)  # let the request event reach the database first
+    rows_when(live, 1, "SELECT 1 FROM requests WHERE response_id = ?", [answer["id"]])
     stored = httpx.post(live.url + "/api/feedback", json={"response_id": answer["id"], "rating": "down",
                                                            "comment": "too vague"}, timeout=TIMEOUT)
     assert stored.status_code == 201
@@ -132,8 +142,8 @@ def test_feedback_is_stored_with_the_answer(live):
 
 
 def test_json_api_series_alerts_and_chart(live):
-    httpx.post(live.url + "/v1/chat/completions", json=chat(), timeout=TIMEOUT)
-    time.sleep(0.3)
+    answer = httpx.post(live.url + "/v1/chat/completions", json=chat(), timeout=TIMEOUT).json()
+    rows_when(live, 1, "SELECT 1 FROM requests WHERE response_id = ?", [answer["id"]])
     series = httpx.get(live.url + "/api/metrics/series",
                        params={"metric": "latency_seconds", "aggregate": "p95", "since": "10m", "step": "60"}, timeout=TIMEOUT)
     assert series.status_code == 200
