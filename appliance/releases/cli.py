@@ -222,23 +222,29 @@ def activate(ref, force, reason, config_path, server, api_key) -> None:
         name, _, version = _run(lambda: manager.registry.find(ref)).key.partition("/")
         path = f"/api/models/{name}/{version}"
         started = _call(url, "POST", f"{path}/activate", {"force": force, "reason": reason}, api_key)
-        key = f"{name}/{version}"
-        if not started["changed"]:
-            click.echo(f"{key} is already active and serving.")
-            return
-        job = _follow_activation(url, path, api_key, started["version"]["activation"])
-        if not job.get("ok"):
-            _fail(f"{key} was not activated: {job.get('reason') or 'the activation stopped'}")
-        swap = job.get("swap") or {}
-        figures = ", ".join(f"{k.removesuffix('_seconds')} {swap[k]:.1f} s" for k in
-                            ("load_seconds", "warmup_seconds", "drain_seconds") if k in swap)
-        click.secho(f"{key} is active and serving" + (f" ({figures})." if figures else "."), fg="green")
+        _follow_swap(url, api_key, started, "activated")
         return
     try:
         _echo(asyncio.run(manager.activate(ref, force=force, reason=reason)))
     except ApplianceError as exc:
         _fail(exc.message)
     click.echo("No server is running; the version is served when it next starts.")
+
+
+def _follow_swap(url: str, api_key: str | None, started: dict, done: str) -> None:
+    """Follow the activation (or rollback) job the server started, step by step, to its end."""
+    version = started["version"]
+    key = f"{version['name']}/{version['version']}"
+    if not started["changed"]:
+        click.echo(f"{key} is already active and serving.")
+        return
+    job = _follow_activation(url, f"/api/models/{key}", api_key, version["activation"])
+    if not job.get("ok"):
+        _fail(f"{key} was not {done}: {job.get('reason') or 'the job stopped'}")
+    swap = job.get("swap") or {}
+    figures = ", ".join(f"{k.removesuffix('_seconds')} {swap[k]:.1f} s" for k in
+                        ("load_seconds", "warmup_seconds", "drain_seconds") if k in swap)
+    click.secho(f"{key} is active and serving" + (f" ({figures})." if figures else "."), fg="green")
 
 
 def _follow_activation(url: str, path: str, api_key: str | None, job: dict) -> dict:
@@ -315,11 +321,16 @@ def schedule(ref, at, list_only, cancel_id, config_path, server, api_key) -> Non
 @server_option
 @api_key_option
 def rollback(ref, reason, config_path, server, api_key) -> None:
-    """Go back to the previous good version, or to REF."""
+    """Go back to the previous good version, or to REF.
+
+    With a server running, the rollback runs there (in the background, like an activation) and
+    this waits, printing each step until the version serves.
+    """
     settings = _settings(config_path)
     url = _server_url(settings, server)
     if url:
-        _echo(_call(url, "POST", "/api/models/rollback", {"to": ref, "reason": reason}, api_key))
+        started = _call(url, "POST", "/api/models/rollback", {"to": ref, "reason": reason}, api_key)
+        _follow_swap(url, api_key, started, "rolled back to")
         return
     manager = _manager(settings)
     try:

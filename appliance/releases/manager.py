@@ -299,7 +299,30 @@ class ReleaseManager:
 
     async def rollback(self, ref: str | None = None, *, actor: str = "cli", reason: str = "",
                        failed: bool = False) -> dict[str, Any]:
-        """Go back to `ref`, or to the most recent previous good version. One call, one swap."""
+        """Go back to `ref`, or to the most recent previous good version, and wait. One swap."""
+        target = self._rollback_target(ref)
+        # The version rolled back from is marked in the same step as the switch, so no reader
+        # ever sees it as a good version to go back to.
+        return await self.activate(target.key, actor=actor, event="rolled_back", force=True,
+                                   reason=reason or f"manual rollback by {actor}",
+                                   replaced_as=("failed", reason) if failed else ("ready", ""))
+
+    def start_rollback(self, ref: str | None = None, *, actor: str = "api",
+                       reason: str = "") -> tuple[ModelVersion, dict[str, Any] | None]:
+        """Roll back as a background job, like `start_activation`: the target version and the
+        job (None when it already serves). Refusals raise at once."""
+        if self.assistant is None:
+            raise ReleaseError("No model is served in this process; roll back through the server.")
+        target = self._rollback_target(ref)
+        job = self._begin_activation(target.key, actor=actor, force=True, event="rolled_back",
+                                     reason=reason or f"manual rollback by {actor}")
+        if job is None:
+            return target, None
+        self._spawn(job, None)
+        return target, self._job_view(job)
+
+    def _rollback_target(self, ref: str | None) -> ModelVersion:
+        """Where a rollback goes; refuses while an activation runs. Ends any probation."""
         if self._job is not None:
             raise ReleaseError(f"{self._job.record.key} is being activated; roll back once that has "
                                "finished (or cancel its re-embedding with DELETE /api/models/reembed).")
@@ -308,11 +331,7 @@ class ReleaseManager:
             raise ReleaseError("There is no previous good version to roll back to; "
                                "`appliance models history` shows what was active before.")
         self.probation.cancel()
-        # The version rolled back from is marked in the same step as the switch, so no reader
-        # ever sees it as a good version to go back to.
-        return await self.activate(target.key, actor=actor, event="rolled_back", force=True,
-                                   reason=reason or f"manual rollback by {actor}",
-                                   replaced_as=("failed", reason) if failed else ("ready", ""))
+        return target
 
     def _check_activatable(self, record: ModelVersion, force: bool, reason: str) -> str:
         """The reason to record; raises when the version may not be activated now."""

@@ -110,12 +110,18 @@ class ModelsController(Controller):
         note_audit(request, "knowledge-base re-embedding")
         return {"cancelled": releases.cancel_reembed(), "reembed": releases.status()["reembed"]}
 
-    @post("/rollback", summary="Roll back to the previous good version (or a named one)", status_code=200)
+    @post("/rollback", status_code=202,
+          summary="Start rolling back to the previous good version (or a named one) as a background "
+          "job, like an activation; the target reads `activating`, with its step, until done. 200 "
+          "when it already serves")
     async def rollback(self, request: Request, releases: NamedDependency[ReleaseManager],
-                       data: JSONBody[RollbackBody | None] = None) -> dict:
+                       data: JSONBody[RollbackBody | None] = None) -> Response[dict]:
         body = data or RollbackBody()
         note_audit(request, body.to or "previous good version", reason=body.reason)
-        return await releases.rollback(body.to, actor=_actor(request), reason=body.reason)
+        target, job = releases.start_rollback(body.to, actor=_actor(request), reason=body.reason)
+        note_audit(request, target.key, reason=body.reason)
+        return Response({"job": job, "changed": job is not None, "version": releases.version(target.key)},
+                        status_code=202 if job is not None else 200)
 
 
 def _actor(request: Request) -> str:

@@ -122,7 +122,7 @@ def test_swap_under_streaming_load_loses_nothing_and_mixes_no_versions(
 
 
 @pytest.mark.slow
-def test_cli_activation_waits_for_the_server_job(
+def test_cli_activation_and_rollback_wait_for_the_server_job(
         tmp_path, release_settings, gguf_files, live_server, monkeypatch):
     from click.testing import CliRunner
 
@@ -148,3 +148,25 @@ def test_cli_activation_waits_for_the_server_job(
 
     again = CliRunner().invoke(main, ["models", "activate", "erp/v2", "--server", server.url])
     assert again.exit_code == 0 and "erp/v2 is already active and serving." in again.output
+
+    # A rollback is the same kind of background job on the server, and the CLI follows it too.
+    back = CliRunner().invoke(main, ["models", "rollback", "--server", server.url, "--reason", "cli rollback"])
+    assert back.exit_code == 0, back.output
+    assert back.output.splitlines()[-1].startswith("erp/v1 is active and serving (load "), back.output
+    assert server.assistant.backend.version == "erp/v1"
+    [event] = httpx.get(f"{server.url}/api/models/history", params={"limit": 1}).json()["history"]
+    assert (event["event"], event["version"], event["previous"], event["reason"]) == (
+        "rolled_back", "v1", "erp/v2", "cli rollback")
+
+    # Over the API: 202 with the job at once, 409 for a second one meanwhile, 200 once it serves.
+    started = httpx.post(f"{server.url}/api/models/rollback", json={"to": "erp/v2"}, timeout=60)
+    assert started.status_code == 202, started.text
+    body = started.json()
+    assert body["changed"] and body["job"]["running"] and body["job"]["event"] == "rolled_back"
+    assert body["version"]["state"] == "activating" and body["version"]["name"] == "erp"
+    assert httpx.post(f"{server.url}/api/models/rollback", json={}, timeout=60).status_code == 409
+    row, _ = follow_activation(server.url, "erp/v2")
+    assert row["activation"]["ok"] is True and row["state"] == "active"
+    assert server.assistant.backend.version == "erp/v2"
+    same = httpx.post(f"{server.url}/api/models/rollback", json={"to": "erp/v2"}, timeout=60)
+    assert same.status_code == 200 and same.json()["changed"] is False

@@ -148,7 +148,7 @@ export default {
 
       const rollback = actionButton(t("models.rollback"), async () => {
         const ok = await confirmDialog({ title: t("models.rollbackTitle"), body: t("models.rollbackBody"), confirm: t("models.rollback"), danger: true });
-        if (ok) await act(t("models.rolledBack"), () => api.post("/api/models/rollback", { reason: "admin console" }));
+        if (ok) await act(t("models.rollbackStarted"), () => api.post("/api/models/rollback", { reason: "admin console" }));
       }, { iconName: "undo", kind: "danger", id: "rollback", small: false });
 
       const reembed = data.reembed;

@@ -184,7 +184,7 @@ export default {
   "models.rollback": "Roll back",
   "models.rollbackTitle": "Roll back to the previous version?",
   "models.rollbackBody": "The previous good version is loaded and takes over new requests.",
-  "models.rolledBack": "Rolled back.",
+  "models.rollbackStarted": "Rollback started; its steps show here as they run.",
   "models.none": "No versions are registered; import one with `appliance models import`.",
   "models.history": "History",
   "models.noHistory": "No changes recorded yet.",

@@ -184,7 +184,7 @@ export default {
   "models.rollback": "롤백",
   "models.rollbackTitle": "이전 버전으로 롤백할까요?",
   "models.rollbackBody": "직전의 정상 버전을 다시 로드해 새 요청을 처리합니다.",
-  "models.rolledBack": "롤백했습니다.",
+  "models.rollbackStarted": "롤백을 시작했습니다. 진행 단계가 여기에 표시됩니다.",
   "models.none": "등록된 버전이 없습니다. `appliance models import`로 가져오세요.",
   "models.history": "변경 이력",
   "models.noHistory": "아직 기록된 변경이 없습니다.",
