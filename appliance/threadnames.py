@@ -28,7 +28,7 @@ def name_native_thread(name: str | None = None) -> None:
     _libc.prctl(_PR_SET_NAME, ctypes.c_char_p(label), 0, 0, 0)
 
 
-def start_named_thread(target, name: str, *, daemon: bool = True) -> threading.Thread:
+def start_named_thread(target, name: str) -> threading.Thread:
     """Start `target` on a daemon thread called `name`, and return once the thread carries that
     name at the OS level too (so /proc and `top -H` show it from the moment `start` returns)."""
     named = threading.Event()
@@ -38,7 +38,7 @@ def start_named_thread(target, name: str, *, daemon: bool = True) -> threading.T
         named.set()
         target()
 
-    thread = threading.Thread(target=body, name=name, daemon=daemon)
+    thread = threading.Thread(target=body, name=name, daemon=True)
     thread.start()
     named.wait()
     return thread

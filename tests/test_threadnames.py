@@ -17,7 +17,7 @@ def comm(native_id: int) -> str:
     return Path(f"/proc/self/task/{native_id}/comm").read_text().strip()
 
 
-def run_in_thread(target, name: str) -> int:
+def run_in_thread(target, name: str) -> str:
     seen = {}
 
     def body():

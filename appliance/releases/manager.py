@@ -262,12 +262,12 @@ class ReleaseManager:
     # -- activation and rollback -----------------------------------------------------------------
 
     def start_activation(self, ref: str, *, actor: str = "api", reason: str = "",
-                         force: bool = False) -> dict[str, Any] | None:
+                         force: bool = False, event: str = "activated") -> dict[str, Any] | None:
         """Swap `ref` in as a background job (its steps show on the version); None when it
         already serves. Refusals (not validated, another activation running) raise at once."""
         if self.assistant is None:
             raise ReleaseError("No model is served in this process; activate through the server.")
-        job = self._begin_activation(ref, actor=actor, reason=reason, force=force, event="activated")
+        job = self._begin_activation(ref, actor=actor, reason=reason, force=force, event=event)
         if job is None:
             return None
         self._spawn(job, None)
@@ -311,15 +311,9 @@ class ReleaseManager:
                        reason: str = "") -> tuple[ModelVersion, dict[str, Any] | None]:
         """Roll back as a background job, like `start_activation`: the target version and the
         job (None when it already serves). Refusals raise at once."""
-        if self.assistant is None:
-            raise ReleaseError("No model is served in this process; roll back through the server.")
         target = self._rollback_target(ref)
-        job = self._begin_activation(target.key, actor=actor, force=True, event="rolled_back",
-                                     reason=reason or f"manual rollback by {actor}")
-        if job is None:
-            return target, None
-        self._spawn(job, None)
-        return target, self._job_view(job)
+        return target, self.start_activation(target.key, actor=actor, force=True, event="rolled_back",
+                                             reason=reason or f"manual rollback by {actor}")
 
     def _rollback_target(self, ref: str | None) -> ModelVersion:
         """Where a rollback goes; refuses while an activation runs. Ends any probation."""

@@ -119,7 +119,7 @@ class ModelsController(Controller):
         body = data or RollbackBody()
         note_audit(request, body.to or "previous good version", reason=body.reason)
         target, job = releases.start_rollback(body.to, actor=_actor(request), reason=body.reason)
-        note_audit(request, target.key, reason=body.reason)
+        note_audit(request, target.key)
         return Response({"job": job, "changed": job is not None, "version": releases.version(target.key)},
                         status_code=202 if job is not None else 200)
 
