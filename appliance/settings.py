@@ -138,8 +138,18 @@ class KnowledgeSettings(Section):
         50_000, ge=1, description="Chunks above which FAISS switches from exact search to an IVF index."
     )
     ivf_nprobe: int = Field(16, ge=1, description="IVF lists searched per query (recall vs speed).")
-    chunk_chars: int = Field(900, ge=100, description="Largest chunk, in characters.")
-    chunk_overlap: int = Field(150, ge=0, description="Characters neighbouring chunks share.")
+    chunk_tokens: int = Field(
+        220, ge=40, description="Target passage size in estimated tokens (about 4 Latin characters "
+        "or 1.5 Hangul syllables each); small sections join their neighbours up to it."
+    )
+    chunk_max_tokens: int = Field(
+        380, ge=60, description="Largest passage in estimated tokens; longer sections are sliced "
+        "(tables repeat their header row)."
+    )
+    heading_weight: int = Field(
+        2, ge=0, le=10, description="How many times a passage's title and heading path count in "
+        "the keyword index (a field weight)."
+    )
     top_k: int = Field(4, ge=1, le=50, description="Sources retrieved for a grounded answer.")
     candidates: int = Field(50, ge=1, description="Candidates each of vector and keyword search feed to fusion.")
     rrf_k: int = Field(10, ge=1, description="Reciprocal rank fusion constant; larger flattens rank weights.")

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.knowledge.chunking import chunk_document
-from appliance.knowledge.parsers import ParseError, parse, supported
+from appliance.knowledge.chunking import HEADING_SEPARATOR, Chunk, chunk_document
+from appliance.knowledge.parsers import ParsedDocument, ParseError, parse, supported
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,13 @@ def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
             yield path, path.name
 
 
+def index_terms(analyzer, title: str, chunk: Chunk, heading_weight: int) -> list[str]:
+    """A chunk's keyword-index terms: its text's, then its title and heading path's, which
+    count `heading_weight` times (a field weight: a question naming a section finds it)."""
+    where = HEADING_SEPARATOR.join(p for p in (title, chunk.heading) if p)
+    return analyzer.terms(chunk.text) + analyzer.terms(where) * heading_weight
+
+
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -55,10 +62,20 @@ class Ingestor:
     on the next start re-embeds what is missing and drops what is orphaned.
     """
 
-    def __init__(self, kb, *, chunk_chars: int = 900, chunk_overlap: int = 150):
+    def __init__(self, kb, *, chunk_tokens: int = 220, chunk_max_tokens: int = 380,
+                 heading_weight: int = 2):
         self.kb = kb
-        self.chunk_chars = chunk_chars
-        self.chunk_overlap = chunk_overlap
+        self.chunk_tokens = chunk_tokens
+        self.chunk_max_tokens = chunk_max_tokens
+        self.heading_weight = heading_weight
+
+    def chunks(self, doc: ParsedDocument) -> tuple[list[Chunk], list[str], list[str]]:
+        """A parsed document's chunks, their embedding inputs and their index terms."""
+        chunks = chunk_document(doc, target=self.chunk_tokens, maximum=self.chunk_max_tokens)
+        contexts = [c.context(doc.title) for c in chunks]
+        terms = [" ".join(index_terms(self.kb.analyzer, doc.title, c, self.heading_weight))
+                 for c in chunks]
+        return chunks, contexts, terms
 
     def ingest_bytes(self, source: str, data: bytes, groups: Sequence[str], report: IngestReport) -> None:
         """Ingest one document; a ParseError propagates for the caller to report."""
@@ -71,9 +88,7 @@ class Ingestor:
             report.unchanged.append(source)
             return
         doc = parse(data, source)
-        chunks = chunk_document(doc, size=self.chunk_chars, overlap=self.chunk_overlap)
-        contexts = [c.context(doc.title) for c in chunks]
-        terms = [" ".join(self.kb.analyzer.terms(text)) for text in contexts]
+        chunks, contexts, terms = self.chunks(doc)
         vectors = self.kb.embed_for_write(contexts)
         _, new_ids, removed = self.kb.store.replace_document(
             source=source, title=doc.title, format=Path(source).suffix.lower().lstrip("."),

@@ -17,7 +17,8 @@ from appliance.knowledge.analyzer import Analyzer
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
 from appliance.knowledge.embedder import Embedder, artifact_fingerprint, load_embedder
 from appliance.knowledge.glossary import Glossary
-from appliance.knowledge.ingest import Ingestor, IngestReport
+from appliance.knowledge.chunking import Chunk
+from appliance.knowledge.ingest import Ingestor, IngestReport, index_terms
 from appliance.knowledge.keyword import KeywordIndex
 from appliance.knowledge.reembed import IndexBuild, IndexRecord, ReembedCancelled
 from appliance.knowledge.retrieval import Hit, Retriever
@@ -73,8 +74,9 @@ class KnowledgeBase:
             glossary=Glossary(self.analyzer) if settings.glossary else None,
             translated_weight=settings.translated_weight,
         )
-        self.ingestor = Ingestor(self, chunk_chars=settings.chunk_chars,
-                                 chunk_overlap=settings.chunk_overlap)
+        self.ingestor = Ingestor(self, chunk_tokens=settings.chunk_tokens,
+                                 chunk_max_tokens=settings.chunk_max_tokens,
+                                 heading_weight=settings.heading_weight)
         # Index updates follow SQLite commits in the same order; one writer at a time.
         self._write_lock = threading.Lock()
         self.repair()
@@ -151,9 +153,11 @@ class KnowledgeBase:
     def _reanalyze(self) -> None:
         """Recompute every chunk's stored terms after the analyzer changed."""
         ids = sorted(self.store.chunk_ids())
+        weight = self.settings.heading_weight
         for start in range(0, len(ids), 500):
-            texts = self.store.chunk_texts(ids[start:start + 500])
-            self.store.set_terms({i: " ".join(self.analyzer.terms(t)) for i, t in texts.items()})
+            rows = self.store.chunks(ids[start:start + 500])
+            self.store.set_terms({i: " ".join(index_terms(
+                self.analyzer, r.title, Chunk(0, r.text, r.heading), weight)) for i, r in rows.items()})
         self.store.set_meta("analyzer", self.analyzer.version)
 
     def embed_for_write(self, texts: Sequence[str]) -> dict[str, np.ndarray]:

@@ -198,16 +198,75 @@ def parse_pdf(data: bytes, stem: str) -> ParsedDocument:
     reader = PdfReader(io.BytesIO(data))
     if reader.is_encrypted:
         raise ParseError("the PDF is password-protected; save an unprotected copy.")
-    sections = []
-    for number, page in enumerate(reader.pages, start=1):
+    pages = []
+    for page in reader.pages:
         text = page.extract_text() or ""
-        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-        if len(paragraphs) <= 1:  # many PDFs have no blank lines: fall back to lines
-            paragraphs = [p.strip() for p in text.splitlines() if p.strip()]
-        sections.append(Section(paragraphs, page=number))
-    meta_title = (reader.metadata.title if reader.metadata else None) or ""
+        # Justified text comes out with runs of spaces between words.
+        pages.append([re.sub(r"[ \t\u00a0]{2,}", " ", line).strip() for line in text.splitlines()])
+    running = _running_lines(pages)
+    meta_title = ((reader.metadata.title if reader.metadata else None) or "").strip()
+    sections: list[Section] = []
+    for number, lines in enumerate(pages, start=1):
+        lines = [line for line in lines if line and _page_mark(line) not in running]
+        path = sections[-1].heading if sections else ()
+        current = Section([], path, page=number)
+        for paragraph in _pdf_paragraphs(lines):
+            if _PDF_HEADING.match(paragraph) and not paragraph.endswith((".", "다", ":")):
+                if current.paragraphs:
+                    sections.append(current)
+                level = paragraph.split()[0].rstrip(".").count(".") + 1
+                path = tuple(current.heading[: level - 1]) + (paragraph,)
+                current = Section([], path, page=number)
+            else:
+                current.paragraphs.append(paragraph)
+        if current.paragraphs:
+            sections.append(current)
     first = next((p for s in sections for p in s.paragraphs), stem)
-    return ParsedDocument(meta_title.strip() or first.splitlines()[0][:200], sections)
+    title = meta_title or first.splitlines()[0][:200]
+    for section in sections:  # the title line itself is no content
+        section.paragraphs = [p for p in section.paragraphs if p != title]
+    return ParsedDocument(title, sections)
+
+
+_PDF_HEADING = re.compile(r"^\d{1,2}(\.\d{1,2})*\.?\s+\S.{0,60}$")
+_PDF_ITEM = re.compile(r"^(?:[-*•·▪◦]|\(?\d{1,2}[.)]|[①-⑳])\s*\S")
+_PDF_END = (".", "다", "요", ":", "?", "!", ")", "]", "다.")
+
+
+def _page_mark(line: str) -> str:
+    return re.sub(r"\d+", "#", line)
+
+
+def _running_lines(pages: list[list[str]]) -> set[str]:
+    """Headers and footers: lines (digits aside, for page numbers) at the top or bottom of most pages."""
+    if len(pages) < 2:
+        return set()
+    counts: dict[str, int] = {}
+    for lines in pages:
+        edge = [line for line in lines if line][:2] + [line for line in lines if line][-2:]
+        for mark in {_page_mark(line) for line in edge}:
+            counts[mark] = counts.get(mark, 0) + 1
+    return {mark for mark, n in counts.items() if n >= max(2, len(pages) // 2 + 1)}
+
+
+def _pdf_paragraphs(lines: list[str]) -> list[str]:
+    """Lines wrapped at the page width are joined back into their sentence; short lines, list
+    items and headings stay lines of their own."""
+    if not lines:
+        return []
+    widths = sorted(len(line) for line in lines)
+    full = widths[int(0.8 * (len(widths) - 1))]
+    out: list[str] = []
+    for line in lines:
+        previous = out[-1] if out else ""
+        wrapped = previous and len(previous.splitlines()[-1]) >= 0.75 * full and \
+            not previous.endswith(_PDF_END) and not _PDF_ITEM.match(line) and \
+            not _PDF_HEADING.match(line)
+        if wrapped:
+            out[-1] = f"{previous} {line}"
+        else:
+            out.append(line)
+    return out
 
 
 @parser(".docx")
