@@ -84,7 +84,7 @@ def init_backend() -> None:
 class Model:
     """Owns a `llama_model`; tokenizing and detokenizing are safe from any thread."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, extra_buffers: bool = False):
         init_backend()
         self.path = Path(path)
         if not self.path.is_file():
@@ -93,7 +93,9 @@ class Model:
             if fh.read(4) != b"GGUF":
                 raise ModelLoadError(f"{self.path} is not a GGUF file (bad magic bytes).")
         params = llama.llama_model_default_params()
-        params.use_mmap = True
+        # Extra CPU buffer types (AMX tiles, repacked weights) crash on some AMX machines (seen
+        # in ggml_backend_amx_mul_mat on a Sapphire Rapids VM); plain CPU buffers run everywhere.
+        params.use_extra_bufts = extra_buffers
         self.ptr = llama.llama_model_load_from_file(str(self.path).encode(), params)
         if not self.ptr:
             raise ModelLoadError(f"llama.cpp could not load {self.path}; the file may be truncated.")

@@ -46,7 +46,7 @@ class LocalBackend(LLMBackend):
         self.path: Path = resolve_model_path(
             settings.model_path, bundled_type=settings.bundled_model_type, cache_dir=cache_dir
         )
-        self.model = Model(self.path)
+        self.model = Model(self.path, extra_buffers=settings.cpu_extra_buffers)
         self.engine = Engine(self.model, settings)
         self.engine.start()
         # A registry version (name/version) is immutable, checksum-verified, so it can be the label.
