@@ -60,6 +60,10 @@ class EngineSettings(Section):
         512, ge=32, description="Most tokens (prefill chunks plus decodes) in one decode step."
     )
     threads: int = Field(0, ge=0, description="CPU threads for llama.cpp; 0 means all cores.")
+    cpu_extra_buffers: bool = Field(
+        False, description="Let llama.cpp use its extra CPU weight layouts (AMX tiles, repacked "
+        "quantizations); off by default because the AMX path crashes on some Sapphire Rapids VMs."
+    )
     admission_window_ms: float = Field(
         100.0, ge=0, description="Longest wait to gather a batch when the engine is idle."
     )
@@ -182,6 +186,41 @@ class KnowledgeSettings(Section):
     )
     max_upload_bytes: int = Field(
         50 * 1024 * 1024, ge=1024, description="Largest document accepted by POST /api/documents."
+    )
+
+
+class AnswerSettings(Section):
+    mode: Literal["auto", "extractive", "generative"] = Field(
+        "auto", description="How grounded answers are made: 'extractive' quotes the selected evidence, "
+        "'generative' lets the model write from it (verified, falling back to quotes), 'auto' picks per "
+        "language whichever scored better for the serving version on the golden set (quotes until measured)."
+    )
+    evidence_tokens: int = Field(
+        200, ge=40, le=2000, description="Size of the evidence set selected from the retrieved passages "
+        "(estimated tokens): what an extractive answer quotes and what the model is given."
+    )
+    max_quotes: int = Field(3, ge=1, le=10, description="Most separate quotes (passages or sections) in the evidence.")
+    min_support: float = Field(
+        0.25, ge=0, le=1, description="Share of the question's key terms the best evidence span must "
+        "match; below it the appliance says it found nothing instead of quoting something unrelated."
+    )
+    verify_support: float = Field(
+        0.6, ge=0, le=1, description="Share of a generated sentence's content that must occur in the "
+        "evidence for the sentence to be kept (numbers and codes must occur exactly)."
+    )
+    min_generated_support: float = Field(
+        0.5, ge=0, le=1, description="Share of a generated answer that must survive verification; "
+        "below it the quoted evidence is added (or served instead when nothing survived)."
+    )
+    dry_multiplier: float = Field(
+        0.8, ge=0, le=5, description="DRY repetition penalty for generated grounded answers (0 turns it off)."
+    )
+    max_answer_tokens: int = Field(
+        160, ge=16, description="Length limit of a generated grounded answer when the request sets none."
+    )
+    follow_ups: bool = Field(
+        True, description="Complete a follow-up question from the earlier turns of the conversation "
+        "before searching (\"And who approves it?\")."
     )
 
 
@@ -366,6 +405,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    answers: AnswerSettings = Field(default_factory=AnswerSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)

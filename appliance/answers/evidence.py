@@ -32,6 +32,7 @@ class Quote:
     source: int  # index into Evidence.sources
     spans: tuple[Span, ...]
     score: float
+    focus: int = 0  # the span (index into spans) chosen for itself; the others are its context
 
     @property
     def section(self) -> str:
@@ -45,6 +46,14 @@ class Evidence:
     sources: list[Hit] = field(default_factory=list)
     quotes: list[Quote] = field(default_factory=list)
     support: float = 0.0  # how well the best span matches the question's key terms (0..1)
+    matched: int = 0  # distinct terms of the question the best span (or its headings) has
+    asked: int = 0  # distinct terms of the question
+
+    def answers(self, min_support: float) -> bool:
+        """Whether the evidence answers at all: enough of the question's weight is matched, by
+        more than one lucky word unless the question has only one."""
+        return bool(self.quotes) and self.support >= min_support and \
+            (self.matched >= 2 or self.matched >= self.asked)
 
     def __bool__(self) -> bool:
         return bool(self.quotes)
@@ -56,6 +65,9 @@ class Evidence:
     def texts(self) -> list[str]:
         return [s.text for q in self.quotes for s in q.spans]
 
+    def texts_of(self, source: int) -> list[str]:
+        return [s.text for q in self.quotes if q.source == source for s in q.spans]
+
 
 @dataclass(frozen=True)
 class _Scored:
@@ -63,6 +75,7 @@ class _Scored:
     index: int  # position in the hit's span list
     span: Span
     score: float
+    matched: int = 0  # distinct question terms the span or its headings have
 
 
 class EvidenceSelector:
@@ -70,7 +83,7 @@ class EvidenceSelector:
 
     def __init__(self, analyzer: Analyzer, *, idf: Callable[[Sequence[str]], dict[str, float]],
                  unseen_idf: Callable[[], float] = lambda: float("inf"), glossary=None, next_passage: Callable[[int], Hit | None] | None = None,
-                 budget_tokens: int = 200, max_quotes: int = 3, follow_share: float = 0.75,
+                 budget_tokens: int = 200, max_quotes: int = 3, follow_share: float = 0.75, fill_share: float = 0.7,
                  translated_weight: float = 0.8):
         self.analyzer = analyzer
         self.idf = idf
@@ -80,10 +93,11 @@ class EvidenceSelector:
         self.budget_tokens = max(budget_tokens, _TOKEN_BUDGET_FLOOR)
         self.max_quotes = max_quotes
         self.follow_share = follow_share
+        self.fill_share = fill_share
         self.translated_weight = translated_weight
 
     # -- scoring ---------------------------------------------------------------------------------
-    def question_weights(self, question: str) -> dict[str, float]:
+    def question_weights(self, question: str, context: Sequence[str] = ()) -> dict[str, float]:
         """IDF weights of the question's terms (and their glossary translations). A word no
         passage has (a colloquial verb, a typo) weighs like an average word: it cannot be
         matched, but the question may still be answerable."""
@@ -92,11 +106,15 @@ class EvidenceSelector:
         unseen = self.unseen_idf()
         seen = [w for w in weights.values() if w < unseen - 1e-9]
         typical = sum(seen) / len(seen) if seen else 1.0
-        weights = {t: (w if w < unseen - 1e-9 else 0.5 * typical) for t, w in weights.items()}
+        weights = {t: (w if w < unseen - 1e-9 else _unseen_share(t) * typical)
+                   for t, w in weights.items()}
         if self.glossary is not None:
             translated = [t for t in self.glossary.translate(question, terms) if t not in weights]
             for term, weight in self.idf(translated).items():
                 weights[term] = weight * self.translated_weight
+        if context:  # earlier turns of a follow-up carry its topic, at half weight
+            for term, weight in self.question_weights(" ".join(context)).items():
+                weights.setdefault(term, 0.5 * weight)
         return weights
 
     def _span_score(self, weights: dict[str, float], total: float, bigrams: set[str],
@@ -109,10 +127,13 @@ class EvidenceSelector:
         overlap = len(bigrams & span_units) / len(bigrams)
         return 0.75 * lexical + 0.25 * overlap
 
-    def select(self, question: str, hits: Sequence[Hit]) -> Evidence:
+    def select(self, question: str, hits: Sequence[Hit], *, context: Sequence[str] = ()) -> Evidence:
+        """The evidence for `question` from `hits`; `context` holds earlier turns of a follow-up."""
         korean = is_korean(question)
         evidence = Evidence(question, korean)
-        weights = self.question_weights(question)
+        weights = self.question_weights(question, context)
+        own = set(self.analyzer.terms(question))
+        evidence.asked = len(own)
         total = sum(weights.values())
         bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
         parsed: list[list[Span]] = []
@@ -120,24 +141,25 @@ class EvidenceSelector:
         for h, hit in enumerate(hits):
             spans = split_spans(hit.text)
             parsed.append(spans)
-            context = set(self.analyzer.terms(f"{hit.title} {hit.heading}"))
+            around_hit = set(self.analyzer.terms(f"{hit.title} {hit.heading}"))
             for i, span in enumerate(spans):
                 if span.kind == HEADING:
                     continue
                 terms = set(self.analyzer.terms(span.text))
-                local = context | set(self.analyzer.terms(span.section)) if span.section else context
+                local = around_hit | set(self.analyzer.terms(span.section)) if span.section else around_hit
                 if span.kind == ROW and span.header >= 0:
                     local = local | set(self.analyzer.terms(spans[span.header].text))
                 score = self._span_score(weights, total, bigrams, terms, local,
                                          set(content_units(span.text)))
                 # Earlier hits ranked better on the whole passage: a small prior breaks ties.
                 score += 0.02 / (1 + h)
-                scored.append(_Scored(h, i, span, score))
+                scored.append(_Scored(h, i, span, score, len(own & (terms | local))))
         if not scored:
             return evidence
         scored.sort(key=lambda s: -s.score)
         best = scored[0]
         evidence.support = min(1.0, best.score)
+        evidence.matched = best.matched
         used_tokens = 0
         taken: set[tuple[int, int]] = set()
         quotes: list[tuple[int, list[int], float]] = []
@@ -160,74 +182,96 @@ class EvidenceSelector:
                 continue
             taken.update((candidate.hit_index, i) for i in indexes)
             used_tokens += cost
-            quotes.append((candidate.hit_index, indexes, candidate.score))
+            quotes.append((candidate.hit_index, indexes, candidate.score, candidate.index))
         self._finish(evidence, hits, parsed, quotes)
         return evidence
 
     # -- context around the best spans -------------------------------------------------------------
     def _context(self, spans: list[Span], index: int, procedure: bool, room: int) -> list[int]:
+        """The span with what it needs to be read (its table header, its list, the sentence that
+        introduces it), then what follows it in its section while the budget's share allows."""
+        cost = lambda ids: sum(estimate_tokens(spans[i].text) for i in ids)  # noqa: E731
+        chosen = self._unit(spans, index, procedure, room)
+        fill = int(room * self.fill_share)
+        section = spans[index].section
+        j = max(chosen) + 1
+        while j < len(spans) and spans[j].kind != HEADING and spans[j].section == section:
+            unit = self._unit(spans, j, procedure, fill - cost(chosen))
+            if not unit or cost(sorted(set(chosen) | set(unit))) > fill:
+                break
+            chosen = sorted(set(chosen) | set(unit))
+            j = max(chosen) + 1
+        return chosen
+
+    def _unit(self, spans: list[Span], index: int, procedure: bool, room: int) -> list[int]:
+        """The smallest readable unit around span `index`."""
         span = spans[index]
         cost = lambda ids: sum(estimate_tokens(spans[i].text) for i in ids)  # noqa: E731
         if span.kind in (ROW, HEADER):
-            rows = [i for i, s in enumerate(spans) if s.group == span.group and s.kind == ROW]
-            header = [span.header] if span.kind == ROW and span.header >= 0 else []
-            if span.kind == HEADER:
-                header, chosen = [index], rows[:3]
-            else:
-                chosen = [index]
-            # Neighbouring rows often complete the answer (ranges, sequences): add while cheap.
+            members = [i for i, s in enumerate(spans) if s.group == span.group]
+            whole = self._intro(spans, members) + members
+            if cost(whole) <= room:
+                return whole
+            header = [i for i in members if spans[i].kind == HEADER]
+            rows = [i for i in members if spans[i].kind == ROW]
+            chosen = [index] if span.kind == ROW else rows[:1]
             for i in sorted(rows, key=lambda i: abs(i - index)):
                 if i not in chosen and cost(header + chosen + [i]) <= room // 2 and len(chosen) < 4:
                     chosen.append(i)
             return sorted(set(header + chosen))
         if span.kind in (STEP, ITEM):
             members = [i for i, s in enumerate(spans) if s.group == span.group]
-            lead = members[0] - 1
-            intro = [lead] if lead >= 0 and spans[lead].kind == SENTENCE and \
-                spans[lead].text.rstrip().endswith((":", "：", "다음과 같다.", "다음과 같습니다.")) else []
-            whole = intro + members
-            if (procedure or span.kind == STEP or len(members) <= 4) and cost(whole) <= room:
+            whole = self._intro(spans, members) + members
+            if (procedure or span.kind == STEP or cost(whole) <= room // 2) and cost(whole) <= room:
                 return whole
             window = [i for i in members if abs(i - index) <= 1]
+            intro = self._intro(spans, members)
             return intro + window if cost(intro + window) <= room else [index]
         if span.kind == SENTENCE:
-            chosen = [index]
-            text = span.text.rstrip()
-            following = index + 1 < len(spans) and spans[index + 1]
-            if text.endswith((":", "：")) and following and following.kind in (STEP, ITEM):
+            following = spans[index + 1] if index + 1 < len(spans) else None
+            if following is not None and following.kind in (STEP, ITEM, ROW, HEADER) and \
+                    following.section == span.section:
                 members = [i for i, s in enumerate(spans) if s.group == following.group]
-                if cost(chosen + members) <= room:
-                    return chosen + members
-            # A short sentence rarely stands alone: its neighbour in the paragraph joins.
-            if following and following.kind == SENTENCE and \
-                    cost([index, index + 1]) <= min(room, 70) and \
-                    spans[index + 1].section == span.section:
-                chosen.append(index + 1)
-            return chosen
+                if cost([index] + members) <= room:
+                    return [index] + members
+            return [index]
         return [index]
 
+    @staticmethod
+    def _intro(spans: list[Span], members: list[int]) -> list[int]:
+        """The sentence right before a list or table, in its section, introduces it."""
+        lead = members[0] - 1
+        if lead >= 0 and spans[lead].kind == SENTENCE and \
+                spans[lead].section == spans[members[0]].section:
+            return [lead]
+        return []
+
     def _finish(self, evidence: Evidence, hits: Sequence[Hit], parsed: list[list[Span]],
-                quotes: list[tuple[int, list[int], float]]) -> None:
+                quotes: list[tuple[int, list[int], float, int]]) -> None:
         order: dict[int, int] = {}
-        for hit_index, _, _ in quotes:
+        for hit_index, _, _, _ in quotes:
             order.setdefault(hit_index, len(order))
         evidence.sources = [hits[h] for h in order]
-        merged: dict[int, tuple[set[int], float]] = {}
-        for hit_index, indexes, score in quotes:
-            ids, best = merged.get(hit_index, (set(), 0.0))
-            merged[hit_index] = (ids | set(indexes), max(best, score))
-        for hit_index, (ids, score) in sorted(merged.items(), key=lambda kv: order[kv[0]]):
+        merged: dict[int, set[int]] = {}
+        focus: dict[tuple[int, int], float] = {}  # (hit, span) -> score of a span chosen for itself
+        for hit_index, indexes, score, best in quotes:
+            merged.setdefault(hit_index, set()).update(indexes)
+            focus[(hit_index, best)] = score
+        for hit_index, ids in sorted(merged.items(), key=lambda kv: order[kv[0]]):
             spans = parsed[hit_index]
-            ids = sorted(ids)
             # Runs of adjacent spans become one quote each, in passage order.
-            run: list[int] = []
-            for i in ids:
-                if run and i != run[-1] + 1 and not _same_block(spans, run[-1], i):
-                    evidence.quotes.append(Quote(order[hit_index], tuple(spans[j] for j in run), score))
-                    run = []
-                run.append(i)
-            if run:
-                evidence.quotes.append(Quote(order[hit_index], tuple(spans[j] for j in run), score))
+            runs: list[list[int]] = []
+            for i in sorted(ids):
+                if runs and i != runs[-1][-1] + 1 and not _same_block(spans, runs[-1][-1], i):
+                    runs.append([])
+                if not runs:
+                    runs.append([])
+                runs[-1].append(i)
+            for run in runs:
+                scores = [(focus.get((hit_index, i), -1.0), n) for n, i in enumerate(run)]
+                score, at = max(scores)
+                evidence.quotes.append(Quote(order[hit_index], tuple(spans[j] for j in run),
+                                             max(score, 0.0), at))
         self._follow_lists(evidence)
 
     def _follow_lists(self, evidence: Evidence) -> None:
@@ -249,7 +293,16 @@ class EvidenceSelector:
             if not more:
                 continue
             evidence.sources.append(following)
-            evidence.quotes.insert(q + 1, Quote(len(evidence.sources) - 1, tuple(more), quote.score))
+            evidence.quotes.insert(q + 1, Quote(len(evidence.sources) - 1, tuple(more), quote.score, 0))
+
+
+def _unseen_share(term: str) -> float:
+    """How much a term no passage has counts: a noun the documents never use suggests the
+    question is about something they do not cover; a verb or an English word may just be
+    phrased differently (Korean verb and adjective stems end in 다 in the analyzer's terms)."""
+    if term.isascii():
+        return 0.6
+    return 0.3 if term.endswith("다") else 1.0
 
 
 def _same_block(spans: list[Span], a: int, b: int) -> bool:

@@ -11,6 +11,8 @@ HEADING, SENTENCE, ITEM, STEP, ROW, HEADER = "heading", "sentence", "item", "ste
 _MD_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _BULLET = re.compile(r"^\s*[-*•·▪◦]\s+\S")
 _STEP = re.compile(r"^\s*(?:\(?(\d{1,2})[.)]|([①-⑳])|([가-하])[.)]|Step\s+(\d{1,2})[:.])\s*\S", re.I)
+# A spreadsheet or CSV row as the parsers write it: "Header: value; Header: value".
+_LABELED = re.compile(r"^[^:;|\n]{1,60}: [^;\n]*(?:; [^:;|\n]{1,60}: [^;\n]*)+$")
 _RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 # Sentence ends: a full stop before a space and a capital, Hangul or quote; ! ? and 。 before a space.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z가-힣*])|(?<=[!?。])\s+")
@@ -26,6 +28,7 @@ class Span:
     header: int = -1  # for a table row: the index of its header span
     number: str = ""  # a step's number as written ("3", "③", "나")
     section: str = ""  # the nearest heading above the span inside the passage, if any
+    labeled: bool = False  # a row written as "Header: value; Header: value"
 
 
 def _table_cells(line: str) -> list[str]:
@@ -77,6 +80,12 @@ def split_spans(text: str) -> list[Span]:
                 spans[-1] = Span(HEADER, last.start, last.end, last.text, last.group, section=section)
                 table_header = len(spans) - 1
             continue
+        if _LABELED.match(stripped):
+            if previous_kind != "labeled":
+                group += 1
+            spans.append(Span(ROW, start, end, stripped, group, section=section, labeled=True))
+            previous_kind = "labeled"
+            continue
         if _is_table_line(stripped):
             if previous_kind not in (ROW, HEADER):
                 group += 1
@@ -113,5 +122,16 @@ def split_spans(text: str) -> list[Span]:
 
 
 def cells(span: Span) -> list[str]:
-    """A table row's (or header's) cells."""
+    """A table row's (or header's) cells; a labeled row's values."""
+    if span.labeled:
+        return [value for _, value in labeled_cells(span)]
     return _table_cells(span.text)
+
+
+def labeled_cells(span: Span) -> list[tuple[str, str]]:
+    """(header, value) pairs of a labeled row."""
+    pairs = []
+    for part in span.text.split("; "):
+        label, _, value = part.partition(": ")
+        pairs.append((label.strip(), value.strip()))
+    return pairs

@@ -83,9 +83,46 @@ _COMMON_CAPITALS = frozenset(
 )
 
 
+_KOREAN_MAGNITUDE = re.compile(r"\d[\d,.]*\s*(?:[조억만천백십]+\s*\d*[\d,.]*)*[조억만천백십]")
+_ENGLISH_MAGNITUDE = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(thousand|million|billion|trillion)\b", re.I)
+_SMALL_UNITS = {"십": 10, "백": 100, "천": 1000}
+_BIG_UNITS = {"만": 10**4, "억": 10**8, "조": 10**12}
+_ENGLISH_UNITS = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+
+
+def _korean_amount(expression: str) -> int | None:
+    """1억5천만 -> 150000000, 5,000만 -> 50000000, 3천만 -> 30000000."""
+    total, section, number = 0, 0, None
+    for digits, unit in re.findall(r"(\d[\d,.]*)?\s*([조억만천백십])", expression):
+        value = float(digits.replace(",", "")) if digits else None
+        if unit in _SMALL_UNITS:
+            section += (value if value is not None else 1) * _SMALL_UNITS[unit]
+        else:
+            total += (section + (value or 0) or 1) * _BIG_UNITS[unit]
+            section = 0
+        number = total + section
+    return int(number) if number else None
+
+
+def _digits(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def numbers(text: str) -> set[str]:
-    """Numbers as digit strings: 5,000,000 and 5000000 are one number; 2.5 stays 2.5."""
+    """Numbers as digit strings: 5,000,000, 5000000, 500만 and "5 million" are one number."""
     out = set()
+
+    def korean(match: re.Match) -> str:
+        amount = _korean_amount(match.group(0))
+        if amount is not None:
+            out.add(str(amount))
+        return " "
+
+    def english(match: re.Match) -> str:
+        out.add(_digits(float(match.group(1).replace(",", "")) * _ENGLISH_UNITS[match.group(2).lower()]))
+        return " "
+
+    text = _ENGLISH_MAGNITUDE.sub(english, _KOREAN_MAGNITUDE.sub(korean, text))
     for raw in _NUMBER.findall(text):
         raw = raw.rstrip(".,")
         if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", raw):

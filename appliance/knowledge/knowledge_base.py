@@ -328,6 +328,17 @@ class KnowledgeBase:
                mode: str = "hybrid") -> list[Hit]:
         return self.retriever.search(query, k, groups=groups, mode=mode)
 
+    def next_passage(self, chunk_id: int, groups: Iterable[str] | None = None) -> Hit | None:
+        """The passage after `chunk_id` in its document, as a hit (a list continues there)."""
+        row = self.store.next_chunk(chunk_id, groups)
+        if row is None:
+            return None
+        return Hit(row.id, row.document_id, row.source, row.title, row.heading, row.page, row.sheet,
+                   row.text, 0.0, None, None, 0.0)
+
+    def document_text(self, source: str) -> str:
+        return self.store.document_text(source)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed through the micro-batcher (concurrent callers share model calls)."""
         return self.batcher.embed(texts)

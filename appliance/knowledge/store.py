@@ -170,6 +170,29 @@ class DocumentStore:
                 "sheet": record.sheet, "text": record.text,
                 "previous": around.get(-1), "next": around.get(1)}
 
+    def next_chunk(self, chunk_id: int, groups: Iterable[str] | None = None) -> ChunkRecord | None:
+        """The chunk after `chunk_id` in its document (None at the end, or if hidden)."""
+        with self._lock:
+            rows = list(self.db.query(
+                "select n.id from chunks c join chunks n on n.document_id = c.document_id "
+                "and n.ordinal = c.ordinal + 1 where c.id = ?", [chunk_id]))
+        if not rows:
+            return None
+        return self.chunks([rows[0]["id"]], groups).get(rows[0]["id"])
+
+    def document_text(self, source: str) -> str:
+        """A document's title, headings and text in order (what answers are checked against)."""
+        with self._lock:
+            rows = list(self.db.query(
+                "select d.title, c.heading, c.text from chunks c join documents d on d.id = c.document_id "
+                "where d.source = ? order by c.ordinal", [source]))
+        if not rows:
+            return ""
+        parts = [rows[0]["title"]]
+        for row in rows:
+            parts += [row["heading"] or "", row["text"]]
+        return "\n".join(p for p in parts if p)
+
     def iter_chunk_groups(self) -> Iterator[tuple[tuple[str, ...], list[int]]]:
         """(groups, chunk ids) per document."""
         with self._lock:

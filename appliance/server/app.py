@@ -141,7 +141,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     """Build the app. Without `backend`, the model loads in the background after start-up;
     without `knowledge`, the knowledge base opens (and on first start ingests) in the background."""
     cache = ResponseCache(settings.cache.max_entries, settings.cache.ttl_seconds, settings.cache.enabled)
-    assistant = Assistant(backend, cache, knowledge=knowledge, knowledge_settings=settings.knowledge)
+    assistant = Assistant(backend, cache, knowledge=knowledge, knowledge_settings=settings.knowledge,
+                          answer_settings=settings.answers)
     monitor = Monitor(settings, assistant) if settings.monitoring.enabled else None
     state = State({"settings": settings, "assistant": assistant, "model_error": None,
                    "monitor": monitor, "accounts": None, "local_principal": None,

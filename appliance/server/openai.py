@@ -138,7 +138,7 @@ class _Reply:
         choice = {"index": 0, "message": {"role": "assistant", "content": text},
                   "finish_reason": finished.finish_reason, "logprobs": None}
         return self._envelope("chat.completion", [choice], usage=self._usage(finished),
-                              **self.answer.grounding)
+                              **self.answer.grounding, **self.answer.outcome)
 
     def text_body(self, text: str, finished: Finished) -> dict[str, Any]:
         choice = {"index": 0, "text": text, "finish_reason": finished.finish_reason, "logprobs": None}
@@ -156,7 +156,10 @@ class _Reply:
             if isinstance(event, TextDelta):
                 yield encode(chunk({"content": event.text}))
             else:
-                yield encode(chunk({}, event.finish_reason))
+                last = chunk({}, event.finish_reason)
+                # How a generated answer was verified is known only now: the last chunk says it.
+                last.update(self.answer.outcome)
+                yield encode(last)
                 if include_usage:
                     yield encode(self._envelope("chat.completion.chunk", [], usage=self._usage(event)))
 

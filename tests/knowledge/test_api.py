@@ -13,7 +13,7 @@ import pytest
 
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
-from appliance.knowledge.grounding import NO_ANSWER
+from appliance.answers.compose import NO_ANSWER
 from appliance.llm.base import GenerationRequest, SamplingParams
 from appliance.server.app import create_app, load_backend
 from tests.conftest import LentBackend, LiveServer
