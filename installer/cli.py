@@ -20,7 +20,7 @@ def _build(args) -> None:
     options = {"source": Path(args.source)} if args.source else {}
     result = build(Path(args.out), models=args.model, version=args.version,
                    models_dir=Path(args.models_dir) if args.models_dir else None,
-                   llama=Path(args.llama_wheel) if args.llama_wheel else None,
+                   llama=args.llama_wheel,
                    embedder=Path(args.embedder) if args.embedder else None,
                    refresh=args.refresh_wheels, log=_log, **options)
     _log(f"Bundle:  {result.archive}\nSize:    {result.size_bytes / 2**20:.1f} MiB\n"
@@ -74,7 +74,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--models-dir", help="Where model versions live (default <source>/models).")
     b.add_argument("--version", help="Version to stamp on the appliance wheel (default: pyproject's).")
     b.add_argument("--source", help="The appliance project folder (default: this repository).")
-    b.add_argument("--llama-wheel", help="Use this llama-cpp-python wheel instead of the cached portable build.")
+    b.add_argument("--llama-wheel", default="portable", metavar="portable|local|FILE",
+                   help="The llama-cpp-python wheel to ship: portable (default; every x86-64 CPU "
+                   "variant, compiled once, then cached), local (the build this environment runs, for "
+                   "this machine's CPU: tests, servers of the same kind) or a wheel file.")
     b.add_argument("--embedder", help="Knowledge-base embedder artifact to ship (made by "
                    "`appliance-build embedder --out DIR`); without it the installed appliance answers ungrounded.")
     b.add_argument("--refresh-wheels", action="store_true",

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,10 @@ import pytest
 from installer.bundle import REPO_ROOT, build, read_project
 
 BASE_VERSION = read_project(REPO_ROOT)["version"]
+# The test bundles ship the llama.cpp build this environment runs, so `./dev test` compiles
+# nothing; ERP_TEST_PORTABLE_LLAMA=1 ships (and first compiles) the portable build instead.
+PORTABLE_LLAMA = os.environ.get("ERP_TEST_PORTABLE_LLAMA") == "1"
+LLAMA = "portable" if PORTABLE_LLAMA else "local"
 
 
 def netns_problem() -> str | None:
@@ -49,12 +54,14 @@ def bundle_out(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bundle_v1(bundle_out, embedder_dir):
     """The repository as it is, stamped with a test version, shipping the embedder."""
-    return build(bundle_out, version=f"{BASE_VERSION}+test.1", embedder=embedder_dir, log=lambda _: None)
+    return build(bundle_out, version=f"{BASE_VERSION}+test.1", embedder=embedder_dir, llama=LLAMA,
+                 log=lambda _: None)
 
 
 @pytest.fixture(scope="session")
 def bundle_v2(bundle_out, embedder_dir):
-    return build(bundle_out, version=f"{BASE_VERSION}+test.2", embedder=embedder_dir, log=lambda _: None)
+    return build(bundle_out, version=f"{BASE_VERSION}+test.2", embedder=embedder_dir, llama=LLAMA,
+                 log=lambda _: None)
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +75,8 @@ def bundle_broken(bundle_out, tmp_path_factory):
     assert "        run_server(settings)\n" in text
     cli.write_text(text.replace("        run_server(settings)\n",
                                 "        raise SystemExit('deliberately broken build')\n"))
-    return build(bundle_out, source=source, version=f"{BASE_VERSION}+test.3", log=lambda _: None)
+    return build(bundle_out, source=source, version=f"{BASE_VERSION}+test.3", llama=LLAMA,
+                 log=lambda _: None)
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +87,10 @@ def unpacked_v1(bundle_v1, tmp_path_factory) -> Path:
 def installer_cli(bundle_dir: Path) -> list[str]:
     """The bundle's own installer, as its launchers run it."""
     return [sys.executable, "-s", str(bundle_dir / "installer")]
+
+
+def portable_variants(wheel: Path) -> bool:
+    """Runtime CPU dispatch: a backend for old x86-64 servers and one for AVX2 ones, at least."""
+    with zipfile.ZipFile(wheel) as whl:
+        variants = [n for n in whl.namelist() if "libggml-cpu-" in n]
+    return any("cpu-x64" in n for n in variants) and any("cpu-haswell" in n for n in variants)

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from installer.bundle import FORBIDDEN_WHEELS
+from installer import llama_wheel
+from installer.bundle import FORBIDDEN_WHEELS, REPO_ROOT, read_project
 from installer.checksums import sha256_file
 from installer.layout import Layout
 
-from .conftest import installer_cli, netns_problem, offline, unpack
+from .conftest import LLAMA, installer_cli, netns_problem, offline, portable_variants, unpack
 
 pytestmark = [
     pytest.mark.slow,
@@ -63,14 +64,12 @@ def test_bundle_holds_everything_and_no_torch(bundle_v1, unpacked_v1):
     with zipfile.ZipFile(appliance) as whl:
         assert {"appliance/ui/chat.html", "appliance/ui/assets/js/chat.js"} <= set(whl.namelist())
     (llama,) = (unpacked_v1 / "wheels").glob("llama_cpp_python-*.whl")
-    if given := os.environ.get("ERP_INSTALLER_LLAMA_WHEEL"):
-        # A wheel named by the environment (CI without a cached portable build) ships unchanged.
-        assert sha256_file(llama) == sha256_file(Path(given))
+    assert meta["llama_cpp_build"].startswith(LLAMA)
+    if LLAMA == "local":  # the build this environment runs ships unchanged
+        pinned = llama_wheel.pinned_version(read_project(REPO_ROOT)["dependencies"])
+        assert sha256_file(llama) == sha256_file(llama_wheel.local_wheel(pinned))
     else:
-        with zipfile.ZipFile(llama) as whl:
-            variants = [n for n in whl.namelist() if "libggml-cpu-" in n]
-        # Runtime CPU dispatch: a backend for old x86-64 servers and for AVX2 ones, at least.
-        assert any("cpu-x64" in n for n in variants) and any("cpu-haswell" in n for n in variants)
+        assert portable_variants(llama)
     unit = (unpacked_v1 / "systemd" / "erp-appliance.service").read_text()
     for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "Restart=on-failure",
