@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,12 +32,14 @@ def netns_problem() -> str | None:
     return None
 
 
-def offline(*argv: str | Path, timeout: float = 900) -> subprocess.CompletedProcess:
+def offline(*argv: str | Path, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run argv in a fresh network namespace that has only loopback, so any network use fails."""
     cmd = ["unshare", "-n", "bash", "-c", 'ip link set lo up && exec "$@"', "offline", *map(str, argv)]
     # The launchers use $PYTHON: the same interpreter as the tests, whatever `python3` is.
-    env = {**os.environ, "PYTHON": sys.executable}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    env = {**os.environ, "PYTHON": sys.executable, **(env or {})}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    print(result.stdout, result.stderr, sep="\n")  # the installer's own timings, for `pytest -rP`
+    return result
 
 
 def unpack(archive: Path, dest: Path) -> Path:
@@ -64,19 +67,38 @@ def bundle_v2(bundle_out, embedder_dir):
                  log=lambda _: None)
 
 
-@pytest.fixture(scope="session")
-def bundle_broken(bundle_out, tmp_path_factory):
-    """A newer version whose server exits at start, so its self-test must fail."""
+def _patched_bundle(out: Path, tmp_path_factory, version: str, module: str, pattern: str, replacement: str):
+    """A bundle of the repository with one change to `module`: a deliberately broken version."""
     source = tmp_path_factory.mktemp("broken-src") / "src"
     shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "tests", "build", "dist", "models", "__pycache__", "*.egg-info"))
-    cli = source / "appliance" / "cli.py"
-    text = cli.read_text()
-    assert "        run_server(settings)\n" in text
-    cli.write_text(text.replace("        run_server(settings)\n",
-                                "        raise SystemExit('deliberately broken build')\n"))
-    return build(bundle_out, source=source, version=f"{BASE_VERSION}+test.3", llama=LLAMA,
-                 log=lambda _: None)
+    path = source / module
+    text, count = re.subn(pattern, replacement, path.read_text(), count=1, flags=re.S)
+    assert count == 1, f"{module} no longer has {pattern!r}"
+    path.write_text(text)
+    return build(out, source=source, version=version, llama=LLAMA, log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def bundle_ready_500(bundle_out, tmp_path_factory):
+    """A newer version whose /ready raises, so it answers HTTP 500 instead of 200 or 503."""
+    return _patched_bundle(bundle_out, tmp_path_factory, f"{BASE_VERSION}+test.3",
+                           "appliance/server/health.py", r"(    async def ready\(.*?\) -> Response:\n)",
+                           r'\1        raise RuntimeError("deliberately broken /ready")\n')
+
+
+# Written by the tests into the installation's data folder, as the site's own data.
+MARKER_FILE = "marker.txt"
+
+
+@pytest.fixture(scope="session")
+def bundle_fails_on_data(bundle_out, tmp_path_factory):
+    """A newer version that passes its self-test on a fresh data folder but exits at start on the
+    data a site already has, as a failing migration would."""
+    return _patched_bundle(bundle_out, tmp_path_factory, f"{BASE_VERSION}+test.4", "appliance/cli.py",
+                           r"(\n( +)run_server\(settings\)\n)",
+                           rf'\n\2if (settings.resolved_data_dir() / "{MARKER_FILE}").exists():\n'
+                           r'\2    raise SystemExit("deliberately fails on data it served before")\1')
 
 
 @pytest.fixture(scope="session")

@@ -123,3 +123,21 @@ def test_llama_wheel_choice_is_portable_local_or_a_file(tmp_path):
 def test_portable_llama_wheel_has_a_backend_per_cpu_level():
     wheel, how = llama_wheel.choose("portable", PINNED_LLAMA, log=lambda _: None)
     assert how.startswith("portable") and portable_variants(wheel)
+
+
+@pytest.mark.parametrize("server, env, url", [
+    ("", "", "http://127.0.0.1:8080"),
+    ('[server]\nhost = "0.0.0.0"\nport = 9000\n', "", "http://127.0.0.1:9000"),
+    ('[server]\nhost = "::"\nport = 9000\n', "", "http://[::1]:9000"),
+    ('[server]\nhost = "10.0.0.5"\nport = 9000\n', "APPLIANCE_SERVER__PORT=9100", "http://10.0.0.5:9100"),
+])
+def test_upgrade_finds_the_service_where_its_settings_say(tmp_path, server, env, url):
+    layout = Layout(tmp_path)
+    layout.etc.mkdir(parents=True)
+    layout.config.write_text(f'data_dir = "{layout.data}"\n{server}')
+    unit = service.render_unit(TEMPLATE, layout)
+    if env:
+        unit = unit.replace("Environment=PYTHONUNBUFFERED=1", f"Environment=PYTHONUNBUFFERED=1 {env}")
+    layout.unit.parent.mkdir(parents=True)
+    layout.unit.write_text(unit)
+    assert service.local_url(layout) == url
