@@ -175,19 +175,27 @@ class Directory:
     def lookup(self, username: str) -> DirectoryUser | None:
         """The user's current entry, groups and role through the service account (no password);
         None when the user filter finds nobody (removed, or disabled where the filter says so)."""
+        return self.lookup_many([username])[username]
+
+    def lookup_many(self, usernames: Iterable[str]) -> dict[str, DirectoryUser | None]:
+        """`lookup` for many users over one connection (the periodic check)."""
         if not self.can_check:
             raise DirectoryUnavailable("Looking users up needs a service account: set "
                                        "auth.directory.bind_dn and bind_password.")
+        found: dict[str, DirectoryUser | None] = {}
+        username = ""
         try:
             with self._connection() as conn:
                 self._bind_service(conn)
-                try:
-                    return self._read_user(conn, username)
-                except DirectoryRefusal:
-                    return None
+                for username in usernames:
+                    try:
+                        found[username] = self._read_user(conn, username)
+                    except DirectoryRefusal:
+                        found[username] = None
         except DirectoryUnavailable as exc:
-            self._note(username, exc.message)
+            self._note(username or "-", exc.message)
             raise
+        return found
 
     def probe(self) -> dict[str, Any]:
         """Connect (with TLS) and bind the service account if there is one: is the directory there?"""

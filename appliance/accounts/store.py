@@ -467,8 +467,7 @@ class Accounts:
             "AND active = 1 AND (EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = u.id) OR "
             "EXISTS (SELECT 1 FROM api_keys k WHERE k.user_id = u.id AND k.revoked_at IS NULL)) "
             "ORDER BY username")]
-        for name in names:
-            found = self.directory.lookup(name)
+        for name, found in self.directory.lookup_many(names).items():
             counts["checked"] += 1
             if found is None or not found.allowed:
                 self._directory_shut_out(name, "not_found" if found is None else "not_mapped")

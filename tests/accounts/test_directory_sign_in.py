@@ -134,6 +134,14 @@ def test_the_periodic_check_applies_group_changes(accounts, slapd, person):
     assert accounts.session(token).user.groups == ("all", "finance")
 
 
+def test_one_check_round_covers_every_user_who_can_act(accounts, slapd, person):
+    staying, leaving = person("staff"), person("staff")
+    tokens = [accounts.login(uid, password)[0] for uid, password, _ in (staying, leaving)]
+    slapd.remove_member("staff", leaving[2])
+    assert accounts.check_directory_users() == {"checked": 2, "shut_out": 1}
+    assert accounts.session(tokens[0]) is not None and accounts.session(tokens[1]) is None
+
+
 def test_the_periodic_check_skips_users_who_cannot_act(accounts, slapd, person):
     uid, password, dn = person("staff")
     token, _ = accounts.login(uid, password)
