@@ -357,6 +357,87 @@ class ReleasesSettings(Section):
     )
 
 
+class DirectoryGroup(BaseModel):
+    """Members of a directory group (nested members too) get this role and these access groups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(description="The group's DN, or its cn alone (matches that cn anywhere).")
+    role: Literal["employee", "admin"] = "employee"
+    access_groups: list[str] = Field(default_factory=list, description="Document access groups.")
+
+    def __repr__(self) -> str:  # keeps the settings table in docs/configuration.md readable
+        return f"{self.group} -> {self.role} {self.access_groups}"
+
+
+class DirectorySettings(Section):
+    url: str = Field(
+        "", description="LDAP server: ldaps://host (port 636) or ldap://host (389, upgraded with "
+        "StartTLS); empty turns directory sign-in off."
+    )
+    allow_plain: bool = Field(
+        False, description="With an ldap:// URL, skip StartTLS and send passwords unencrypted: only "
+        "on a network segment you trust, never for Active Directory over a LAN."
+    )
+    ca_file: str = Field(
+        "", description="PEM file of the CA certificates that signed the directory's certificate; "
+        "empty means the system's CAs. The certificate and host name are always verified."
+    )
+    connect_timeout_seconds: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
+    timeout_seconds: float = Field(10.0, gt=0, description="Seconds to wait for any one answer.")
+    bind_dn: str = Field(
+        "", description="Service account that searches for users and groups (a DN, or for Active "
+        "Directory also user@domain); empty means users search as themselves (needs "
+        "user_dn_template)."
+    )
+    bind_password: SecretStr = Field(
+        SecretStr(""), description="The service account's password (prefer "
+        "APPLIANCE_AUTH__DIRECTORY__BIND_PASSWORD)."
+    )
+    user_dn_template: str = Field(
+        "", description="Bind as this DN without searching first, e.g. "
+        "'uid={username},ou=people,dc=example,dc=com' or '{username}@corp.example' (the name is "
+        "escaped); empty means the service account finds the user's DN."
+    )
+    user_search_base: str = Field(
+        "", description="Where users are searched, e.g. 'ou=people,dc=example,dc=com' (required)."
+    )
+    user_filter: str = Field(
+        "(|(uid={username})(sAMAccountName={username}))",
+        description="LDAP filter that finds exactly one user; {username} is replaced by the "
+        "escaped sign-in name. Exclude disabled accounts here (Active Directory: "
+        "(!(userAccountControl:1.2.840.113556.1.4.803:=2))).",
+    )
+    display_name_attribute: str = Field(
+        "displayName", description="Attribute shown as the user's name (cn when it is empty)."
+    )
+    group_search_base: str = Field(
+        "", description="Where groups are searched; empty means user_search_base."
+    )
+    group_filter: str = Field(
+        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))",
+        description="LDAP filter of group entries.",
+    )
+    member_attribute: str = Field(
+        "member", description="Attribute of a group that lists its members' DNs."
+    )
+    nested_groups: Literal["auto", "in_chain", "recursive", "direct"] = Field(
+        "auto", description="How nested groups are resolved: 'in_chain' (Active Directory's "
+        "LDAP_MATCHING_RULE_IN_CHAIN, one search), 'recursive' (follow member links level by level, "
+        "for OpenLDAP and others), 'direct' (no nesting), 'auto' (in_chain on Active Directory, "
+        "else recursive)."
+    )
+    groups: list[DirectoryGroup] = Field(
+        default_factory=list, description="Which directory groups may sign in, with what role and "
+        "access groups (TOML: [[auth.directory.groups]] tables); a user in none of them is refused."
+    )
+    check_minutes: float = Field(
+        15.0, ge=0, description="How often the server re-checks directory users who hold sessions or "
+        "API keys, cutting those removed, disabled or out of every mapped group (needs bind_dn); "
+        "0 checks only at sign-in."
+    )
+
+
 class AuthSettings(Section):
     enabled: bool = Field(
         True, description="Require a session or API key on /v1 and /api; off, every request acts as an "
@@ -386,6 +467,7 @@ class AuthSettings(Section):
         365, ge=0, description="Audit log entries older than this many days are deleted (checked "
         "hourly by the server); 0 keeps them forever."
     )
+    directory: DirectorySettings = Field(default_factory=DirectorySettings)
 
 
 class Settings(BaseSettings):
@@ -494,5 +576,7 @@ def settings_markdown() -> str:
     for name, type_name, default, help_text in iter_settings():
         env = ENV_PREFIX + name.upper().replace(".", "__")
         shown = f"`{default}`" if str(default) != "" else '`""`'
+        # A '|' (as in LDAP filters) would end the table cell, even inside backticks.
+        shown, help_text = shown.replace("|", "\\|"), help_text.replace("|", "\\|")
         rows.append(f"| `{name}` | `{env}` | {type_name} | {shown} | {help_text} |")
     return "\n".join(rows) + "\n"

@@ -196,6 +196,19 @@ def live_server():
 
 
 @pytest.fixture(scope="session")
+def slapd(tmp_path_factory):
+    """A real OpenLDAP slapd on loopback (ldap:// with StartTLS, and ldaps://) holding a small
+    organisation with nested groups (tests/slapd.py); stopped when the session ends."""
+    from tests import slapd as harness
+
+    if not harness.available():
+        pytest.skip(harness.INSTALL_HINT)
+    server = harness.Slapd(tmp_path_factory.mktemp("slapd"), free_port(), free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def test_cache() -> Path:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     return CACHE_DIR

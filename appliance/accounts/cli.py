@@ -90,7 +90,7 @@ def _when(ts: float | None) -> str:
 
 def _user_line(user: User) -> str:
     state = "active" if user.active else "disabled"
-    login = "password" if user.has_password else "keys only"
+    login = "directory" if user.is_directory else "password" if user.has_password else "keys only"
     return (f"{user.id:>4}  {user.username:<24} {user.role:<9} {state:<9} {login:<10} "
             f"{','.join(user.groups) or '-':<24} last login {_when(user.last_login_at)}")
 
@@ -235,6 +235,43 @@ def delete(username, yes, config_path, data_dir) -> None:
         click.confirm(f"Delete {user.username} with their keys and conversations?", abort=True)
     _run(accounts, lambda: accounts.delete_user(user.id), "user_deleted", user.username)
     click.echo(f"Deleted {user.username}.")
+
+
+@users.command("directory")
+@click.option("--user", "username", help="Also look this user up (service account): DN, groups "
+              "and the role and access groups they would get.")
+@_with_data_options
+def directory(username, config_path, data_dir) -> None:
+    """Check directory sign-in (auth.directory): does the directory answer, what would a user get."""
+    from appliance.accounts.directory import Directory
+
+    try:
+        settings = load_settings(config_path, **({"data_dir": Path(data_dir)} if data_dir else {}))
+        found = Directory.from_settings(settings.auth.directory)
+    except ApplianceError as exc:
+        _fail(exc.message)
+    if found is None:
+        _fail("Directory sign-in is off: set auth.directory.url (see docs/configuration.md).")
+    status = found.status(probe=True)
+    click.echo(f"{status['url']} ({status['transport']}): "
+               + ("reachable" if status["reachable"] else f"NOT reachable: {status['error']}"))
+    if not status["reachable"]:
+        sys.exit(1)
+    click.echo(f"nested groups: {status['nested_groups']} -> {status['method']}; "
+               f"{status['mapped_groups']} mapped groups")
+    if username:
+        try:
+            user = found.lookup(username)
+        except ApplianceError as exc:
+            _fail(exc.message)
+        if user is None:
+            _fail(f"{username}: not found by auth.directory.user_filter under "
+                  f"{settings.auth.directory.user_search_base}.")
+        click.echo(f"{user.username}: {user.dn} ({user.display_name})")
+        for group in user.groups:
+            click.echo(f"  in {group}")
+        click.echo(f"  -> role {user.role}, access groups {', '.join(user.access_groups) or 'none'}"
+                   if user.allowed else "  -> refused: in none of the mapped groups")
 
 
 @click.group()

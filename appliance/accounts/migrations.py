@@ -101,5 +101,14 @@ def m005_conversations(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX messages_response ON messages(response_id)")
 
 
+@migration
+def m006_directory_users(db: sqlite_utils.Database) -> None:
+    # directory_dn marks a user who signs in through the LDAP directory (no password stored);
+    # directory_state is why the directory's last answer shut them out (NULL: it did not).
+    db.execute("ALTER TABLE users ADD COLUMN directory_dn TEXT")
+    db.execute("ALTER TABLE users ADD COLUMN directory_state TEXT")
+    db.execute("ALTER TABLE users ADD COLUMN directory_checked_at REAL")
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     return migration.apply(db)

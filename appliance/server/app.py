@@ -19,7 +19,7 @@ from appliance import __version__
 from appliance.accounts import Accounts
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, DirectoryUnavailable
 from appliance.llm.base import LLMBackend
 from appliance.monitoring.monitor import Monitor
 from appliance.server.accounts import AdminController, AuthController
@@ -120,7 +120,31 @@ def open_accounts(settings: Settings, state: State) -> Accounts:
     elif accounts.admin_count() == 0:
         log.warning("no admin account yet: create one with `appliance users create-admin --username NAME` "
                     "(same data dir), then sign in at the web UI or create API keys")
+    directory = accounts.directory
+    if settings.auth.enabled and directory is not None:
+        log.info("directory sign-in through %s (%s), %d mapped groups", directory.settings.url,
+                 directory.transport, len(directory.settings.groups))
+        if not directory.can_check:
+            log.warning("no directory service account (auth.directory.bind_dn): a user removed or "
+                        "disabled in the directory keeps their sessions and keys until they expire")
     return accounts
+
+
+async def directory_checks(accounts: Accounts, interval: float) -> None:
+    """Re-check directory users who hold sessions or keys every `interval` seconds, until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            done = await anyio.to_thread.run_sync(accounts.check_directory_users)
+        except DirectoryUnavailable as exc:  # nothing is cut on a guess; the next round retries
+            log.warning("directory check skipped: %s", exc.message)
+            continue
+        except Exception:
+            log.exception("directory check failed; it runs again in %.0f s", interval)
+            continue
+        if done["shut_out"]:
+            log.info("directory check: %d of %d users shut out (removed, disabled or unmapped)",
+                     done["shut_out"], done["checked"])
 
 
 async def housekeeping(accounts: Accounts) -> None:
@@ -163,6 +187,12 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
         releases.start()
         cleaner = asyncio.create_task(housekeeping(accounts), name="accounts housekeeping")
+        checker = None
+        check_minutes = settings.auth.directory.check_minutes
+        if settings.auth.enabled and accounts.directory is not None and accounts.directory.can_check \
+                and check_minutes > 0:
+            checker = asyncio.create_task(directory_checks(accounts, check_minutes * 60),
+                                          name="directory checks")
         loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
@@ -174,6 +204,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             yield
         finally:
             cleaner.cancel()
+            if checker is not None:
+                checker.cancel()
             if loader is not None and not loader.done():
                 loader.cancel()
             await releases.stop()
@@ -187,7 +219,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             releases.close()
             if monitor is not None:  # last, so the drained requests are recorded too
                 await monitor.stop()
-            await asyncio.gather(cleaner, return_exceptions=True)  # a clean-up in flight ends first
+            # A clean-up or directory check in flight ends first.
+            await asyncio.gather(cleaner, *([checker] if checker else []), return_exceptions=True)
             accounts.close()
 
     async def _open_knowledge() -> None:

@@ -91,6 +91,7 @@ def test_users_keys_and_audit(appliance, new_page):
     page = new_page()
     login(page, appliance.url, ADMIN, "/admin")
     open_tab(page, appliance.url, "users")
+    page.wait_for_selector("#directory-status[data-state=off]")  # no directory: says how to set one
     page.fill("#new-username", "minji")
     page.fill("#new-display-name", "Lee Minji")
     page.fill("#new-password", "first-password-1")

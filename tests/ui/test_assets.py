@@ -21,6 +21,9 @@ DYNAMIC_KEYS = {  # built as t(`prefix.${value}`) from values the server sends
     "monitoring.ranges": ["1h", "24h", "7d"],
     "monitoring.state": ["firing", "resolved"],
     "role": ["employee", "admin"],
+    "users.directoryState": ["not_found", "disabled", "not_mapped"],
+    "directory.transport": ["ldaps", "starttls", "plain"],
+    "directory.method": ["auto", "in_chain", "recursive", "direct"],
 }
 
 
