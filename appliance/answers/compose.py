@@ -10,8 +10,8 @@ import re
 from dataclasses import replace
 
 from appliance.answers.evidence import Evidence, Quote
-from appliance.answers.spans import HEADER, ROW, SENTENCE, cells, labeled_cells
 from appliance.answers.quality import repeats
+from appliance.answers.spans import HEADER, ROW, SENTENCE, cells, labeled_cells
 from appliance.knowledge.analyzer import is_korean
 
 NO_ANSWER = {

@@ -17,7 +17,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from appliance.answers.text import content_units, facts, plain, share_in, strip_citations, word_ngrams
+from appliance.answers.text import (
+    content_units,
+    facts,
+    plain,
+    share_in,
+    strip_citations,
+    word_ngrams,
+)
 
 FAITHFUL_SHARE = 0.8
 COVERS_SHARE = 0.5

@@ -13,7 +13,15 @@ import re
 from dataclasses import dataclass, field
 
 from appliance.answers.quality import restates
-from appliance.answers.text import codes, content_units, names, numbers, plain, share_in, strip_citations
+from appliance.answers.text import (
+    codes,
+    content_units,
+    names,
+    numbers,
+    plain,
+    share_in,
+    strip_citations,
+)
 
 # A sentence ends at . ! ? (not inside a number like 2.5), at a line break, or after a Korean
 # final ending.

@@ -14,10 +14,10 @@ import numpy as np
 from appliance.errors import ApplianceError, Conflict
 from appliance.knowledge.access import AccessIndex
 from appliance.knowledge.analyzer import Analyzer
+from appliance.knowledge.chunking import Chunk
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
 from appliance.knowledge.embedder import Embedder, artifact_fingerprint, load_embedder
 from appliance.knowledge.glossary import Glossary
-from appliance.knowledge.chunking import Chunk
 from appliance.knowledge.ingest import Ingestor, IngestReport, index_terms
 from appliance.knowledge.keyword import KeywordIndex
 from appliance.knowledge.reembed import IndexBuild, IndexRecord, ReembedCancelled

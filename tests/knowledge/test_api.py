@@ -11,9 +11,9 @@ import numpy as np
 import openai
 import pytest
 
+from appliance.answers.compose import NO_ANSWER
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
-from appliance.answers.compose import NO_ANSWER
 from appliance.llm.base import GenerationRequest, SamplingParams
 from appliance.server.app import create_app, load_backend
 from tests.conftest import LentBackend, LiveServer
