@@ -27,7 +27,7 @@ from appliance.settings import load_settings  # noqa: E402
 DATA = Path(__file__).resolve().parent / "data"
 MANUALS = DATA / "manuals"
 PROBES = DATA / "probes"
-GOLDEN = [DATA / "golden-ko.jsonl", DATA / "golden-en.jsonl"]
+GOLDEN = [Path(__file__).resolve().parents[1] / "appliance" / "data" / "golden_qa.jsonl"]
 UNANSWERABLE = DATA / "unanswerable.jsonl"
 CORPUS_ROOTS = (sample_kb_path(), MANUALS)
 
@@ -82,8 +82,9 @@ def passage_probes() -> list[Probe]:
     out = []
     for path in [*GOLDEN, *sorted(p for p in PROBES.glob("*.jsonl") if "conversations" not in p.name)]:
         for raw in _lines(path):
+            origin = "golden" if path in GOLDEN else path.stem
             out.append(Probe(raw["id"], raw["lang"], raw["question"], source_name(raw["document"]),
-                             raw["passage"], raw["answer"], path.stem))
+                             raw["passage"], raw["answer"], origin))
     return out
 
 

@@ -23,6 +23,8 @@ _PROCEDURE = re.compile(
     r"\bhow (do|can|should|to)\b|\bsteps?\b|\bprocedure\b|\bprocess\b|어떻게|절차|방법|순서|하려면|하나요|신청",
     re.I)
 _TOKEN_BUDGET_FLOOR = 60
+SMALL_TABLE = 5  # a table of at most this many rows is quoted whole when it fits
+PARAGRAPH_SHARE = 0.6  # a paragraph up to this share of the budget is quoted whole
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class EvidenceSelector:
         """IDF weights of the question's terms (and their glossary translations). A word no
         passage has (a colloquial verb, a typo) weighs like an average word: it cannot be
         matched, but the question may still be answerable."""
-        terms = list(dict.fromkeys(self.analyzer.terms(question)))
+        terms = list(dict.fromkeys(self.analyzer.query_terms(question)))
         weights = self.idf(terms)
         unseen = self.unseen_idf()
         seen = [w for w in weights.values() if w < unseen - 1e-9]
@@ -132,7 +134,7 @@ class EvidenceSelector:
         korean = is_korean(question)
         evidence = Evidence(question, korean)
         weights = self.question_weights(question, context)
-        own = set(self.analyzer.terms(question))
+        own = set(self.analyzer.query_terms(question))
         evidence.asked = len(own)
         total = sum(weights.values())
         bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
@@ -209,14 +211,15 @@ class EvidenceSelector:
         cost = lambda ids: sum(estimate_tokens(spans[i].text) for i in ids)  # noqa: E731
         if span.kind in (ROW, HEADER):
             members = [i for i, s in enumerate(spans) if s.group == span.group]
-            whole = self._intro(spans, members) + members
-            if cost(whole) <= room:
-                return whole
             header = [i for i in members if spans[i].kind == HEADER]
             rows = [i for i in members if spans[i].kind == ROW]
+            whole = self._intro(spans, members) + members
+            if len(rows) <= SMALL_TABLE and cost(whole) <= room:
+                return whole
             chosen = [index] if span.kind == ROW else rows[:1]
-            for i in sorted(rows, key=lambda i: abs(i - index)):
-                if i not in chosen and cost(header + chosen + [i]) <= room // 2 and len(chosen) < 4:
+            # Neighbouring rows often complete the answer (ranges, sequences): add while cheap.
+            for i in sorted(rows, key=lambda i: abs(i - index))[:3]:
+                if i not in chosen and cost(header + chosen + [i]) <= room // 2:
                     chosen.append(i)
             return sorted(set(header + chosen))
         if span.kind in (STEP, ITEM):
@@ -230,11 +233,16 @@ class EvidenceSelector:
         if span.kind == SENTENCE:
             following = spans[index + 1] if index + 1 < len(spans) else None
             if following is not None and following.kind in (STEP, ITEM, ROW, HEADER) and \
-                    following.section == span.section:
+                    following.section == span.section and following.group != span.group:
                 members = [i for i, s in enumerate(spans) if s.group == following.group]
-                if cost([index] + members) <= room:
-                    return [index] + members
-            return [index]
+                paragraph = [i for i, s in enumerate(spans) if s.group == span.group and i <= index]
+                if cost(paragraph + members) <= room:
+                    return paragraph + members
+            # The whole paragraph when it fits: a sentence leans on the ones around it.
+            paragraph = [i for i, s in enumerate(spans) if s.group == span.group]
+            if cost(paragraph) <= room * PARAGRAPH_SHARE:
+                return paragraph
+            return [i for i in paragraph if abs(i - index) <= 1 and cost([i]) <= room // 3] or [index]
         return [index]
 
     @staticmethod

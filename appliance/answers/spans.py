@@ -24,7 +24,7 @@ class Span:
     start: int  # character offsets into the passage text
     end: int
     text: str
-    group: int = -1  # spans of one list or one table share a group number
+    group: int = -1  # spans of one list, one table or one paragraph share a group number
     header: int = -1  # for a table row: the index of its header span
     number: str = ""  # a step's number as written ("3", "③", "나")
     section: str = ""  # the nearest heading above the span inside the passage, if any
@@ -109,6 +109,7 @@ def split_spans(text: str) -> list[Span]:
             previous_kind = kind
             continue
         previous_kind = SENTENCE
+        group += 1  # the sentences of one paragraph share a group
         cursor = 0
         for piece in _SENTENCE_END.split(stripped):
             if not piece:
@@ -117,7 +118,7 @@ def split_spans(text: str) -> list[Span]:
             cursor = at + len(piece)
             if piece.strip():
                 spans.append(Span(SENTENCE, start + at, start + at + len(piece), piece.strip(),
-                                  section=section))
+                                  group, section=section))
     return spans
 
 

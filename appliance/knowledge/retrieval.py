@@ -132,7 +132,7 @@ class Retriever:
                 ranking = self.keywords.in_language(list(dense), languages[True])
                 pools[True].append((weight, ranking[: self.candidates]))
         if mode in ("hybrid", "keyword"):
-            terms = self.analyzer.terms(query)
+            terms = self.analyzer.query_terms(query)
             translated = self.glossary.translate(query, terms) if self.glossary else []
             # The other language's chunks match the question's glossary translations, and its
             # codes and loan words.
