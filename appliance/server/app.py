@@ -17,6 +17,7 @@ from litestar.openapi.spec import Components
 
 from appliance import __version__
 from appliance.accounts import Accounts
+from appliance.accounts.quotas import Quotas
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
 from appliance.errors import ApplianceError
@@ -32,11 +33,13 @@ from appliance.server.auth import (
 )
 from appliance.server.conversations import ConversationsController
 from appliance.server.errors import exception_handlers
+from appliance.server.exports import ExportsController
 from appliance.server.health import HealthController
 from appliance.server.knowledge import KnowledgeController
 from appliance.server.models_admin import ModelsController
 from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
+from appliance.server.quotas import QuotaMiddleware, QuotasController, UsageController, write_usage
 from appliance.server.request_metrics import RequestMetricsMiddleware
 from appliance.server.ui import ui_router
 from appliance.settings import Settings
@@ -144,7 +147,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     assistant = Assistant(backend, cache, knowledge=knowledge, knowledge_settings=settings.knowledge)
     monitor = Monitor(settings, assistant) if settings.monitoring.enabled else None
     state = State({"settings": settings, "assistant": assistant, "model_error": None,
-                   "monitor": monitor, "accounts": None, "local_principal": None,
+                   "monitor": monitor, "accounts": None, "quotas": None, "local_principal": None,
                    "knowledge_status": "ready" if knowledge is not None else "opening"})
     holder: dict = {}  # the release manager opens in the lifespan, where the data dir exists
 
@@ -152,6 +155,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
         accounts = await anyio.to_thread.run_sync(open_accounts, settings, state)
+        quotas = state.quotas = await anyio.to_thread.run_sync(Quotas, accounts, settings.quotas)
         from appliance.releases import ReleaseManager
         from appliance.releases.reembed import KnowledgeIndexSwitch
 
@@ -162,6 +166,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
         releases.start()
         cleaner = asyncio.create_task(housekeeping(accounts), name="accounts housekeeping")
+        usage_writer = asyncio.create_task(write_usage(quotas), name="usage writer")
         loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
@@ -187,6 +192,9 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             if monitor is not None:  # last, so the drained requests are recorded too
                 await monitor.stop()
             await asyncio.gather(cleaner, return_exceptions=True)  # a clean-up in flight ends first
+            usage_writer.cancel()
+            await asyncio.gather(usage_writer, return_exceptions=True)
+            await anyio.to_thread.run_sync(quotas.flush)  # the drained requests' usage too
             accounts.close()
 
     async def _open_knowledge() -> None:
@@ -228,8 +236,10 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     # Outermost first: request metrics also count the requests that authentication refuses.
     middleware = [DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else []
     middleware.append(DefineMiddleware(AuthMiddleware, settings=settings))
+    middleware.append(DefineMiddleware(QuotaMiddleware))  # inside auth: it needs the caller
     handlers = [HealthController, OpenAIController, KnowledgeController, MonitoringController,
-                ModelsController, AuthController, AdminController, ConversationsController]
+                ModelsController, AuthController, AdminController, ConversationsController,
+                UsageController, QuotasController, ExportsController]
     if settings.server.ui:
         handlers.append(ui_router())
     return Litestar(
