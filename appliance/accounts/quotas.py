@@ -217,9 +217,16 @@ class Quotas:
             found = self._overrides[subject] = self._read_override(subject)
         return found
 
-    def cached(self, user_id: int, key_id: int | None) -> bool:
-        """Whether admission can decide without reading accounts.db."""
-        return ("user", user_id) in self._overrides and (not key_id or ("key", key_id) in self._overrides)
+    def cached_limits(self, user: User, key_id: int | None = None) -> dict[Subject, Limits] | None:
+        """`limits()` when the overrides are in memory; None when they must be read first."""
+        user_override = self._overrides.get(("user", user.id))
+        key_override = self._overrides.get(("key", key_id)) if key_id else Override()
+        if user_override is None or key_override is None:
+            return None
+        found = {("user", user.id): user_override.over(self.role_limits(user.role))}
+        if key_id:
+            found[("key", key_id)] = key_override.over(Limits())
+        return found
 
     def limits(self, user: User, key_id: int | None = None) -> dict[Subject, Limits]:
         """The limits a request of `user` (through `key_id`) must pass, by subject."""

@@ -81,11 +81,12 @@ class QuotaMiddleware(MiddlewareProtocol):
             await self.app(scope, receive, send)
             return
         user, key_id = principal.user, principal.key_id
-        if not quotas.cached(user.id, key_id):  # an override not read yet: SQLite, off the loop
-            await anyio.to_thread.run_sync(quotas.limits, user, key_id)
+        limits = quotas.cached_limits(user, key_id)
+        if limits is None:  # an override not read yet: SQLite, off the event loop
+            limits = await anyio.to_thread.run_sync(quotas.limits, user, key_id)
         hold = _request_tokens(state) if kind == "tokens" else 0
         # Synchronous from the check to the reservation: no other request can come in between.
-        ticket = quotas.admit(user, key_id, hold=hold)
+        ticket = quotas.admit(user, key_id, hold=hold, limits=limits)
         scope[TICKET_KEY] = ticket  # type: ignore[literal-required]
 
         async def send_with_limits(message: Message) -> None:

@@ -53,7 +53,9 @@ def test_limits_come_from_the_role_unless_an_admin_overrides_them(accounts, kim)
     boss = accounts.create_user("boss", None, role="admin")
     quotas = Quotas(accounts, QuotaSettings(employee_requests_per_minute=30, employee_tokens_per_day=5000))
     _, key = accounts.create_key(kim.id, "script")
+    assert quotas.cached_limits(kim) is None  # not read yet: admission reads it off the event loop
     assert quotas.limits(kim) == {("user", kim.id): Limits(30, 5000)}
+    assert quotas.cached_limits(kim) == quotas.limits(kim)
     assert quotas.limits(boss) == {("user", boss.id): Limits(0, 0)}  # admins: no limit by default
     # A key has no limits of its own until an admin sets some; its user's still apply.
     assert quotas.limits(kim, key.id) == {("user", kim.id): Limits(30, 5000), ("key", key.id): Limits(0, 0)}
