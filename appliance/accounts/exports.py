@@ -39,8 +39,8 @@ _LABELS = {
            "empty": "(no messages)"},
     "ko": {"user": "나", "assistant": "어시스턴트", "sources": "출처", "exported": "내보낸 시각",
            "by": "사용자", "started": "시작", "updated": "마지막 메시지", "id": "대화 ID",
-           "page": "페이지", "sheet": "시트", "rating": "평가", "up": "도움이 됨", "down": "도움이 안 됨",
-           "empty": "(메시지 없음)"},
+           "page": "페이지", "sheet": "시트", "rating": "평가", "up": "도움이 됨",
+           "down": "도움이 안 됨", "empty": "(메시지 없음)"},
 }
 
 

@@ -14,14 +14,13 @@ admissions in any 60 seconds. Tokens per day follows the rule in `Quotas.admit`.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,10 +29,7 @@ from appliance.errors import ApplianceError, InvalidRequest, NotFound
 from appliance.llm.base import Finished, TextDelta
 from appliance.settings import QuotaSettings
 
-log = logging.getLogger(__name__)
-
 WINDOW_SECONDS = 60.0
-LIMIT_NAMES = ("requests_per_minute", "tokens_per_day")
 # Refused because answers in progress hold the rest of the day's tokens: they end within seconds.
 HELD_RETRY_SECONDS = 2
 MAX_LIMIT = 10**12
@@ -188,10 +184,6 @@ class Quotas:
         now = datetime.fromtimestamp(self.clock() if ts is None else ts, self.zone)
         midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), self.zone)
         return max(1.0, (midnight - now).total_seconds())
-
-    def day_start(self, day: date) -> float:
-        """The epoch time a day begins at, in quotas.timezone."""
-        return datetime.combine(day, datetime.min.time(), self.zone).timestamp()
 
     # -- limits ----------------------------------------------------------------------------------
 
@@ -412,10 +404,10 @@ class Quotas:
             meter = self._meter(subject, day, now)
             requests, tokens, held = len(meter.stamps), meter.tokens, meter.held
         reset = self.seconds_to_midnight(now)
+        rpm, tpd = limit.requests_per_minute, limit.tokens_per_day
         return {"limits": limit.public(), "requests_last_minute": requests, "tokens_today": tokens,
-                "tokens_held": held,
-                "requests_left": max(0, limit.requests_per_minute - requests) if limit.requests_per_minute else None,
-                "tokens_left": max(0, limit.tokens_per_day - tokens - held) if limit.tokens_per_day else None,
+                "tokens_held": held, "requests_left": max(0, rpm - requests) if rpm else None,
+                "tokens_left": max(0, tpd - tokens - held) if tpd else None,
                 "tokens_reset_seconds": math.ceil(reset)}
 
     def usage(self, since: str, until: str, *, user_id: int | None = None) -> list[dict[str, Any]]:
@@ -459,9 +451,10 @@ class Quotas:
         keys = []
         for key in self.accounts.keys():
             override = key_overrides.get(key.id, Override())
+            limit = override.over(Limits())
             keys.append({"id": key.id, "name": key.name, "prefix": key.prefix, "user_id": key.user_id,
                          "username": key.username, "active": key.revoked_at is None,
-                         "override": override.public(), **self._use(("key", key.id), override.over(Limits()), today)})
+                         "override": override.public(), **self._use(("key", key.id), limit, today)})
         return {"day": self.day(), "timezone": self.settings.timezone, "defaults": self.defaults(),
                 "users": users, "keys": keys}
 

@@ -11,7 +11,12 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta, Struct
 
 from appliance.accounts import Conversations
-from appliance.accounts.exports import content_disposition, conversation_json, conversation_markdown, filename
+from appliance.accounts.exports import (
+    content_disposition,
+    conversation_json,
+    conversation_markdown,
+    filename,
+)
 from appliance.server.auth import require_principal, signed_in
 from appliance.server.quotas import quotas_of
 

@@ -27,7 +27,13 @@ from appliance.accounts import Accounts
 from appliance.accounts.exports import Period
 from appliance.accounts.quotas import MAX_LIMIT, Limits, Quotas, Ticket
 from appliance.errors import NotReady
-from appliance.server.auth import PRINCIPAL_KEY, admin_only, note_audit, require_principal, signed_in
+from appliance.server.auth import (
+    PRINCIPAL_KEY,
+    admin_only,
+    note_audit,
+    require_principal,
+    signed_in,
+)
 
 log = logging.getLogger(__name__)
 
