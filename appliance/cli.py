@@ -284,9 +284,11 @@ def alerts(config_path, data_dir, state, limit, as_json) -> None:
         if delivered:
             click.echo(f"    notified: {'; '.join(h['detail'] for h in delivered[-3:])}")
 from appliance.accounts.cli import audit, keys, users  # noqa: E402  (command groups of their own modules)
+from appliance.accounts.export_cli import export  # noqa: E402
+from appliance.accounts.quota_cli import quotas  # noqa: E402
 from appliance.releases.cli import models  # noqa: E402
 
-for command in (models, users, keys, audit):
+for command in (models, users, keys, audit, quotas, export):
     main.add_command(command)
 
 

@@ -6,8 +6,9 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
@@ -470,6 +471,35 @@ class AuthSettings(Section):
     directory: DirectorySettings = Field(default_factory=DirectorySettings)
 
 
+class QuotaSettings(Section):
+    employee_requests_per_minute: int = Field(
+        60, ge=0, description="Requests an employee may send per minute to chat, completions, "
+        "embeddings and search (sessions and keys together); 0: no limit."
+    )
+    employee_tokens_per_day: int = Field(
+        200_000, ge=0, description="Prompt plus completion tokens an employee may use per day; 0: no limit."
+    )
+    admin_requests_per_minute: int = Field(0, ge=0, description="The same per-minute limit for admins; 0: no limit.")
+    admin_tokens_per_day: int = Field(0, ge=0, description="The same daily token limit for admins; 0: no limit.")
+    timezone: str = Field(
+        "UTC", description="Time zone of the quota day (daily tokens reset at its midnight) and of "
+        "the days and times in usage and audit exports, e.g. Asia/Seoul."
+    )
+    flush_seconds: float = Field(
+        1.0, gt=0, description="How often usage counted in memory is written to accounts.db; a "
+        "crash loses at most this much."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone; use a name such as UTC or Asia/Seoul") from None
+        return value
+
+
 class Settings(BaseSettings):
     """Everything the appliance can be told; see docs/configuration.md."""
 
@@ -492,6 +522,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -222,6 +222,10 @@ def drive(url: str, out: Path) -> None:
         admin.click("#new-key-form button[type=submit]")
         admin.wait_for_selector("#secret-value")
         shoot(admin, out / "admin-keys.png")
+        admin.click("#secret-dialog button[value=ok]")
+        tab(admin, url, "usage")
+        admin.wait_for_selector("#quota-users-table")
+        shoot(admin, out / "admin-usage.png")
         browser.close()
 
 
@@ -256,9 +260,14 @@ def main() -> None:
             former = accounts.create_user("dohyun", "employee-password-3", groups=["all"],
                                           display_name="Choi Dohyun")
             accounts.update_user(former.id, active=False)
-            accounts.create_key(admin.id, "monitoring-export")
+            _, export_key = accounts.create_key(admin.id, "monitoring-export")
             _, old = accounts.create_key(employee.id, "excel-add-in")
             accounts.revoke_key(old.id)
+            _, sync_key = accounts.create_key(employee.id, "erp-sync")
+            quotas = appliance.app.state.quotas
+            quotas.set_override("user", employee.id, None, 300_000)
+            quotas.set_override("key", sync_key.id, 10, 20_000)
+            quotas.set_override("key", export_key.id, 120, None)
             drive(appliance.url, args.out)
         knowledge.close()
 

@@ -17,6 +17,7 @@ from litestar.openapi.spec import Components
 
 from appliance import __version__
 from appliance.accounts import Accounts
+from appliance.accounts.quotas import Quotas
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
 from appliance.errors import ApplianceError, DirectoryUnavailable
@@ -32,11 +33,13 @@ from appliance.server.auth import (
 )
 from appliance.server.conversations import ConversationsController
 from appliance.server.errors import exception_handlers
+from appliance.server.exports import ExportsController
 from appliance.server.health import HealthController
 from appliance.server.knowledge import KnowledgeController
 from appliance.server.models_admin import ModelsController
 from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
+from appliance.server.quotas import QuotaMiddleware, QuotasController, UsageController, write_usage
 from appliance.server.request_metrics import RequestMetricsMiddleware
 from appliance.server.ui import ui_router
 from appliance.settings import Settings
@@ -169,7 +172,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
                           answer_settings=settings.answers)
     monitor = Monitor(settings, assistant) if settings.monitoring.enabled else None
     state = State({"settings": settings, "assistant": assistant, "model_error": None,
-                   "monitor": monitor, "accounts": None, "local_principal": None,
+                   "monitor": monitor, "accounts": None, "quotas": None, "local_principal": None,
                    "knowledge_status": "ready" if knowledge is not None else "opening"})
     holder: dict = {}  # the release manager opens in the lifespan, where the data dir exists
 
@@ -177,6 +180,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
         accounts = await anyio.to_thread.run_sync(open_accounts, settings, state)
+        quotas = state.quotas = await anyio.to_thread.run_sync(Quotas, accounts, settings.quotas)
         from appliance.releases import ReleaseManager
         from appliance.releases.reembed import KnowledgeIndexSwitch
 
@@ -193,6 +197,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
                 and check_minutes > 0:
             checker = asyncio.create_task(directory_checks(accounts, check_minutes * 60),
                                           name="directory checks")
+        usage_writer = asyncio.create_task(write_usage(quotas), name="usage writer")
         loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
@@ -221,6 +226,9 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
                 await monitor.stop()
             # A clean-up or directory check in flight ends first.
             await asyncio.gather(cleaner, *([checker] if checker else []), return_exceptions=True)
+            usage_writer.cancel()
+            await asyncio.gather(usage_writer, return_exceptions=True)
+            await anyio.to_thread.run_sync(quotas.flush)  # the drained requests' usage too
             accounts.close()
 
     async def _open_knowledge() -> None:
@@ -262,8 +270,10 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     # Outermost first: request metrics also count the requests that authentication refuses.
     middleware = [DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else []
     middleware.append(DefineMiddleware(AuthMiddleware, settings=settings))
+    middleware.append(DefineMiddleware(QuotaMiddleware))  # inside auth: it needs the caller
     handlers = [HealthController, OpenAIController, KnowledgeController, MonitoringController,
-                ModelsController, AuthController, AdminController, ConversationsController]
+                ModelsController, AuthController, AdminController, ConversationsController,
+                UsageController, QuotasController, ExportsController]
     if settings.server.ui:
         handlers.append(ui_router())
     return Litestar(

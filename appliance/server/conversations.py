@@ -5,12 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import anyio
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta, Struct
 
 from appliance.accounts import Conversations
+from appliance.accounts.exports import (
+    content_disposition,
+    conversation_json,
+    conversation_markdown,
+    filename,
+)
 from appliance.server.auth import require_principal, signed_in
+from appliance.server.quotas import quotas_of
 
 ConversationId = Annotated[str, PathParameter(min_length=1, max_length=64)]
 Title = Annotated[str, Meta(max_length=1000)]
@@ -60,6 +68,24 @@ class ConversationsController(Controller):
     async def get_conversation(self, conversation_id: ConversationId, request: Request) -> dict[str, Any]:
         conversations, user_id = _owner(request)
         return await anyio.to_thread.run_sync(conversations.get, user_id, conversation_id)
+
+    @get("/{conversation_id:str}/export", summary="Download a conversation as Markdown or JSON")
+    async def export(self, conversation_id: ConversationId, request: Request, state: State,
+                     export_format: Annotated[Literal["md", "json"], QueryParameter(query="format")] = "md",
+                     lang: Literal["en", "ko"] = "en") -> Response:
+        conversations, user_id = _owner(request)
+        conversation = await anyio.to_thread.run_sync(conversations.get, user_id, conversation_id)
+        username, zone = require_principal(request).name, quotas_of(state).zone
+        if export_format == "json":
+            body = conversation_json(conversation, username=username, zone=zone)
+            media_type = "application/json"
+        else:
+            body = conversation_markdown(conversation, username=username, zone=zone, lang=lang)
+            media_type = "text/markdown"
+        names = filename(conversation["title"], conversation["id"], export_format)
+        return Response(body, media_type=media_type,
+                        headers={"Content-Disposition": content_disposition(*names),
+                                 "Cache-Control": "no-store"})
 
     @post("/{conversation_id:str}/messages", summary="Add messages (question, answer with its sources)",
           status_code=200)

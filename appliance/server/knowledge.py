@@ -80,7 +80,8 @@ class KnowledgeController(Controller):
         await anyio.to_thread.run_sync(kb.delete, document_id)
         return {"deleted": document_id, "version": kb.version}
 
-    @post("/search", summary="Hybrid search over what the caller's groups may see", status_code=200)
+    @post("/search", summary="Hybrid search over what the caller's groups may see", status_code=200,
+          opt={"quota": "requests"})
     async def search(self, data: JSONBody[SearchRequest], request: Request, assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         kb = assistant.require_knowledge()
         groups = caller_groups(request, data.groups)

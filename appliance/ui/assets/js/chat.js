@@ -3,6 +3,7 @@
 
 import { ApiError, api, errorFrom, headers, loadMe, toLogin } from "./api.js";
 import { renderAnswer } from "./answer.js";
+import { exportDialog } from "./conversation-export.js";
 import { confirmDialog, promptDialog } from "./dialog.js";
 import { clear, fillIcons, formatRelative, h, icon, toast } from "./dom.js";
 import { startPage, t } from "./i18n.js";
@@ -73,6 +74,10 @@ function renderConversationList() {
     const open = h("button", { type: "button", class: "open", onclick: () => openConversation(conversation.id) },
       h("span", { class: "title" }, conversation.title),
       h("span", { class: "when" }, formatRelative(conversation.updated_at)));
+    const download = h("button", {
+      type: "button", class: "icon-button small export", title: t("chat.export"), "aria-label": t("chat.export"),
+      onclick: () => exportDialog(conversation),
+    }, icon("download"));
     const rename = h("button", {
       type: "button", class: "icon-button small rename", title: t("chat.rename"), "aria-label": t("chat.rename"),
       onclick: () => renameConversation(conversation),
@@ -81,7 +86,7 @@ function renderConversationList() {
       type: "button", class: "icon-button small delete", title: t("chat.delete"), "aria-label": t("chat.delete"),
       onclick: () => deleteConversation(conversation),
     }, icon("trash"));
-    item.append(open, h("span", { class: "actions" }, rename, remove));
+    item.append(open, h("span", { class: "actions" }, download, rename, remove));
     return item;
   }));
 }

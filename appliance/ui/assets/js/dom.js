@@ -1,7 +1,7 @@
 // DOM helpers: elements are built from data, never from HTML strings, so text from the server
 // (answers, document names, user names) can never become markup.
 
-import { currentLanguage } from "./i18n.js";
+import { currentLanguage, t } from "./i18n.js";
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -63,6 +63,8 @@ const ICONS = {
   undo: ["M3 7v6h6", "M21 17a9 9 0 0 0-15-6.7L3 13"],
   play: ["M5 3l14 9-14 9z"],
   globe: ["M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20z", "M2 12h20", "M12 2a15 15 0 0 1 0 20 15 15 0 0 1 0-20z"],
+  download: ["M12 4v12", "M7 11l5 5 5-5", "M4 20h16"],
+  gauge: ["M12 14l4-4", "M3.3 18a10 10 0 1 1 17.4 0z", "M12 14h.01"],
 };
 
 export function icon(name) {
@@ -106,6 +108,13 @@ export function formatRelative(seconds) {
   if (diff < 86400) return rtf.format(-Math.floor(diff / 3600), "hour");
   if (diff < 86400 * 7) return rtf.format(-Math.floor(diff / 86400), "day");
   return formatDate(seconds, { time: false });
+}
+
+// A wait, as "42 min" or "3 h 5 min".
+export function formatDuration(seconds) {
+  const minutes = Math.max(1, Math.ceil(seconds / 60));
+  if (minutes < 60) return t("time.minutes", { minutes });
+  return t("time.hours", { hours: Math.floor(minutes / 60), minutes: minutes % 60 });
 }
 
 export function formatBytes(bytes) {
