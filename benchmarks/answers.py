@@ -41,7 +41,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,7 +57,6 @@ from corpus import (  # noqa: E402
 )
 
 from appliance.answers.golden import GoldenItem, load_golden, run_golden  # noqa: E402
-from appliance.answers.modes import EXTRACTIVE, GENERATIVE  # noqa: E402
 from appliance.answers.quality import score_answer, summarize  # noqa: E402
 from appliance.assistant import Assistant  # noqa: E402
 from appliance.cache import ResponseCache  # noqa: E402
