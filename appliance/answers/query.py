@@ -21,7 +21,7 @@ _EN_REFERENCE = re.compile(
 _KO_REFERENCE = re.compile(
     r"^(그럼|그러면|그렇다면|그건|그거|그것|그게|그걸|그때|그리고|또|이건|이거|이것|이게|저건|저거|거기|여기|그쪽|"
     r"근데|그런데|아까|위의?|방금)|(그|이|저|해당)\s?(것|거|건|게|때|문서|절차|경우|양식|화면|코드|항목|기준)|"
-    r"(은|는|이|가|도|만)요\??$|(하려면|려면|면|으면|는데|인데|나요|까요|죠)\s?요?\??$")
+    r"(은|는|이|가|도|만|려면|으면|면|는데|인데)요\??$")
 _NEW_TOPIC = re.compile(
     r"^(now|next|another (question|thing)|different (question|topic)|unrelated|separately|also, "
     r"a different|on another note)\b|^(그리고 )?(다른 (건데|질문|얘기|이야기)|별개로|새로운 질문|"

@@ -46,6 +46,13 @@ def content_units(text: str) -> list[str]:
     return units
 
 
+def stemmed_units(text: str) -> list[str]:
+    """Content units with English words reduced to their stems ("approves" and "approval" meet)."""
+    from appliance.knowledge.analyzer import stem
+
+    return [stem(u) if u.isascii() else u for u in content_units(text)]
+
+
 def unit_set(texts: Iterable[str]) -> set[str]:
     out: set[str] = set()
     for text in texts:

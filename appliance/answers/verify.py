@@ -20,6 +20,7 @@ from appliance.answers.text import (
     numbers,
     plain,
     share_in,
+    stemmed_units,
     strip_citations,
 )
 
@@ -46,7 +47,7 @@ class Verifier:
 
     def __post_init__(self):
         text = plain(self.evidence)
-        self._units = set(content_units(text))
+        self._units = set(stemmed_units(text))
         self._numbers = numbers(text)
         self._codes = {c.upper() for c in codes(text)}
         self._words = {w.lower() for w in re.findall(r"[A-Za-z]+", text)}
@@ -55,6 +56,8 @@ class Verifier:
         text = plain(strip_citations(sentence)).strip()
         if not text or not re.search(r"\w", text):
             return self._record(Check(sentence, True))
+        if not self.checks and restates(text, self.question):
+            return self._record(Check(sentence, False, "restates the question"))
         missing = sorted(numbers(text) - self._numbers)
         if missing:
             return self._record(Check(sentence, False, f"number not in the sources: {missing[0]}"))
@@ -64,9 +67,7 @@ class Verifier:
         missing = sorted(names(text) - self._words)
         if missing:
             return self._record(Check(sentence, False, f"name not in the sources: {missing[0]}"))
-        if not self.checks and restates(text, self.question):
-            return self._record(Check(sentence, False, "restates the question"))
-        units = content_units(text)
+        units = stemmed_units(text)
         support = share_in(units, self._units)
         if support < self.min_support:
             return self._record(Check(sentence, False, f"only {support:.0%} supported"))

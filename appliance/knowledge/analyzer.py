@@ -55,6 +55,11 @@ def has_hangul(term: str) -> bool:
     return _HANGUL.search(term) is not None
 
 
+def stem(word: str) -> str:
+    """An English word's Snowball stem (codes stay whole)."""
+    return _stem(word)
+
+
 @lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
     # Codes (PO-1001, FI300, r3) stay whole: a stemmer would only mangle them.
