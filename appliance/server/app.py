@@ -33,7 +33,7 @@ from appliance.server.auth import (
 from appliance.server.conversations import ConversationsController
 from appliance.server.errors import exception_handlers
 from appliance.server.health import HealthController
-from appliance.server.knowledge import KnowledgeController
+from appliance.server.knowledge import KnowledgeController, SourcesController
 from appliance.server.models_admin import ModelsController
 from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
@@ -169,6 +169,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             knowledge_task = asyncio.create_task(_open_knowledge())
         if monitor is not None:
             monitor.start()
+        if assistant.knowledge is not None:
+            await _start_sources()
         try:
             yield
         finally:
@@ -181,6 +183,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             if knowledge_task is not None:
                 # A sample ingest in flight finishes its document; repair covers the rest.
                 await asyncio.wait({knowledge_task}, timeout=settings.server.drain_seconds)
+            await _stop_sources()
             if assistant.knowledge is not None and knowledge is None:
                 await anyio.to_thread.run_sync(assistant.knowledge.close)
             releases.close()
@@ -188,6 +191,19 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
                 await monitor.stop()
             await asyncio.gather(cleaner, return_exceptions=True)  # a clean-up in flight ends first
             accounts.close()
+
+    async def _start_sources() -> None:
+        """Watched sources run once the knowledge base is open (on the event loop's scheduler)."""
+        from appliance.knowledge.sources import SourceScheduler
+
+        scheduler = SourceScheduler(assistant.knowledge.sources, settings.releases.timezone)
+        scheduler.start()
+        holder["sources"] = scheduler
+
+    async def _stop_sources() -> None:
+        scheduler = holder.pop("sources", None)
+        if scheduler is not None:  # a run in progress stops after its current file
+            await anyio.to_thread.run_sync(scheduler.stop, settings.server.drain_seconds)
 
     async def _open_knowledge() -> None:
         try:
@@ -201,6 +217,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             state.knowledge_status = "unavailable"
             assistant.knowledge_error = "The knowledge base failed to open; the server log has details."
             log.exception("knowledge base failed to open")
+        else:
+            await _start_sources()
 
     async def _load(app: Litestar) -> None:
         try:
@@ -228,7 +246,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     # Outermost first: request metrics also count the requests that authentication refuses.
     middleware = [DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else []
     middleware.append(DefineMiddleware(AuthMiddleware, settings=settings))
-    handlers = [HealthController, OpenAIController, KnowledgeController, MonitoringController,
+    handlers = [HealthController, OpenAIController, KnowledgeController, SourcesController,
+                MonitoringController,
                 ModelsController, AuthController, AdminController, ConversationsController]
     if settings.server.ui:
         handlers.append(ui_router())
@@ -238,6 +257,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             "assistant": Provide(lambda: assistant, sync_to_thread=False),
             "model_error": Provide(_model_error, sync_to_thread=False),
             "releases": Provide(lambda: holder["releases"], sync_to_thread=False),
+            "sources": Provide(lambda: holder.get("sources"), sync_to_thread=False),
             "accounts": Provide(lambda: state.accounts, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
         },

@@ -22,5 +22,8 @@ def test_self_test_answers_on_a_fresh_install_with_auth_on(tmp_path, model_path)
         environment={"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "build" / "src")]),
                      "HF_HUB_OFFLINE": "1"},
         user=None, working_directory=str(tmp_path))
-    result = selftest.run(command, python=Path(sys.executable), timeout=300, log=lambda _: None)
+    said: list[str] = []
+    result = selftest.run(command, python=Path(sys.executable), timeout=300, log=said.append)
     assert result.answer and result.sources_checked
+    # Whether scanned documents can be read on this server (the test machine has Tesseract).
+    assert "Self-test: OCR: available (tesseract 5" in "\n".join(said)

@@ -21,6 +21,9 @@ DYNAMIC_KEYS = {  # built as t(`prefix.${value}`) from values the server sends
     "monitoring.ranges": ["1h", "24h", "7d"],
     "monitoring.state": ["firing", "resolved"],
     "role": ["employee", "admin"],
+    "sources.states": ["running", "done", "failed"],
+    "sources.triggers": ["schedule", "manual", "cli"],
+    "sources.counts": ["added", "updated", "unchanged", "removed", "skipped", "failed"],
 }
 
 
