@@ -345,8 +345,7 @@ class KnowledgeBase:
                 "vectors": len(self.vectors), "version": self.version,
                 "embedder": self.embedder.name, "embedder_dim": self.embedder.dim,
                 "index": self.index.name or "vectors", "vector_store": self.settings.vector_store,
-                "embed_batches": self.batcher.batches, "reembed": self.reembed_status(),
-                "ocr": self.ocr.status()}
+                "embed_batches": self.batcher.batches, "reembed": self.reembed_status()}
 
     def close(self) -> None:
         if self._build is not None:

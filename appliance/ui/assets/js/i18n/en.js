@@ -119,7 +119,7 @@ export default {
   "documents.noResults": "Nothing relevant found.",
   "documents.ocrAvailable": "Scanned PDFs and images are read with OCR ({version}, {languages}).",
   "documents.ocrMissing": "OCR is not available on this server: scanned pages are reported as needing it. To read them, {problem}.",
-  "documents.ocrRead": "OCR: {pages} pages, lowest confidence {confidence}",
+  "documents.ocrRead": "OCR pages: {pages} · lowest confidence: {confidence}",
   "documents.needsOcr": "Needs OCR",
 
   "sources.title": "Watched folders",

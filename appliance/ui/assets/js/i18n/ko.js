@@ -119,7 +119,7 @@ export default {
   "documents.noResults": "관련 내용을 찾지 못했습니다.",
   "documents.ocrAvailable": "스캔한 PDF와 이미지는 OCR로 읽습니다({version}, {languages}).",
   "documents.ocrMissing": "이 서버에서는 OCR을 쓸 수 없어 스캔한 페이지는 OCR이 필요하다고 표시됩니다. 읽으려면 다음을 실행하세요: {problem}.",
-  "documents.ocrRead": "OCR: {pages}쪽, 최저 신뢰도 {confidence}",
+  "documents.ocrRead": "OCR 쪽: {pages} · 최저 신뢰도: {confidence}",
   "documents.needsOcr": "OCR 필요",
 
   "sources.title": "감시 폴더",
