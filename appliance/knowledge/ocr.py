@@ -180,7 +180,11 @@ def image_pages(data: bytes) -> Iterator[tuple[object, int | None]]:
         for frame in ImageSequence.Iterator(image):
             dpi = frame.info.get("dpi")
             resolution = int(round(dpi[0])) if dpi and dpi[0] and dpi[0] >= 70 else None
-            yield ImageOps.exif_transpose(frame.copy()), resolution
+            page = ImageOps.exif_transpose(frame.copy())
+            if page.mode in ("RGBA", "LA", "PA") or "transparency" in page.info:
+                # Transparent pixels are black underneath: on white, as a viewer shows them.
+                page = Image.alpha_composite(Image.new("RGBA", page.size, "white"), page.convert("RGBA"))
+            yield page, resolution
 
 
 def render_pdf_pages(data: bytes, numbers: list[int], dpi: int = PDF_DPI) -> Iterator[tuple[int, object]]:

@@ -73,6 +73,16 @@ def test_jpeg_and_tiff_scans_are_read(ocr, fmt, name):
     assert "TE-45" in " ".join(p for s in doc.sections for p in s.paragraphs)
 
 
+def test_a_transparent_png_is_read_on_white(ocr):
+    from PIL import Image
+
+    text = scans.page(TRAVEL)
+    ink = Image.new("RGBA", text.size, (0, 0, 0, 0))  # transparent, black underneath
+    ink.paste((0, 0, 0, 255), mask=text.point(lambda v: 255 - v))
+    doc = parse(scans.image_bytes(ink), "cutout.png", ocr)
+    assert "TE-45" in " ".join(p for s in doc.sections for p in s.paragraphs)
+
+
 def test_each_page_of_a_multipage_tiff_is_its_own_page(ocr):
     data = scans.tiff([scans.page(["Page one covers leave requests in HR200."]),
                        scans.page(["Page two covers overtime in HR300."])])
