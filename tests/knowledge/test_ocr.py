@@ -30,7 +30,7 @@ def test_a_scanned_korean_and_english_page_is_found_by_search(kb, ocr):
     assert record.title == "2. 출장비 정산 절차"  # the first line, as for a PDF without a title
 
 
-def test_an_image_only_pdf_is_read_page_by_page_like_a_typed_one(ocr):
+def test_an_image_only_pdf_is_read_page_by_page_like_a_typed_one(kb, ocr):
     header = "ACME ERP Manual - Page {n}"
     pages = [
         scans.page([header.format(n=1), "1. Purchase orders",
@@ -43,7 +43,8 @@ def test_an_image_only_pdf_is_read_page_by_page_like_a_typed_one(ocr):
                      "Goods are received against the order in transaction MIGO-11 by the",
                      "warehouse, which checks the quantity on the delivery note."]),
     ]
-    doc = parse(scans.image_pdf(pages), "manual-scan.pdf", ocr)
+    data = scans.image_pdf(pages)
+    doc = parse(data, "manual-scan.pdf", ocr)
     assert [p.page for p in doc.ocr] == [1, 2, 3]
     assert all(p.confidence and p.confidence >= 80 for p in doc.ocr)
     text = "\n".join(p for s in doc.sections for p in s.paragraphs)
@@ -56,6 +57,12 @@ def test_an_image_only_pdf_is_read_page_by_page_like_a_typed_one(ocr):
         "Every purchase order above KRW 5,000,000 needs the approval of a team lead before it is "
         "sent to the supplier in transaction PO-120."]
     assert "천만 원을 넘으면 본부장 승인" in sections["2. 구매 요청 승인"].paragraphs[0]
+    # Ingested, each page is found by search in its language, with its page number.
+    assert kb.ingest_bytes("manual-scan.pdf", data).added == ["manual-scan.pdf"]
+    korean = kb.search("본부장 승인 구매 요청", 1)[0]
+    english = kb.search("goods receipt MIGO-11 delivery note", 1)[0]
+    assert (korean.document, korean.page) == ("manual-scan.pdf", 2)
+    assert (english.document, english.page) == ("manual-scan.pdf", 3)
 
 
 def test_a_pdf_with_a_text_layer_and_a_scanned_page_reads_both(ocr):
