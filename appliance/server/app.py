@@ -174,6 +174,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         try:
             yield
         finally:
+            holder["stopping"] = True
             cleaner.cancel()
             if loader is not None and not loader.done():
                 loader.cancel()
@@ -196,8 +197,14 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         """Watched sources run once the knowledge base is open (on the event loop's scheduler)."""
         from appliance.knowledge.sources import SourceScheduler
 
+        if holder.get("stopping"):  # the knowledge base opened while the server was stopping
+            return
         scheduler = SourceScheduler(assistant.knowledge.sources, settings.releases.timezone)
-        scheduler.start()
+        try:
+            scheduler.start()
+        except Exception:  # answering goes on; only the watched folders wait for a restart
+            log.exception("watched sources could not start")
+            return
         holder["sources"] = scheduler
 
     async def _stop_sources() -> None:
@@ -247,8 +254,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     middleware = [DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else []
     middleware.append(DefineMiddleware(AuthMiddleware, settings=settings))
     handlers = [HealthController, OpenAIController, KnowledgeController, SourcesController,
-                MonitoringController,
-                ModelsController, AuthController, AdminController, ConversationsController]
+                MonitoringController, ModelsController, AuthController, AdminController,
+                ConversationsController]
     if settings.server.ui:
         handlers.append(ui_router())
     return Litestar(
