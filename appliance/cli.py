@@ -89,6 +89,8 @@ def ingest(paths, groups, config_path, data_dir) -> None:
                f"{report.chunks} chunks in {report.seconds:.1f} s")
     for source, reason in report.failed:
         click.secho(f"  skipped {source}: {reason}", fg="yellow", err=True)
+    for source, message in report.warnings:
+        click.secho(f"  warning {source}: {message}", fg="yellow", err=True)
 
 
 @main.command()
@@ -286,9 +288,10 @@ def alerts(config_path, data_dir, state, limit, as_json) -> None:
 from appliance.accounts.cli import audit, keys, users  # noqa: E402  (command groups of their own modules)
 from appliance.accounts.export_cli import export  # noqa: E402
 from appliance.accounts.quota_cli import quotas  # noqa: E402
+from appliance.knowledge.cli import sources  # noqa: E402
 from appliance.releases.cli import models  # noqa: E402
 
-for command in (models, users, keys, audit, quotas, export):
+for command in (models, users, keys, audit, quotas, export, sources):
     main.add_command(command)
 
 

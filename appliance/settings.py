@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
@@ -124,6 +132,40 @@ class CacheSettings(Section):
     ttl_seconds: float = Field(3600.0, gt=0, description="How long a cached response stays valid.")
 
 
+class SourceSettings(BaseModel):
+    """One watched folder: its files are ingested on a schedule with these access groups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                      description="Stable name: documents record it, and their names start with it.")
+    path: str = Field(description="Folder to watch, e.g. a mounted SMB or NFS share.")
+    groups: list[str] = Field(default_factory=list, description="Access groups of its documents; "
+                              "empty means knowledge.default_groups.")
+    cron: str = Field("", description="Crontab (min hour day month weekday) of its runs, in "
+                      "releases.timezone; empty means every interval_minutes.")
+    interval_minutes: float = Field(60.0, ge=0, description="Minutes between runs when cron is "
+                                    "empty; 0 runs it only on demand.")
+    exclude: list[str] = Field(default_factory=lambda: ["~$*", "*.tmp", "Thumbs.db"],
+                               description="File name patterns never ingested (Office lock files, ...).")
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        if value.strip():
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value.strip())
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a crontab (minute hour day month weekday, "
+                                 f"e.g. '30 2 * * *'): {exc}") from exc
+        return value.strip()
+
+    def __repr__(self) -> str:  # keeps the settings table in docs/configuration.md readable
+        return f"{self.name}: {self.path}"
+
+
 class KnowledgeSettings(Section):
     enabled: bool = Field(True, description="Answer chat from the knowledge base (retrieval) by default.")
     embedder: str = Field("onnx", description="Embedder implementation; 'onnx' reads an int8 ONNX artifact.")
@@ -186,8 +228,37 @@ class KnowledgeSettings(Section):
         True, description="Ingest the bundled sample knowledge base when the data dir has none."
     )
     max_upload_bytes: int = Field(
-        50 * 1024 * 1024, ge=1024, description="Largest document accepted by POST /api/documents."
+        50 * 1024 * 1024, ge=1024, description="Largest document accepted by POST /api/documents "
+        "(and read from a watched source)."
     )
+    ocr: bool = Field(
+        True, description="Read scanned PDF pages and images (PNG, JPEG, TIFF) with Tesseract when it "
+        "is installed; without it such pages are reported as needing OCR."
+    )
+    ocr_languages: str = Field("kor+eng", description="Tesseract languages, joined with '+'.")
+    ocr_page_mode: int = Field(
+        4, ge=0, le=13, description="Tesseract page segmentation mode (--psm); 4, one column of text, "
+        "keeps Korean lines that automatic layout (3) drops."
+    )
+    ocr_min_confidence: float = Field(
+        70.0, ge=0, le=100, description="A page whose mean OCR word confidence is below this is "
+        "reported as low-confidence in the ingest result (check the scan)."
+    )
+    ocr_timeout_seconds: float = Field(
+        120.0, gt=0, description="Longest OCR of one page; past it the page is left out and reported."
+    )
+    sources: list[SourceSettings] = Field(
+        default_factory=list, description="Watched folders ingested on a schedule (TOML: "
+        "[[knowledge.sources]] tables; see docs/knowledge.md)."
+    )
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> KnowledgeSettings:
+        names = [s.name for s in self.sources]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"knowledge.sources names must be unique; repeated: {', '.join(twice)}")
+        return self
 
 
 class AnswerSettings(Section):
@@ -319,7 +390,9 @@ class ReleasesSettings(Section):
     maintenance_cron: str = Field(
         "0 3 * * *", description="Crontab (min hour day month weekday) of the maintenance window for scheduled swaps."
     )
-    timezone: str = Field("UTC", description="Time zone the maintenance window and schedules are read in.")
+    timezone: str = Field(
+        "UTC", description="Time zone the maintenance window, schedules and watched-source crontabs are read in."
+    )
     load_timeout_seconds: float = Field(
         120.0, gt=0, description="Validation: how long the isolated test load of a model may take before it counts as hung."
     )

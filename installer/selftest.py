@@ -198,7 +198,21 @@ def run(command: ServiceCommand, *, python: Path, timeout: float = 600, log=prin
                 raise fail(f"the answer is not grounded in the knowledge base: {body.get('retrieval_notice')}")
         finally:
             _stop(proc)
+    ocr = ocr_availability(python, env, run_as)
+    if ocr:
+        log(f"Self-test: {ocr}")
     return SelfTestResult(answer, want_sources, time.monotonic() - started, ready)
+
+
+def ocr_availability(python: Path, env: dict, run_as: dict) -> str | None:
+    """The installed version's line on OCR of scanned documents; None for versions without it."""
+    probe = "from appliance.knowledge.ocr import availability; print(availability())"
+    try:
+        done = subprocess.run([str(python), "-c", probe], env=env, capture_output=True, text=True,
+                              timeout=60, **run_as)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.knowledge.chunking import HEADING_SEPARATOR, Chunk, chunk_document
+from appliance.knowledge.ocr import OcrPage, Tesseract
 from appliance.knowledge.parsers import ParsedDocument, ParseError, parse, supported
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ class IngestReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    # Ingested, with a caveat: pages OCR read with low confidence, or could not read.
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     chunks: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -28,7 +31,11 @@ class IngestReport:
     def as_dict(self) -> dict:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
                 "failed": [{"document": s, "reason": r} for s, r in self.failed],
+                "warnings": [{"document": s, "message": m} for s, m in self.warnings],
                 "chunks": self.chunks, "bytes": self.bytes, "seconds": round(self.seconds, 3)}
+
+    def warnings_of(self, source: str) -> list[str]:
+        return [m for s, m in self.warnings if s == source]
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
@@ -63,11 +70,14 @@ class Ingestor:
     """
 
     def __init__(self, kb, *, chunk_tokens: int = 220, chunk_max_tokens: int = 380,
-                 heading_weight: int = 2):
+                 heading_weight: int = 2, ocr: Tesseract | None = None,
+                 ocr_min_confidence: float = 70.0):
         self.kb = kb
         self.chunk_tokens = chunk_tokens
         self.chunk_max_tokens = chunk_max_tokens
         self.heading_weight = heading_weight
+        self.ocr = ocr or Tesseract()
+        self.ocr_min_confidence = ocr_min_confidence
 
     def chunks(self, doc: ParsedDocument) -> tuple[list[Chunk], list[str], list[str]]:
         """A parsed document's chunks, their embedding inputs and their index terms."""
@@ -77,27 +87,49 @@ class Ingestor:
                  for c in chunks]
         return chunks, contexts, terms
 
-    def ingest_bytes(self, source: str, data: bytes, groups: Sequence[str], report: IngestReport) -> None:
-        """Ingest one document; a ParseError propagates for the caller to report."""
+    def ingest_bytes(self, source: str, data: bytes, groups: Sequence[str], report: IngestReport,
+                     *, origin: str = "", modified: float | None = None) -> None:
+        """Ingest one document; a ParseError propagates for the caller to report.
+
+        `origin` names the watched source it comes from, `modified` its file's mtime.
+        """
         digest = content_hash(data)
         groups = sorted(set(groups))
         existing = self.kb.store.by_source(source)
-        if existing is not None and existing.content_hash == digest:
+        # A document whose scanned pages waited for OCR is read again once OCR is there.
+        if existing is not None and existing.content_hash == digest and \
+                not (existing.needs_ocr and self.ocr.available):
             if list(existing.groups) != groups:
                 self.kb.regroup(existing.id, groups)
+            if origin and (existing.origin, existing.modified) != (origin, modified):
+                self.kb.store.set_origin(existing.id, origin, modified)
             report.unchanged.append(source)
             return
-        doc = parse(data, source)
+        doc = parse(data, source, self.ocr)
         chunks, contexts, terms = self.chunks(doc)
         vectors = self.kb.embed_for_write(contexts)
         _, new_ids, removed = self.kb.store.replace_document(
             source=source, title=doc.title, format=Path(source).suffix.lower().lstrip("."),
             content_hash=digest, groups=groups, size=len(data), chunks=chunks, terms=terms,
+            origin=origin, modified=modified, ocr=[p.as_dict() for p in doc.ocr],
         )
         self.kb.apply(new_ids, vectors, terms, removed, contexts, groups)
         (report.updated if existing is not None else report.added).append(source)
+        report.warnings.extend((source, message) for message in self.ocr_warnings(doc.ocr))
         report.chunks += len(chunks)
         report.bytes += len(data)
+
+    def ocr_warnings(self, pages: Sequence[OcrPage]) -> list[str]:
+        """A line per page that OCR could not read, or read with low confidence."""
+        out = []
+        for page in pages:
+            if page.error:
+                out.append(f"page {page.page} {page.error}" if page.error.startswith("needs OCR")
+                           else f"page {page.page}: {page.error}")
+            elif page.confidence is not None and page.confidence < self.ocr_min_confidence:
+                out.append(f"page {page.page}: low OCR confidence {page.confidence:.0f} (below "
+                           f"{self.ocr_min_confidence:.0f}); check the text, or rescan the page at 300 dpi")
+        return out
 
     def ingest_paths(self, paths: Iterable[Path], groups: Sequence[str], *,
                      progress: Callable[[str], None] | None = None) -> IngestReport:

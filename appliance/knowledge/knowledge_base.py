@@ -20,8 +20,10 @@ from appliance.knowledge.embedder import Embedder, artifact_fingerprint, load_em
 from appliance.knowledge.glossary import Glossary
 from appliance.knowledge.ingest import Ingestor, IngestReport, index_terms
 from appliance.knowledge.keyword import KeywordIndex
+from appliance.knowledge.ocr import Tesseract
 from appliance.knowledge.reembed import IndexBuild, IndexRecord, ReembedCancelled
 from appliance.knowledge.retrieval import Hit, Retriever
+from appliance.knowledge.sources import WatchedSources
 from appliance.knowledge.store import DocumentStore
 from appliance.knowledge.vectors import (
     VectorStore,
@@ -74,9 +76,12 @@ class KnowledgeBase:
             glossary=Glossary(self.analyzer) if settings.glossary else None,
             translated_weight=settings.translated_weight,
         )
+        self.ocr = Tesseract.from_settings(settings)
         self.ingestor = Ingestor(self, chunk_tokens=settings.chunk_tokens,
                                  chunk_max_tokens=settings.chunk_max_tokens,
-                                 heading_weight=settings.heading_weight)
+                                 heading_weight=settings.heading_weight, ocr=self.ocr,
+                                 ocr_min_confidence=settings.ocr_min_confidence)
+        self.sources = WatchedSources(self, settings.sources)
         # Index updates follow SQLite commits in the same order; one writer at a time.
         self._write_lock = threading.Lock()
         self.repair()
@@ -318,11 +323,14 @@ class KnowledgeBase:
         self.persist()
         return report
 
-    def delete(self, document_id: int) -> None:
+    def delete(self, document_id: int, *, persist: bool = True) -> None:
+        """Delete a document everywhere; `persist=False` leaves writing the vector index to a
+        later `persist()` (a batch of deletions)."""
         removed = self.store.delete_document(document_id)
         with self._write_lock:
             self._remove_locked(removed)
-        self.persist()
+        if persist:
+            self.persist()
 
     def search(self, query: str, k: int = 5, *, groups: Iterable[str] | None = None,
                mode: str = "hybrid") -> list[Hit]:

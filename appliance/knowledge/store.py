@@ -30,9 +30,17 @@ class DocumentRecord:
     size: int
     chunk_count: int
     ingested_at: float
+    origin: str = ""  # the watched source it came from; "" for uploads and the CLI
+    modified: float | None = None  # the file's mtime when a watched source read it
+    ocr: tuple[dict, ...] = ()  # per OCR'd page: {"page", "confidence", "error"}
 
     def as_dict(self) -> dict:
-        return {**self.__dict__, "groups": list(self.groups)}
+        return {**self.__dict__, "groups": list(self.groups), "ocr": list(self.ocr)}
+
+    @property
+    def needs_ocr(self) -> bool:
+        """Some page had no text and could not be read (OCR was missing or failed)."""
+        return any(page.get("error") for page in self.ocr)
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,16 @@ class ChunkRecord:
     groups: tuple[str, ...]
 
 
+RUN_COUNTS = ("added", "updated", "unchanged", "removed", "skipped", "failed")
+
+
 def _document(row: dict) -> DocumentRecord:
-    return DocumentRecord(**{**row, "groups": tuple(json.loads(row["groups"]))})
+    return DocumentRecord(**{**row, "groups": tuple(json.loads(row["groups"])),
+                             "ocr": tuple(json.loads(row["ocr"] or "[]"))})
+
+
+def _run(row: dict) -> dict:
+    return {**row, "errors": json.loads(row["errors"]), "warnings": json.loads(row["warnings"])}
 
 
 def visible(doc_groups: Iterable[str], caller_groups: Iterable[str] | None) -> bool:
@@ -107,6 +123,17 @@ class DocumentStore:
         if not rows:
             raise NotFound(f"No document with id {document_id}; GET /api/documents lists them.")
         return _document(rows[0])
+
+    def documents_from(self, origin: str) -> list[DocumentRecord]:
+        """The documents a watched source ingested."""
+        with self._lock:
+            return [_document(r) for r in self.db.query(
+                "select * from documents where origin = ? order by source", [origin])]
+
+    def origin_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {r["origin"]: r["n"] for r in self.db.query(
+                "select origin, count(*) as n from documents where origin != '' group by origin")}
 
     def by_source(self, source: str) -> DocumentRecord | None:
         with self._lock:
@@ -217,7 +244,8 @@ class DocumentStore:
     # -- writes --------------------------------------------------------------------------------
     def replace_document(
         self, *, source: str, title: str, format: str, content_hash: str, groups: Sequence[str],
-        size: int, chunks: Sequence[Chunk], terms: Sequence[str],
+        size: int, chunks: Sequence[Chunk], terms: Sequence[str], origin: str = "",
+        modified: float | None = None, ocr: Sequence[dict] = (),
     ) -> tuple[int, list[int], list[int]]:
         """Insert or replace a document and its chunks in one transaction.
 
@@ -226,14 +254,15 @@ class DocumentStore:
         # Plain SQL: sqlite-utils' write helpers commit on their own, which would split the
         # document's transaction and let a crash leave half of it behind.
         record = (source, title, format, content_hash, json.dumps(sorted(set(groups))), size,
-                  len(chunks), time.time())
+                  len(chunks), time.time(), origin, modified, json.dumps(list(ocr)))
         with self._transaction() as db:
             old = self.by_source(source)
             removed: list[int] = []
             if old is None:
                 document_id = db.execute(
                     "insert into documents (source, title, format, content_hash, groups, size, "
-                    "chunk_count, ingested_at) values (?, ?, ?, ?, ?, ?, ?, ?)", record).lastrowid
+                    "chunk_count, ingested_at, origin, modified, ocr) "
+                    "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", record).lastrowid
             else:
                 document_id = old.id
                 removed = [r[0] for r in db.execute(
@@ -241,8 +270,8 @@ class DocumentStore:
                 db.execute("delete from chunks where document_id = ?", [old.id])
                 db.execute(
                     "update documents set source = ?, title = ?, format = ?, content_hash = ?, "
-                    "groups = ?, size = ?, chunk_count = ?, ingested_at = ? where id = ?",
-                    (*record, old.id))
+                    "groups = ?, size = ?, chunk_count = ?, ingested_at = ?, origin = ?, "
+                    "modified = ?, ocr = ? where id = ?", (*record, old.id))
             start = int(self._meta_in(db, "next_chunk_id") or 1)
             ids = list(range(start, start + len(chunks)))
             db.executemany(
@@ -268,6 +297,12 @@ class DocumentStore:
                        [json.dumps(sorted(set(groups))), document_id])
             self._bump(db)
 
+    def set_origin(self, document_id: int, origin: str, modified: float | None) -> None:
+        """Record which watched source holds an unchanged document, and its file's mtime."""
+        with self._transaction() as db:
+            db.execute("update documents set origin = ?, modified = ? where id = ?",
+                       [origin, modified, document_id])
+
     def delete_document(self, document_id: int) -> list[int]:
         """Delete a document and its chunks; returns the removed chunk ids."""
         with self._transaction() as db:
@@ -278,6 +313,50 @@ class DocumentStore:
             db.execute("delete from documents where id = ?", [document_id])
             self._bump(db)
         return removed
+
+    # -- watched-source runs (append-only history) ---------------------------------------------
+    def start_source_run(self, source: str, trigger: str) -> dict:
+        with self._transaction() as db:
+            run_id = db.execute(
+                "insert into source_runs (source, trigger, state, started_at) values (?, ?, ?, ?)",
+                [source, trigger, "running", time.time()]).lastrowid
+        return self.source_run(run_id)
+
+    def finish_source_run(self, run_id: int, state: str, counts: dict[str, int],
+                          errors: list[dict], warnings: list[dict], message: str = "") -> dict:
+        fields = {**{k: int(counts.get(k, 0)) for k in RUN_COUNTS}, "state": state,
+                  "finished_at": time.time(), "errors": json.dumps(errors, ensure_ascii=False),
+                  "warnings": json.dumps(warnings, ensure_ascii=False), "message": message}
+        with self._transaction() as db:
+            db.execute(f"update source_runs set {', '.join(f'{k} = ?' for k in fields)} where id = ?",
+                       [*fields.values(), run_id])
+        return self.source_run(run_id)
+
+    def source_run(self, run_id: int) -> dict:
+        with self._lock:
+            rows = list(self.db.query("select * from source_runs where id = ?", [run_id]))
+        if not rows:
+            raise NotFound(f"No watched-source run {run_id}.")
+        return _run(rows[0])
+
+    def source_runs(self, source: str | None = None, limit: int = 20) -> list[dict]:
+        """Runs newest first, of one source or all."""
+        where, args = ("where source = ?", [source]) if source else ("", [])
+        with self._lock:
+            return [_run(r) for r in self.db.query(
+                f"select * from source_runs {where} order by id desc limit ?", [*args, limit])]
+
+    def last_source_runs(self) -> dict[str, dict]:
+        """Each source's latest run."""
+        with self._lock:
+            return {r["source"]: _run(r) for r in self.db.query(
+                "select * from source_runs where id in (select max(id) from source_runs group by source)")}
+
+    def abandon_source_runs(self, message: str) -> int:
+        """Mark runs still 'running' (their process ended mid-run) as failed."""
+        with self._transaction() as db:
+            return db.execute("update source_runs set state = 'failed', finished_at = ?, message = ? "
+                              "where state = 'running'", [time.time(), message]).rowcount
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -35,7 +35,7 @@ from appliance.server.conversations import ConversationsController
 from appliance.server.errors import exception_handlers
 from appliance.server.exports import ExportsController
 from appliance.server.health import HealthController
-from appliance.server.knowledge import KnowledgeController
+from appliance.server.knowledge import KnowledgeController, SourcesController
 from appliance.server.models_admin import ModelsController
 from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
@@ -205,9 +205,12 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             knowledge_task = asyncio.create_task(_open_knowledge())
         if monitor is not None:
             monitor.start()
+        if assistant.knowledge is not None:
+            await _start_sources()
         try:
             yield
         finally:
+            holder["stopping"] = True
             cleaner.cancel()
             if checker is not None:
                 checker.cancel()
@@ -219,6 +222,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             if knowledge_task is not None:
                 # A sample ingest in flight finishes its document; repair covers the rest.
                 await asyncio.wait({knowledge_task}, timeout=settings.server.drain_seconds)
+            await _stop_sources()
             if assistant.knowledge is not None and knowledge is None:
                 await anyio.to_thread.run_sync(assistant.knowledge.close)
             releases.close()
@@ -230,6 +234,25 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             await asyncio.gather(usage_writer, return_exceptions=True)
             await anyio.to_thread.run_sync(quotas.flush)  # the drained requests' usage too
             accounts.close()
+
+    async def _start_sources() -> None:
+        """Watched sources run once the knowledge base is open (on the event loop's scheduler)."""
+        from appliance.knowledge.sources import SourceScheduler
+
+        if holder.get("stopping"):  # the knowledge base opened while the server was stopping
+            return
+        scheduler = SourceScheduler(assistant.knowledge.sources, settings.releases.timezone)
+        try:
+            scheduler.start()
+        except Exception:  # answering goes on; only the watched folders wait for a restart
+            log.exception("watched sources could not start")
+            return
+        holder["sources"] = scheduler
+
+    async def _stop_sources() -> None:
+        scheduler = holder.pop("sources", None)
+        if scheduler is not None:  # a run in progress stops after its current file
+            await anyio.to_thread.run_sync(scheduler.stop, settings.server.drain_seconds)
 
     async def _open_knowledge() -> None:
         try:
@@ -243,6 +266,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             state.knowledge_status = "unavailable"
             assistant.knowledge_error = "The knowledge base failed to open; the server log has details."
             log.exception("knowledge base failed to open")
+        else:
+            await _start_sources()
 
     async def _load(app: Litestar) -> None:
         try:
@@ -271,9 +296,9 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     middleware = [DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else []
     middleware.append(DefineMiddleware(AuthMiddleware, settings=settings))
     middleware.append(DefineMiddleware(QuotaMiddleware))  # inside auth: it needs the caller
-    handlers = [HealthController, OpenAIController, KnowledgeController, MonitoringController,
-                ModelsController, AuthController, AdminController, ConversationsController,
-                UsageController, QuotasController, ExportsController]
+    handlers = [HealthController, OpenAIController, KnowledgeController, SourcesController,
+                MonitoringController, ModelsController, AuthController, AdminController,
+                ConversationsController, UsageController, QuotasController, ExportsController]
     if settings.server.ui:
         handlers.append(ui_router())
     return Litestar(
@@ -282,6 +307,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             "assistant": Provide(lambda: assistant, sync_to_thread=False),
             "model_error": Provide(_model_error, sync_to_thread=False),
             "releases": Provide(lambda: holder["releases"], sync_to_thread=False),
+            "sources": Provide(lambda: holder.get("sources"), sync_to_thread=False),
             "accounts": Provide(lambda: state.accounts, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
         },

@@ -28,8 +28,11 @@ def test_self_test_answers_on_a_fresh_install_with_auth_on(tmp_path, model_path)
         environment={"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "build" / "src")]),
                      "HF_HUB_OFFLINE": "1"},
         user=None, working_directory=str(tmp_path))
-    result = selftest.run(command, python=Path(sys.executable), timeout=TIMEOUT, log=lambda _: None)
+    said: list[str] = []
+    result = selftest.run(command, python=Path(sys.executable), timeout=TIMEOUT, log=said.append)
     assert result.answer and result.sources_checked
+    # Whether scanned documents can be read on this server (the test machine has Tesseract).
+    assert "Self-test: OCR: available (tesseract 5" in "\n".join(said)
     assert 0 < result.ready_seconds <= result.seconds
     # It starts no background work it does not need: monitoring (and with it the golden QA run)
     # is off, so no metrics store was ever opened.

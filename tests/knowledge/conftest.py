@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from appliance.knowledge.knowledge_base import KnowledgeBase, sample_kb_path
+from appliance.knowledge.ocr import Tesseract
 from appliance.settings import load_settings
 
 SAMPLE = sample_kb_path()
@@ -51,3 +52,13 @@ def sample_kb(tmp_path_factory, embedder_dir, embedder, sample_subset):
     assert not report.failed, report.failed
     yield base
     base.close()
+
+
+@pytest.fixture(scope="session")
+def ocr() -> Tesseract:
+    """The real Tesseract with Korean and English, as the appliance runs it."""
+    engine = Tesseract()
+    if not engine.available:
+        pytest.fail(f"OCR tests need Tesseract: {engine.problem} (`./dev setup` installs it through "
+                    "installer/system-deps.sh).")
+    return engine

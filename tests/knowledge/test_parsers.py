@@ -88,4 +88,4 @@ def test_broken_files_raise_with_a_reason(name):
 
 def test_unsupported_format_names_the_supported_ones():
     with pytest.raises(ParseError, match="supported: .*\\.md"):
-        parse(b"x", "picture.png")
+        parse(b"x", "drawing.svg")

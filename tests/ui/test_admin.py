@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from appliance.settings import SourceSettings
+from tests.knowledge import scans
 from tests.releases.conftest import GOLDEN_ITEMS, write_version
 
 from .conftest import ADMIN, EMPLOYEE, OUTSIDER_GROUP, api_session, login
@@ -85,6 +87,55 @@ def test_uploaded_document_is_found_by_search_and_never_shown_outside_its_group(
     row.wait_for(state="detached")
     assert appliance.knowledge.store.by_source("bonus-pool.md") is None
     assert not admin.errors and not employee.errors
+
+
+def test_watched_folder_and_scanned_uploads_on_the_documents_tab(appliance_factory, new_page, tmp_path):
+    share = tmp_path / "share"
+    (share / "policies").mkdir(parents=True)
+    (share / "policies" / "remote-work.md").write_text(
+        "# Remote work\n\nRemote work days are booked in transaction HR410 a week ahead.\n")
+    travel = ["Travel expenses are settled in transaction TE-45 within seven days."]
+    (share / "travel-scan.png").write_bytes(scans.image_bytes(scans.page(travel)))
+    (share / "broken.pdf").write_bytes(b"%PDF-1.4 cut off in the copy")
+    appliance = appliance_factory(knowledge__sources=[
+        SourceSettings(name="hr-share", path=str(share), groups=["all"], interval_minutes=0)])
+    admin = new_page()
+    login(admin, appliance.url, ADMIN, "/admin")
+    row = admin.locator("#sources-table tr[data-id='hr-share']")
+    row.wait_for()
+    assert "Not run yet" in row.inner_text() and "On demand" in row.inner_text()
+    assert admin.get_attribute("#ocr-status", "data-available") == "true"
+
+    # Run now: the card follows the run until it ends, with its counts and the failed file.
+    row.locator("button", has_text="Run now").click()
+    row.locator(".badge.warning", has_text="Done").wait_for()  # done, with a failure
+    assert "2 added" in row.locator("[data-counts]").inner_text()
+    row.locator("[data-problems] summary").click()
+    failed = row.locator("[data-problems] li[data-file='broken.pdf']")
+    assert "not a readable pdf file" in failed.inner_text()
+    scanned = admin.locator("#documents-table tr[data-id='hr-share/travel-scan.png']")
+    scanned.wait_for()  # the document list refreshed when the run ended
+    assert int(scanned.locator("[data-ocr]").get_attribute("data-ocr")) >= 80
+    assert appliance.knowledge.store.by_source("hr-share/policies/remote-work.md").origin == "hr-share"
+
+    # An upload of a faded scan is added, with the low-confidence page named.
+    admin.set_input_files("#upload-files", files=[{
+        "name": "faded.png", "mimeType": "image/png",
+        "buffer": scans.image_bytes(scans.page(travel, size=28, blur=3.3))}])
+    upload = admin.locator(".upload[data-name='faded.png']")
+    upload.locator(".badge[data-status=added]").wait_for()
+    assert "low OCR confidence" in upload.locator(".warnings").inner_text()
+    assert "OCR pages: 1 · lowest confidence" in upload.locator(".detail").inner_text()
+
+    korean = new_page(locale="ko-KR")
+    login(korean, appliance.url, ADMIN, "/admin")
+    row = korean.locator("#sources-table tr[data-id='hr-share']")
+    row.wait_for()
+    assert korean.inner_text("#sources h2") == "감시 폴더"
+    assert "완료" in row.inner_text() and "추가 2" in row.inner_text() and "요청할 때만" in row.inner_text()
+    assert row.locator("button", has_text="지금 실행").count() == 1
+    assert "스캔한 PDF와 이미지는 OCR로 읽습니다" in korean.inner_text("#ocr-status")
+    assert not admin.errors and not korean.errors
 
 
 def test_users_keys_and_audit(appliance, new_page):

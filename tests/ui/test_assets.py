@@ -24,6 +24,9 @@ DYNAMIC_KEYS = {  # built as t(`prefix.${value}`) from values the server sends
     "users.directoryState": ["not_found", "disabled", "not_mapped"],
     "directory.transport": ["ldaps", "starttls", "plain"],
     "directory.method": ["auto", "in_chain", "recursive", "direct"],
+    "sources.states": ["running", "done", "failed"],
+    "sources.triggers": ["schedule", "manual", "cli"],
+    "sources.counts": ["added", "updated", "unchanged", "removed", "skipped", "failed"],
 }
 
 
