@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.knowledge.chunking import HEADING_SEPARATOR, Chunk, chunk_document
+from appliance.knowledge import sections
+from appliance.knowledge.chunking import HEADING_SEPARATOR, VERSION, Chunk, chunk_document
 from appliance.knowledge.parsers import ParsedDocument, ParseError, parse, supported
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,11 @@ class Ingestor:
         self.chunk_max_tokens = chunk_max_tokens
         self.heading_weight = heading_weight
 
+    @property
+    def chunker(self) -> str:
+        """What cuts the chunks: the chunker's version and the settings that move boundaries."""
+        return f"{VERSION}/{self.chunk_tokens}/{self.chunk_max_tokens}"
+
     def chunks(self, doc: ParsedDocument) -> tuple[list[Chunk], list[str], list[str]]:
         """A parsed document's chunks, their embedding inputs and their index terms."""
         chunks = chunk_document(doc, target=self.chunk_tokens, maximum=self.chunk_max_tokens)
@@ -93,6 +99,7 @@ class Ingestor:
         _, new_ids, removed = self.kb.store.replace_document(
             source=source, title=doc.title, format=Path(source).suffix.lower().lstrip("."),
             content_hash=digest, groups=groups, size=len(data), chunks=chunks, terms=terms,
+            sections=sections.to_json(doc), chunker=self.chunker,
         )
         self.kb.apply(new_ids, vectors, terms, removed, contexts, groups)
         (report.updated if existing is not None else report.added).append(source)

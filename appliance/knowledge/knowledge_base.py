@@ -19,7 +19,9 @@ from appliance.knowledge.embedder import Embedder, artifact_fingerprint, load_em
 from appliance.knowledge.glossary import Glossary
 from appliance.knowledge.chunking import Chunk
 from appliance.knowledge.ingest import Ingestor, IngestReport, index_terms
+from appliance.knowledge import sections
 from appliance.knowledge.keyword import KeywordIndex
+from appliance.knowledge.rechunk import Rechunk
 from appliance.knowledge.reembed import IndexBuild, IndexRecord, ReembedCancelled
 from appliance.knowledge.retrieval import Hit, Retriever
 from appliance.knowledge.store import DocumentStore
@@ -30,6 +32,7 @@ from appliance.knowledge.vectors import (
     open_vector_store,
 )
 from appliance.settings import KnowledgeSettings, Settings
+from appliance.threadnames import start_named_thread
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class KnowledgeBase:
         self.folder = folder
         self._build: IndexBuild | None = None  # a re-embedding in progress
         self.last_build: IndexBuild | None = None
+        self.rechunking: Rechunk | None = None  # the current (or last) re-chunking
         self.analyzer = analyzer or Analyzer()
         self.keywords = KeywordIndex()
         self.access = AccessIndex()
@@ -174,18 +178,24 @@ class KnowledgeBase:
         """Bring the indexes up to a committed document change (`texts`: the chunks' embedding
         input; `groups`: the document's access groups)."""
         with self._write_lock:
-            self._remove_locked(removed)
-            self.access.set(new_ids, groups)
-            # An embedder switch (or a build that started) since `embed_for_write` leaves an index
-            # without its vectors: embed those few chunks here rather than leave them out.
-            live = vectors.get(self.index.name)
-            self.vectors.add(new_ids, live if live is not None else self.embedder.embed(texts))
-            build = self._build
-            if build is not None:
-                extra = vectors.get(build.record.name)
-                build.vectors.add(new_ids, extra if extra is not None else build.embedder.embed(texts))
-            for chunk_id, joined in zip(new_ids, terms):
-                self.keywords.add(chunk_id, joined.split())
+            self._apply_locked(new_ids, vectors, terms, removed, texts, groups)
+
+    def _apply_locked(self, new_ids: Sequence[int], vectors: Mapping[str, np.ndarray],
+                      terms: Sequence[str], removed: Sequence[int], texts: Sequence[str],
+                      groups: Sequence[str]) -> None:
+        self._remove_locked(removed)
+        self.access.set(new_ids, groups)
+        # An embedder switch (or a build that started) since `embed_for_write` leaves an index
+        # without its vectors: embed those few chunks here rather than leave them out.
+        live = vectors.get(self.index.name)
+        self.vectors.add(new_ids, live if live is not None else self.embedder.embed(texts))
+        build = self._build
+        if build is not None:
+            extra = vectors.get(build.record.name)
+            build.vectors.add(new_ids, extra if extra is not None
+                              else build.embedder.embed(texts))
+        for chunk_id, joined in zip(new_ids, terms):
+            self.keywords.add(chunk_id, joined.split())
 
     def regroup(self, document_id: int, groups: Sequence[str]) -> None:
         """Change a document's access groups (SQLite first, then the in-memory filter)."""
@@ -301,6 +311,67 @@ class KnowledgeBase:
         build = self._build or self.last_build
         return build.status() if build is not None else None
 
+    # -- re-chunking after the chunker changed ---------------------------------------------------
+    def begin_rechunk(self) -> Rechunk | None:
+        """A job for every document another chunker (or other chunk settings) cut; None when
+        all are current. `Rechunk.run(kb)` does the work, or `start_rechunk` in the background."""
+        chunker = self.ingestor.chunker
+        with self._write_lock:
+            if self.rechunking is not None and self.rechunking.state == "running":
+                raise Conflict("The knowledge base is already being re-chunked; wait for it to finish.")
+            stale = self.store.stale_documents(chunker)
+            if not stale:
+                self.note_chunker()
+                return None
+            self.rechunking = Rechunk(chunker, stale, self.store.meta("chunker"))
+        log.info("re-chunking %d documents with %s (their chunks were cut by another chunker or "
+                 "other chunk settings)", len(stale), chunker)
+        return self.rechunking
+
+    def start_rechunk(self) -> Rechunk | None:
+        """Re-chunk in a background thread whatever needs it; search serves meanwhile."""
+        job = self.begin_rechunk()
+        if job is not None:
+            job.thread = start_named_thread(lambda: self._rechunk_in_background(job), "rechunk")
+        return job
+
+    def _rechunk_in_background(self, job: Rechunk) -> None:
+        try:
+            job.run(self)
+        except Exception:
+            log.exception("re-chunking stopped after %d of %d documents; the next start resumes it",
+                          job.done, job.total)
+
+    def rechunk_document(self, document_id: int) -> tuple[int, int] | None:
+        """Cut one document again with the current chunker and swap it in (SQLite in one
+        transaction, then the indexes, under the write lock). Returns (chunks before, after),
+        or None when it was deleted or re-ingested meanwhile."""
+        found = self.store.rechunk_input(document_id)
+        if found is None or found[2] == self.ingestor.chunker:
+            return None
+        title, stored, _, old_ids, old_chunks = found
+        doc = sections.from_json(title, stored) if stored is not None \
+            else sections.from_chunks(title, old_chunks)
+        chunks, contexts, terms = self.ingestor.chunks(doc)
+        vectors = self.embed_for_write(contexts)
+        with self._write_lock:
+            swapped = self.store.rechunk_document(document_id, old_ids, chunks, terms,
+                                                  sections.to_json(doc), self.ingestor.chunker)
+            if swapped is None:
+                return None
+            new_ids, removed, groups = swapped
+            self._apply_locked(new_ids, vectors, terms, removed, contexts, groups)
+        return len(removed), len(new_ids)
+
+    def note_chunker(self) -> None:
+        """Record the chunker as the knowledge base's once no document waits for it."""
+        chunker = self.ingestor.chunker
+        if self.store.meta("chunker") != chunker and not self.store.stale_documents(chunker):
+            self.store.set_meta("chunker", chunker)
+
+    def rechunk_status(self) -> dict | None:
+        return self.rechunking.status() if self.rechunking is not None else None
+
     # -- operations ------------------------------------------------------------------------------
     @property
     def version(self) -> str:
@@ -348,11 +419,16 @@ class KnowledgeBase:
                 "vectors": len(self.vectors), "version": self.version,
                 "embedder": self.embedder.name, "embedder_dim": self.embedder.dim,
                 "index": self.index.name or "vectors", "vector_store": self.settings.vector_store,
-                "embed_batches": self.batcher.batches, "reembed": self.reembed_status()}
+                "embed_batches": self.batcher.batches, "reembed": self.reembed_status(),
+                "chunker": self.ingestor.chunker, "rechunk": self.rechunk_status()}
 
     def close(self) -> None:
         if self._build is not None:
             self._build.cancel()
+        job = self.rechunking
+        if job is not None and job.thread is not None:
+            job.cancel()  # it stops after the document in hand; the next start resumes it
+            job.thread.join(timeout=60)
         self.batcher.close()
         self.persist()
         self.vectors.close()

@@ -46,5 +46,16 @@ def m001_documents_and_chunks(db: sqlite_utils.Database) -> None:
     db["meta"].insert({"key": "version", "value": "0"})
 
 
+@migration
+def m002_document_sections(db: sqlite_utils.Database) -> None:
+    """Each document's parsed sections (JSON) and the chunker that cut its chunks, so a chunker
+    change re-chunks from SQLite; a document without a row predates it (or was never re-chunked)."""
+    db["document_sections"].create(
+        {"document_id": int, "chunker": str, "sections": str},
+        pk="document_id",
+        foreign_keys=[("document_id", "documents", "id")],
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     return migration.apply(db)
