@@ -4,6 +4,7 @@ driven with httpx and the official openai client."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 
 import httpx
@@ -11,9 +12,9 @@ import numpy as np
 import openai
 import pytest
 
+from appliance.answers.compose import NO_ANSWER
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
-from appliance.answers.compose import NO_ANSWER
 from appliance.llm.base import GenerationRequest, SamplingParams
 from appliance.server.app import create_app, load_backend
 from tests.conftest import LentBackend, LiveServer
@@ -221,3 +222,25 @@ def test_first_start_ingests_the_sample_once(tmp_path, backend, embedder_dir, mo
     sources = start_and_list()
     assert sources == ["gr.md", "pay.txt"]  # only an empty data dir gets the sample
 
+
+
+def test_the_server_re_chunks_an_old_knowledge_base_and_reports_progress(tmp_path, embedder_dir,
+                                                                          backend, old_data_dir):
+    shutil.copytree(old_data_dir, tmp_path / "data")
+    settings = make_settings(tmp_path / "data", embedder_dir)
+    with LiveServer(create_app(settings, backend=LentBackend(backend))) as server:
+        deadline = time.monotonic() + 300
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            while time.monotonic() < deadline:
+                job = (http.get("/api/status").json()["knowledge"] or {}).get("rechunk")
+                if job and job["state"] != "running":
+                    break
+                time.sleep(0.2)
+            assert job["state"] == "done", job
+            assert job["documents_done"] == job["documents_total"] == 8
+            assert job["chunks_after"] < job["chunks_before"] and job["previous_chunker"] is None
+            listed = http.get("/api/documents").json()
+            assert listed["rechunk"]["state"] == "done" and len(listed["documents"]) == 8
+            assert sum(d["chunk_count"] for d in listed["documents"]) == job["chunks_after"]
+            hits = http.post("/api/search", json={"query": "연차 휴가 신청", "k": 1}).json()["results"]
+            assert hits[0]["document"] == "annual-leave-request-ko.md"

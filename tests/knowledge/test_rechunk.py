@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +20,7 @@ from appliance.knowledge.knowledge_base import KnowledgeBase
 from appliance.knowledge.parsers import parse
 from appliance.knowledge.sections import OldChunk, from_chunks
 
-from .conftest import SAMPLE, make_settings
+from .conftest import SAMPLE
 from .old_chunker import old_chunk_document, old_lines, old_style_base
 
 
@@ -46,21 +45,6 @@ def document_text(kb: KnowledgeBase, document_id: int) -> str:
     rows = kb.store.db.execute("select text from chunks where document_id = ? order by ordinal",
                                [document_id]).fetchall()
     return flat(" ".join(r[0] for r in rows))
-
-
-@pytest.fixture(scope="session")
-def hr_docs(sample_subset) -> Path:
-    return sample_subset / "hr"  # eight documents, every format but CSV, Korean and English
-
-
-@pytest.fixture(scope="session")
-def old_data_dir(tmp_path_factory, embedder_dir, embedder, hr_docs) -> Path:
-    """A data dir with a knowledge base of the old chunker, as this version first opened it
-    (its vectors embedded); built once, copied by each test."""
-    data_dir = tmp_path_factory.mktemp("old-kb") / "data"
-    old_style_base(data_dir, hr_docs)
-    KnowledgeBase.open(make_settings(data_dir, embedder_dir), embedder=embedder).close()
-    return data_dir
 
 
 @pytest.fixture

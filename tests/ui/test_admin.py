@@ -4,6 +4,7 @@ versions, monitoring and the audit log, each against the real appliance."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from tests.releases.conftest import GOLDEN_ITEMS, write_version
 
-from .conftest import ADMIN, EMPLOYEE, OUTSIDER_GROUP, api_session, login
+from .conftest import ADMIN, CORPUS, EMPLOYEE, OUTSIDER_GROUP, api_session, login
 
 SECRET = (b"# Executive bonus pool\n\nThe executive bonus pool for 2026 is KRW 900,000,000 "
           b"(code BON-77). The CEO approves the executive bonus pool every March.\n")
@@ -85,6 +86,40 @@ def test_uploaded_document_is_found_by_search_and_never_shown_outside_its_group(
     row.wait_for(state="detached")
     assert appliance.knowledge.store.by_source("bonus-pool.md") is None
     assert not admin.errors and not employee.errors
+
+
+def test_documents_tab_follows_a_re_chunking_in_both_languages(appliance_factory, new_page):
+    # The corpus was cut at the default passage size: with another, every document is re-chunked.
+    appliance = appliance_factory(knowledge__chunk_tokens=120)
+    kb = appliance.knowledge
+    job = kb.begin_rechunk()
+    assert job is not None and job.total == len(CORPUS)
+    first_done, go_on = threading.Event(), threading.Event()
+
+    def hold_after_the_first(progress):
+        if progress.done == 1:
+            first_done.set()
+            go_on.wait(120)
+
+    worker = threading.Thread(target=job.run, args=(kb,), kwargs={"progress": hold_after_the_first})
+    worker.start()
+    try:
+        assert first_done.wait(120)
+        admin = new_page()
+        login(admin, appliance.url, ADMIN, "/admin")
+        admin.wait_for_selector("#rechunk .rechunk[data-state=running] progress")
+        assert f"1 of {len(CORPUS)} documents" in admin.locator("#rechunk").inner_text()
+        korean = new_page(locale="ko-KR")
+        login(korean, appliance.url, ADMIN, "/admin")
+        korean.wait_for_selector("#rechunk .rechunk[data-state=running]")
+        assert f"문서 {len(CORPUS)}개 중 1개" in korean.locator("#rechunk").inner_text()
+    finally:
+        go_on.set()
+        worker.join()
+    # The tab follows it to the end, then says what changed.
+    admin.wait_for_selector("#rechunk .rechunk", state="detached")
+    admin.wait_for_selector(f".toast:has-text('{len(CORPUS)} documents')")
+    assert not admin.errors and not korean.errors
 
 
 def test_users_keys_and_audit(appliance, new_page):

@@ -117,6 +117,11 @@ export default {
   "documents.searchPlaceholder": "예: 발주 승인 한도",
   "documents.search": "검색",
   "documents.noResults": "관련 내용을 찾지 못했습니다.",
+  "documents.rechunk.running": "청커가 바뀌어 단락을 다시 나누는 중",
+  "documents.rechunk.failed": "단락 다시 나누기가 중단됨",
+  "documents.rechunk.cancelled": "단락 다시 나누기가 일시 중지됨",
+  "documents.rechunk.progress": "문서 {total}개 중 {done}개 완료. 나머지 문서는 차례가 올 때까지 기존 단락으로 검색되며, 다시 시작하면 멈춘 곳부터 이어서 진행합니다.",
+  "documents.rechunk.done": "단락을 다시 나눴습니다: 문서 {total}개, 단락 {before}개가 {after}개가 되었습니다.",
 
   "models.subtitle": "모델 버전, 검증, 활성화와 롤백을 관리합니다.",
   "models.active": "활성 버전",
