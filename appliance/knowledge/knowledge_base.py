@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import ApplianceError, Conflict
+from appliance.knowledge import sections
 from appliance.knowledge.access import AccessIndex
 from appliance.knowledge.analyzer import Analyzer
+from appliance.knowledge.chunking import Chunk
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
 from appliance.knowledge.embedder import Embedder, artifact_fingerprint, load_embedder
 from appliance.knowledge.glossary import Glossary
-from appliance.knowledge.chunking import Chunk
 from appliance.knowledge.ingest import Ingestor, IngestReport, index_terms
-from appliance.knowledge import sections
 from appliance.knowledge.keyword import KeywordIndex
 from appliance.knowledge.rechunk import Rechunk
 from appliance.knowledge.reembed import IndexBuild, IndexRecord, ReembedCancelled
@@ -71,7 +71,7 @@ class KnowledgeBase:
         self.batcher = EmbeddingBatcher(embedder, max_batch=settings.embed_batch,
                                         window_ms=settings.embed_window_ms)
         self.retriever = Retriever(
-            store, vectors, self.keywords, self.access, self.batcher.embed, self.analyzer,
+            store, vectors, self.keywords, self.access, self.batcher.embed_queries, self.analyzer,
             candidates=settings.candidates, rrf_k=settings.rrf_k,
             dense_weight=settings.dense_weight, korean_dense_weight=settings.korean_dense_weight,
             min_similarity=settings.min_similarity, min_keyword_coverage=settings.min_keyword_coverage,
@@ -139,7 +139,7 @@ class KnowledgeBase:
             for start in range(0, len(missing), 256):
                 batch = missing[start:start + 256]
                 texts = self.store.chunk_texts(batch)
-                self.vectors.add(batch, self.embedder.embed([texts[i] for i in batch]))
+                self.vectors.add(batch, self.embedder.embed_passages([texts[i] for i in batch]))
             if self.store.meta("analyzer") != self.analyzer.version:
                 self._reanalyze()
             self.keywords.rebuild(self.store.iter_terms())
@@ -171,7 +171,7 @@ class KnowledgeBase:
             targets = [(self.index.name, self.embedder)]
             if self._build is not None:
                 targets.append((self._build.record.name, self._build.embedder))
-        return {name: embedder.embed(texts) for name, embedder in targets}
+        return {name: embedder.embed_passages(texts) for name, embedder in targets}
 
     def apply(self, new_ids: Sequence[int], vectors: Mapping[str, np.ndarray], terms: Sequence[str],
               removed: Sequence[int], texts: Sequence[str], groups: Sequence[str]) -> None:
@@ -188,12 +188,12 @@ class KnowledgeBase:
         # An embedder switch (or a build that started) since `embed_for_write` leaves an index
         # without its vectors: embed those few chunks here rather than leave them out.
         live = vectors.get(self.index.name)
-        self.vectors.add(new_ids, live if live is not None else self.embedder.embed(texts))
+        self.vectors.add(new_ids, live if live is not None else self.embedder.embed_passages(texts))
         build = self._build
         if build is not None:
             extra = vectors.get(build.record.name)
             build.vectors.add(new_ids, extra if extra is not None
-                              else build.embedder.embed(texts))
+                              else build.embedder.embed_passages(texts))
         for chunk_id, joined in zip(new_ids, terms):
             self.keywords.add(chunk_id, joined.split())
 
@@ -273,7 +273,7 @@ class KnowledgeBase:
             self.vectors, self.embedder, self.index = build.vectors, build.embedder, build.record
             self.batcher = EmbeddingBatcher(build.embedder, max_batch=self.settings.embed_batch,
                                             window_ms=self.settings.embed_window_ms)
-            self.retriever.use_dense(self.vectors, self.batcher.embed)
+            self.retriever.use_dense(self.vectors, self.batcher.embed_queries)
             self._build = None
             build.finish("installed")
         old_batcher.close(wait=False)  # what it queued is still served; late callers embed inline
@@ -410,9 +410,15 @@ class KnowledgeBase:
     def document_text(self, source: str) -> str:
         return self.store.document_text(source)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed through the micro-batcher (concurrent callers share model calls)."""
-        return self.batcher.embed(texts)
+    def embed(self, texts: Sequence[str], input_type: str | None = None) -> np.ndarray:
+        """Embed through the micro-batcher (concurrent callers share model calls): as they are,
+        or as questions ("query") or passages ("passage") with the embedder's prefix."""
+        batcher = self.batcher
+        if input_type == "query":
+            return batcher.embed_queries(texts)
+        if input_type == "passage":
+            return batcher.embed_passages(texts)
+        return batcher.embed(texts)
 
     def status(self) -> dict:
         return {"documents": len(self.store.documents()), "chunks": self.store.chunk_count(),

@@ -104,6 +104,16 @@ def test_openai_client_embeddings(client):
     assert np.dot(single.data[0].embedding, response.data[0].embedding) > 0.98
 
 
+def test_embeddings_take_a_side_for_embedders_with_prefixes(client, http):
+    # all-MiniLM-L6-v2 has no prefixes, so each side's vector is the text's own.
+    plain = client.embeddings.create(model="all-minilm-l6-v2", input="purchase order")
+    query = client.embeddings.create(model="all-minilm-l6-v2", input="purchase order",
+                                     extra_body={"input_type": "query"})
+    assert np.dot(plain.data[0].embedding, query.data[0].embedding) > 0.999
+    wrong = http.post("/v1/embeddings", json={"model": "m", "input": "x", "input_type": "question"})
+    assert wrong.status_code == 400 and "input_type" in wrong.text
+
+
 def test_grounded_chat_carries_sources(client):
     response = client.chat.completions.create(
         model="default", temperature=0, max_tokens=32,
