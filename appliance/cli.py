@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -91,6 +92,36 @@ def ingest(paths, groups, config_path, data_dir) -> None:
         click.secho(f"  skipped {source}: {reason}", fg="yellow", err=True)
     for source, message in report.warnings:
         click.secho(f"  warning {source}: {message}", fg="yellow", err=True)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder for databases and indexes.")
+def rechunk(config_path, data_dir) -> None:
+    """Cut every document again whose chunks an older chunker (or other chunk settings) cut.
+
+    The server does this on its own at start; this runs it now, in the foreground. Stopped
+    midway, the next run (or start) resumes where it stopped."""
+    from rich.progress import Progress
+
+    try:
+        kb = _knowledge(config_path, data_dir)
+    except ApplianceError as exc:
+        _fail(exc)
+    try:
+        job = kb.begin_rechunk()
+        if job is None:
+            click.echo(f"Every document is cut by {kb.ingestor.chunker} already; nothing to do.")
+            return
+        with Progress(transient=False) as bar:
+            task = bar.add_task("Re-chunking", total=job.total)
+            job.run(kb, progress=lambda j: bar.update(task, completed=j.done))
+    except ApplianceError as exc:
+        _fail(exc)
+    finally:
+        kb.close()
+    click.echo(f"{job.total} documents re-chunked with {job.chunker}: {job.chunks_before} chunks "
+               f"became {job.chunks_after} in {time.time() - job.started:.1f} s")
 
 
 @main.command()

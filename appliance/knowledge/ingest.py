@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.knowledge.chunking import HEADING_SEPARATOR, Chunk, chunk_document
+from appliance.knowledge import sections
+from appliance.knowledge.chunking import HEADING_SEPARATOR, VERSION, Chunk, chunk_document
 from appliance.knowledge.ocr import OcrPage, Tesseract
 from appliance.knowledge.parsers import ParsedDocument, ParseError, parse, supported
 
@@ -79,6 +80,11 @@ class Ingestor:
         self.ocr = ocr or Tesseract()
         self.ocr_min_confidence = ocr_min_confidence
 
+    @property
+    def chunker(self) -> str:
+        """What cuts the chunks: the chunker's version and the settings that move boundaries."""
+        return f"{VERSION}/{self.chunk_tokens}/{self.chunk_max_tokens}"
+
     def chunks(self, doc: ParsedDocument) -> tuple[list[Chunk], list[str], list[str]]:
         """A parsed document's chunks, their embedding inputs and their index terms."""
         chunks = chunk_document(doc, target=self.chunk_tokens, maximum=self.chunk_max_tokens)
@@ -112,6 +118,7 @@ class Ingestor:
             source=source, title=doc.title, format=Path(source).suffix.lower().lstrip("."),
             content_hash=digest, groups=groups, size=len(data), chunks=chunks, terms=terms,
             origin=origin, modified=modified, ocr=[p.as_dict() for p in doc.ocr],
+            sections=sections.to_json(doc), chunker=self.chunker,
         )
         self.kb.apply(new_ids, vectors, terms, removed, contexts, groups)
         (report.updated if existing is not None else report.added).append(source)

@@ -86,5 +86,16 @@ def m003_source_runs(db: sqlite_utils.Database) -> None:
     db["source_runs"].create_index(["source", "started_at"])
 
 
+@migration
+def m004_document_sections(db: sqlite_utils.Database) -> None:
+    """Each document's parsed sections (JSON) and the chunker that cut its chunks, so a chunker
+    change re-chunks from SQLite; a document without a row predates it (or was never re-chunked)."""
+    db["document_sections"].create(
+        {"document_id": int, "chunker": str, "sections": str},
+        pk="document_id",
+        foreign_keys=[("document_id", "documents", "id")],
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     return migration.apply(db)

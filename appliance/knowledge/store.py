@@ -16,6 +16,7 @@ import sqlite_utils
 from appliance.errors import NotFound
 from appliance.knowledge.chunking import Chunk
 from appliance.knowledge.migrations import migrate
+from appliance.knowledge.sections import OldChunk
 from appliance.migrations import immediate_transaction
 
 
@@ -236,6 +237,31 @@ class DocumentStore:
             return [r[0] for r in self.db.execute(
                 "select id from chunks where document_id = ?", [document_id])]
 
+    def stale_documents(self, chunker: str) -> list[int]:
+        """Ids of the documents whose chunks another chunker (or chunk setting) cut."""
+        with self._lock:
+            return [r[0] for r in self.db.execute(
+                "select d.id from documents d left join document_sections s on s.document_id = d.id "
+                "where s.chunker is null or s.chunker != ? order by d.id", [chunker])]
+
+    def rechunk_input(self, document_id: int) -> tuple[str, str | None, str | None, list[int],
+                                                        list[OldChunk]] | None:
+        """What re-chunking a document starts from, read at one moment: (title, stored sections
+        JSON or None, the chunker that cut its chunks or None, chunk ids, chunks in order); None
+        if the document is gone."""
+        with self._lock:
+            rows = list(self.db.query("select title from documents where id = ?", [document_id]))
+            if not rows:
+                return None
+            stored = list(self.db.query("select sections, chunker from document_sections "
+                                        "where document_id = ?", [document_id]))
+            chunks = list(self.db.query(
+                "select id, text, heading, page, sheet from chunks where document_id = ? "
+                "order by ordinal", [document_id]))
+        return (rows[0]["title"], stored[0]["sections"] if stored else None,
+                stored[0]["chunker"] if stored else None, [c["id"] for c in chunks],
+                [OldChunk(c["text"], c["heading"] or "", c["page"], c["sheet"]) for c in chunks])
+
     def iter_terms(self) -> Iterator[tuple[int, str]]:
         with self._lock:
             rows = self.db.execute("select id, terms from chunks").fetchall()
@@ -245,9 +271,11 @@ class DocumentStore:
     def replace_document(
         self, *, source: str, title: str, format: str, content_hash: str, groups: Sequence[str],
         size: int, chunks: Sequence[Chunk], terms: Sequence[str], origin: str = "",
-        modified: float | None = None, ocr: Sequence[dict] = (),
+        modified: float | None = None, ocr: Sequence[dict] = (), sections: str | None = None,
+        chunker: str | None = None,
     ) -> tuple[int, list[int], list[int]]:
-        """Insert or replace a document and its chunks in one transaction.
+        """Insert or replace a document and its chunks in one transaction; `sections` (JSON) and
+        `chunker` (what cut the chunks) let it be re-chunked later without the file.
 
         Returns (document id, new chunk ids, removed chunk ids).
         """
@@ -272,18 +300,53 @@ class DocumentStore:
                     "update documents set source = ?, title = ?, format = ?, content_hash = ?, "
                     "groups = ?, size = ?, chunk_count = ?, ingested_at = ?, origin = ?, "
                     "modified = ?, ocr = ? where id = ?", (*record, old.id))
-            start = int(self._meta_in(db, "next_chunk_id") or 1)
-            ids = list(range(start, start + len(chunks)))
-            db.executemany(
-                "insert into chunks (id, document_id, ordinal, text, heading, page, sheet, terms) "
-                "values (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(i, document_id, c.ordinal, c.text, c.heading, c.page, c.sheet, t)
-                 for i, c, t in zip(ids, chunks, terms)])
-            # Chunk ids are never reused, so a stale vector can never be taken for a new chunk.
-            db.execute("insert or replace into meta (key, value) values ('next_chunk_id', ?)",
-                       [str(start + len(chunks))])
+            ids = self._insert_chunks(db, document_id, chunks, terms)
+            self._set_sections(db, document_id, sections, chunker)
             self._bump(db)
         return document_id, ids, removed
+
+    def rechunk_document(self, document_id: int, replaces: Sequence[int], chunks: Sequence[Chunk],
+                         terms: Sequence[str], sections: str,
+                         chunker: str) -> tuple[list[int], list[int], list[str]] | None:
+        """Swap a document's chunks for new ones in one transaction, if its chunks are still
+        `replaces` (None if it was changed or deleted meanwhile: that write re-chunked it).
+
+        Returns (new chunk ids, removed chunk ids, the document's groups).
+        """
+        with self._transaction() as db:
+            row = db.execute("select groups from documents where id = ?", [document_id]).fetchone()
+            current = [r[0] for r in db.execute(
+                "select id from chunks where document_id = ? order by id", [document_id])]
+            if row is None or current != sorted(replaces):
+                return None
+            db.execute("delete from chunks where document_id = ?", [document_id])
+            ids = self._insert_chunks(db, document_id, chunks, terms)
+            db.execute("update documents set chunk_count = ? where id = ?", [len(chunks), document_id])
+            self._set_sections(db, document_id, sections, chunker)
+            self._bump(db)
+        return ids, current, json.loads(row[0])
+
+    def _insert_chunks(self, db: sqlite3.Connection, document_id: int, chunks: Sequence[Chunk],
+                       terms: Sequence[str]) -> list[int]:
+        start = int(self._meta_in(db, "next_chunk_id") or 1)
+        ids = list(range(start, start + len(chunks)))
+        db.executemany(
+            "insert into chunks (id, document_id, ordinal, text, heading, page, sheet, terms) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, document_id, c.ordinal, c.text, c.heading, c.page, c.sheet, t)
+             for i, c, t in zip(ids, chunks, terms)])
+        # Chunk ids are never reused, so a stale vector can never be taken for a new chunk.
+        db.execute("insert or replace into meta (key, value) values ('next_chunk_id', ?)",
+                   [str(start + len(chunks))])
+        return ids
+
+    @staticmethod
+    def _set_sections(db: sqlite3.Connection, document_id: int, sections: str | None,
+                      chunker: str | None) -> None:
+        db.execute("delete from document_sections where document_id = ?", [document_id])
+        if sections is not None:
+            db.execute("insert into document_sections (document_id, chunker, sections) "
+                       "values (?, ?, ?)", [document_id, chunker, sections])
 
     def set_terms(self, terms: dict[int, str]) -> None:
         with self._transaction() as db:
@@ -310,6 +373,7 @@ class DocumentStore:
             removed = [r[0] for r in db.execute(
                 "select id from chunks where document_id = ?", [document_id])]
             db.execute("delete from chunks where document_id = ?", [document_id])
+            db.execute("delete from document_sections where document_id = ?", [document_id])
             db.execute("delete from documents where id = ?", [document_id])
             self._bump(db)
         return removed

@@ -107,6 +107,7 @@ def open_knowledge(settings: Settings, assistant: Assistant, state: State) -> No
     kb.store.set_meta("sample_ingested", "1")
     assistant.knowledge = kb
     state.knowledge_status = "ready"
+    kb.start_rechunk()  # documents cut by an older chunker: search serves them meanwhile
 
 
 def open_accounts(settings: Settings, state: State) -> Accounts:

@@ -34,7 +34,7 @@ class KnowledgeController(Controller):
         principal = require_principal(request)
         documents = await anyio.to_thread.run_sync(kb.store.documents)
         return {"documents": [d.as_dict() for d in documents if can_list(principal, d.groups)],
-                "version": kb.version}
+                "version": kb.version, "rechunk": kb.rechunk_status()}
 
     @post("/documents", summary="Upload documents (multipart: one or more `file` parts, optional "
           "`groups` comma-separated)", status_code=201, request_max_body_size=UPLOAD_BODY_CAP,

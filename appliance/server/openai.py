@@ -97,7 +97,7 @@ class OpenAIController(Controller):
                          assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         kb = assistant.require_knowledge()
         texts = data.texts()
-        vectors = await anyio.to_thread.run_sync(kb.embed, texts)
+        vectors = await anyio.to_thread.run_sync(kb.embed, texts, data.input_type)
         if data.dimensions is not None and data.dimensions != vectors.shape[1]:
             raise InvalidRequest(
                 f"This embedder returns {vectors.shape[1]} dimensions; drop `dimensions` or set it "

@@ -62,3 +62,20 @@ def ocr() -> Tesseract:
         pytest.fail(f"OCR tests need Tesseract: {engine.problem} (`./dev setup` installs it through "
                     "installer/system-deps.sh).")
     return engine
+
+
+@pytest.fixture(scope="session")
+def hr_docs(sample_subset) -> Path:
+    return sample_subset / "hr"  # eight documents, every format but CSV, Korean and English
+
+
+@pytest.fixture(scope="session")
+def old_data_dir(tmp_path_factory, embedder_dir, embedder, hr_docs) -> Path:
+    """A data dir with a knowledge base of the chunker before passages, as this version first
+    opened it (its vectors embedded); built once, copied by each test that changes it."""
+    from .old_chunker import old_style_base
+
+    data_dir = tmp_path_factory.mktemp("old-kb") / "data"
+    old_style_base(data_dir, hr_docs)
+    KnowledgeBase.open(make_settings(data_dir, embedder_dir), embedder=embedder).close()
+    return data_dir

@@ -4,6 +4,7 @@ driven with httpx and the official openai client."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 
 import httpx
@@ -101,6 +102,16 @@ def test_openai_client_embeddings(client):
     # Dynamic int8 quantization scales activations per batch, so batch-mates shift a vector
     # slightly; the direction stays.
     assert np.dot(single.data[0].embedding, response.data[0].embedding) > 0.98
+
+
+def test_embeddings_take_a_side_for_embedders_with_prefixes(client, http):
+    # all-MiniLM-L6-v2 has no prefixes, so each side's vector is the text's own.
+    plain = client.embeddings.create(model="all-minilm-l6-v2", input="purchase order")
+    query = client.embeddings.create(model="all-minilm-l6-v2", input="purchase order",
+                                     extra_body={"input_type": "query"})
+    assert np.dot(plain.data[0].embedding, query.data[0].embedding) > 0.999
+    wrong = http.post("/v1/embeddings", json={"model": "m", "input": "x", "input_type": "question"})
+    assert wrong.status_code == 400 and "input_type" in wrong.text
 
 
 def test_grounded_chat_carries_sources(client):
@@ -221,3 +232,25 @@ def test_first_start_ingests_the_sample_once(tmp_path, backend, embedder_dir, mo
     sources = start_and_list()
     assert sources == ["gr.md", "pay.txt"]  # only an empty data dir gets the sample
 
+
+
+def test_the_server_re_chunks_an_old_knowledge_base_and_reports_progress(tmp_path, embedder_dir,
+                                                                          backend, old_data_dir):
+    shutil.copytree(old_data_dir, tmp_path / "data")
+    settings = make_settings(tmp_path / "data", embedder_dir)
+    with LiveServer(create_app(settings, backend=LentBackend(backend))) as server:
+        deadline = time.monotonic() + 300
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            while time.monotonic() < deadline:
+                job = (http.get("/api/status").json()["knowledge"] or {}).get("rechunk")
+                if job and job["state"] != "running":
+                    break
+                time.sleep(0.2)
+            assert job["state"] == "done", job
+            assert job["documents_done"] == job["documents_total"] == 8
+            assert job["chunks_after"] < job["chunks_before"] and job["previous_chunker"] is None
+            listed = http.get("/api/documents").json()
+            assert listed["rechunk"]["state"] == "done" and len(listed["documents"]) == 8
+            assert sum(d["chunk_count"] for d in listed["documents"]) == job["chunks_after"]
+            hits = http.post("/api/search", json={"query": "연차 휴가 신청", "k": 1}).json()["results"]
+            assert hits[0]["document"] == "annual-leave-request-ko.md"

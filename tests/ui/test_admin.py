@@ -4,6 +4,7 @@ versions, monitoring and the audit log, each against the real appliance."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from appliance.settings import SourceSettings
 from tests.knowledge import scans
 from tests.releases.conftest import GOLDEN_ITEMS, write_version
 
-from .conftest import ADMIN, EMPLOYEE, OUTSIDER_GROUP, api_session, login
+from .conftest import ADMIN, CORPUS, EMPLOYEE, OUTSIDER_GROUP, api_session, login
 
 SECRET = (b"# Executive bonus pool\n\nThe executive bonus pool for 2026 is KRW 900,000,000 "
           b"(code BON-77). The CEO approves the executive bonus pool every March.\n")
@@ -135,6 +136,39 @@ def test_watched_folder_and_scanned_uploads_on_the_documents_tab(appliance_facto
     assert "완료" in row.inner_text() and "추가 2" in row.inner_text() and "요청할 때만" in row.inner_text()
     assert row.locator("button", has_text="지금 실행").count() == 1
     assert "스캔한 PDF와 이미지는 OCR로 읽습니다" in korean.inner_text("#ocr-status")
+
+
+def test_documents_tab_follows_a_re_chunking_in_both_languages(appliance_factory, new_page):
+    # The corpus was cut at the default passage size: with another, every document is re-chunked.
+    appliance = appliance_factory(knowledge__chunk_tokens=120)
+    kb = appliance.knowledge
+    job = kb.begin_rechunk()
+    assert job is not None and job.total == len(CORPUS)
+    first_done, go_on = threading.Event(), threading.Event()
+
+    def hold_after_the_first(progress):
+        if progress.done == 1:
+            first_done.set()
+            go_on.wait(120)
+
+    worker = threading.Thread(target=job.run, args=(kb,), kwargs={"progress": hold_after_the_first})
+    worker.start()
+    try:
+        assert first_done.wait(120)
+        admin = new_page()
+        login(admin, appliance.url, ADMIN, "/admin")
+        admin.wait_for_selector("#rechunk .rechunk[data-state=running] progress")
+        assert f"1 of {len(CORPUS)} documents" in admin.locator("#rechunk").inner_text()
+        korean = new_page(locale="ko-KR")
+        login(korean, appliance.url, ADMIN, "/admin")
+        korean.wait_for_selector("#rechunk .rechunk[data-state=running]")
+        assert f"문서 {len(CORPUS)}개 중 1개" in korean.locator("#rechunk").inner_text()
+    finally:
+        go_on.set()
+        worker.join()
+    # The tab follows it to the end, then says what changed.
+    admin.wait_for_selector("#rechunk .rechunk", state="detached")
+    admin.wait_for_selector(f".toast:has-text('{len(CORPUS)} documents')")
     assert not admin.errors and not korean.errors
 
 

@@ -14,6 +14,7 @@ JS = ASSETS_DIR / "js"
 DYNAMIC_KEYS = {  # built as t(`prefix.${value}`) from values the server sends
     "chat.feedback": ["up", "down"],
     "documents.status": ["added", "updated", "unchanged", "failed"],
+    "documents.rechunk": ["running", "failed", "cancelled"],
     "models.states": ["staged", "validating", "ready", "activating", "active", "failed", "retired"],
     "models.activationSteps": ["queued", "starting", "golden_reference", "reembed", "load", "warmup",
                                "switch", "drain"],

@@ -1,5 +1,6 @@
 // Documents: upload (per-file progress and result, OCR warnings), watched folders, the list with
-// access groups, delete, and a search box that shows what retrieval finds.
+// access groups, delete, a search box that shows what retrieval finds, and the progress of a
+// re-chunking after a chunker change (followed until it ends).
 
 import { api, headers, toLogin } from "../api.js";
 import { confirmDialog } from "../dialog.js";
@@ -30,6 +31,8 @@ function ocrSummary(result) {
   const lowest = Math.min(...read.map((p) => p.confidence));
   return t("documents.ocrRead", { pages: read.length, confidence: formatNumber(lowest) });
 }
+
+const POLL_MS = 2000; // while the knowledge base is being re-chunked
 
 // XHR rather than fetch: only XHR reports upload progress.
 function uploadOne(file, groups, onProgress) {
@@ -66,8 +69,34 @@ export default {
   async render(panel) {
     const listArea = h("div", { id: "document-list" }, h("p", { class: "loading" }, t("common.loading")));
     const subtitle = h("p", {});
+    const rechunkArea = h("div", { id: "rechunk" });
     let documents = [];
     let filter = "";
+    let timer = null;
+    let stopped = false;
+    let following = false; // a re-chunking this tab saw running
+
+    const showRechunk = (job) => {
+      if (!job || job.state === "done") {
+        if (job && following) {
+          toast(t("documents.rechunk.done", { total: formatNumber(job.documents_total, 0),
+            before: formatNumber(job.chunks_before, 0), after: formatNumber(job.chunks_after, 0) }));
+        }
+        following = false;
+        clear(rechunkArea);
+        return;
+      }
+      following = job.state === "running";
+      clear(rechunkArea, h("div", { class: "card rechunk", "data-state": job.state },
+        h("div", { class: "card-head" }, h("h2", {}, t(`documents.rechunk.${job.state}`)),
+          h("span", { class: "spacer" }), badge(job.chunker)),
+        h("p", { class: "sub" }, t("documents.rechunk.progress", {
+          done: formatNumber(job.documents_done, 0), total: formatNumber(job.documents_total, 0) })),
+        job.state === "running"
+          ? h("progress", { class: "inline-progress", max: job.documents_total, value: job.documents_done })
+          : null,
+        job.error ? h("p", { class: "form-error" }, job.error) : null));
+    };
 
     const renderList = () => {
       const shown = documents.filter((d) => !filter || `${d.source} ${d.title} ${d.groups.join(" ")}`.toLowerCase().includes(filter));
@@ -90,6 +119,9 @@ export default {
           count: documents.length, chunks: documents.reduce((n, d) => n + d.chunk_count, 0),
         });
         renderList();
+        showRechunk(body.rechunk);
+        clearTimeout(timer);
+        if (body.rechunk?.state === "running" && !stopped) timer = setTimeout(load, POLL_MS);
       } catch (error) {
         clear(listArea, h("p", { class: "form-error" }, error.message));
       }
@@ -215,6 +247,7 @@ export default {
       pageHead(t("admin.documents"), subtitle, refreshButton(async () => {
         await Promise.all([load(), sources.reload()]);
       })),
+      rechunkArea,
       h("div", { class: "grid-2" },
         card(t("documents.upload"), dropzone, ocrArea,
           h("div", { class: "upload-form" },
@@ -232,6 +265,10 @@ export default {
       onRunEnd: () => load(),
     });
     await load().catch((error) => clear(panel, errorCard(error)));
-    return () => sources.stop();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+      sources.stop();
+    };
   },
 };

@@ -150,6 +150,11 @@ export default {
   "sources.counts.removed": "{n} removed",
   "sources.counts.skipped": "{n} skipped",
   "sources.counts.failed": "{n} failed",
+  "documents.rechunk.running": "Cutting passages again after a chunker change",
+  "documents.rechunk.failed": "Cutting passages again stopped",
+  "documents.rechunk.cancelled": "Cutting passages again paused",
+  "documents.rechunk.progress": "{done} of {total} documents done. Search uses the earlier passages of the others until their turn; a restart resumes where it stopped.",
+  "documents.rechunk.done": "Passages cut again: {total} documents, {before} passages became {after}.",
 
   "models.subtitle": "Versions, validation, activation and rollback.",
   "models.active": "Active version",

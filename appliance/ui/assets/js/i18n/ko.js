@@ -150,6 +150,11 @@ export default {
   "sources.counts.removed": "삭제 {n}",
   "sources.counts.skipped": "건너뜀 {n}",
   "sources.counts.failed": "실패 {n}",
+  "documents.rechunk.running": "청커가 바뀌어 단락을 다시 나누는 중",
+  "documents.rechunk.failed": "단락 다시 나누기가 중단됨",
+  "documents.rechunk.cancelled": "단락 다시 나누기가 일시 중지됨",
+  "documents.rechunk.progress": "문서 {total}개 중 {done}개 완료. 나머지 문서는 차례가 올 때까지 기존 단락으로 검색되며, 다시 시작하면 멈춘 곳부터 이어서 진행합니다.",
+  "documents.rechunk.done": "단락을 다시 나눴습니다: 문서 {total}개, 단락 {before}개가 {after}개가 되었습니다.",
 
   "models.subtitle": "모델 버전, 검증, 활성화와 롤백을 관리합니다.",
   "models.active": "활성 버전",
