@@ -143,5 +143,15 @@ def m007_quotas_and_usage(db: sqlite_utils.Database) -> None:
         )""")
 
 
+@migration
+def m008_message_answer_mode(db: sqlite_utils.Database) -> None:
+    # How a saved answer was made and what was searched for it, so a reopened conversation shows
+    # the same marks as the live one.
+    db.execute("ALTER TABLE messages ADD COLUMN answer_mode TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN support REAL")
+    db.execute("ALTER TABLE messages ADD COLUMN removed INTEGER")
+    db.execute("ALTER TABLE messages ADD COLUMN retrieval_query TEXT")
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     return migration.apply(db)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import anyio
+import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
@@ -29,6 +30,11 @@ class MessageIn(Struct, forbid_unknown_fields=True):
     content: Annotated[str, Meta(max_length=200_000)]
     sources: Annotated[list[dict[str, Any]], Meta(max_length=100)] | None = None
     response_id: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    # As the chat response gave them: how the answer was made, and the follow-up's search text.
+    answer_mode: Literal["extractive", "generated", "generated_with_removals"] | None = None
+    support: Annotated[float, Meta(ge=0, le=1)] | None = None
+    removed: Annotated[int, Meta(ge=0)] | None = None
+    retrieval_query: Annotated[str, Meta(max_length=20_000)] | None = None
 
 
 class NewConversation(Struct, forbid_unknown_fields=True):
@@ -92,8 +98,7 @@ class ConversationsController(Controller):
     async def append(self, conversation_id: ConversationId, data: JSONBody[AppendMessages],
                      request: Request) -> dict[str, Any]:
         conversations, user_id = _owner(request)
-        messages = [{"role": m.role, "content": m.content, "sources": m.sources,
-                     "response_id": m.response_id} for m in data.messages]
+        messages = [msgspec.structs.asdict(m) for m in data.messages]
         return await anyio.to_thread.run_sync(conversations.append, user_id, conversation_id, messages)
 
     @patch("/{conversation_id:str}", summary="Rename a conversation")
