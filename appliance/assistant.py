@@ -164,6 +164,7 @@ class Assistant:
         self.figures: Callable[[str], dict | None] = figures or (lambda version: None)
         self.knowledge_error: str | None = None
         self.observers: list[Observer] = []  # called with every answer's RequestOutcome
+        self._selectors: dict[int, EvidenceSelector] = {}
 
     def require_backend(self) -> LLMBackend:
         if self.backend is None or not self.backend.ready:
@@ -291,13 +292,25 @@ class Assistant:
         else:
             question = question_of(request.messages)
             query = RetrievalQuery(question, question)
-        hits = kb.search(query.text, self.knowledge_settings.top_k, groups=groups)
-        selector = EvidenceSelector(
-            kb.analyzer, idf=kb.keywords.idf, unseen_idf=kb.keywords.unseen_idf,
-            glossary=kb.retriever.glossary, next_passage=lambda i: kb.next_passage(i, groups),
-            budget_tokens=settings.evidence_tokens, max_quotes=settings.max_quotes)
-        evidence = selector.select(query.question, hits, context=query.earlier)
+        top_k = self.knowledge_settings.top_k
+        hits = kb.search(query.text, 2 * top_k if query.carried else top_k, groups=groups)
+        if query.previous_answer:
+            hits = _favour_cited(hits, query.previous_answer)[:top_k]
+        evidence = self._selector(kb).select(query.question, hits, context=query.earlier,
+                                             next_passage=lambda i: kb.next_passage(i, groups))
         return _Grounding(query, hits, evidence, time.perf_counter() - started)
+
+    def _selector(self, kb) -> EvidenceSelector:
+        """One selector per knowledge base, so its cache of passage terms lasts."""
+        selector = self._selectors.get(id(kb))
+        if selector is None or selector.analyzer is not kb.analyzer:
+            settings = self.answer_settings
+            selector = EvidenceSelector(
+                kb.analyzer, idf=kb.keywords.idf, unseen_idf=kb.keywords.unseen_idf,
+                glossary=kb.retriever.glossary, budget_tokens=settings.evidence_tokens,
+                max_quotes=settings.max_quotes)
+            self._selectors = {id(kb): selector}
+        return selector
 
     @staticmethod
     def _extra(found: _Grounding) -> dict:
@@ -311,7 +324,7 @@ class Assistant:
         extra = {"sources": sources, "grounded": bool(sources),
                  "passages": [h.text for h in found.hits], "retrieval_seconds": found.seconds}
         if found.query.carried:
-            extra["retrieval_query"] = found.query.text
+            extra["retrieval_query"] = found.query.shown
         return extra
 
     def _generative(self, request: GenerationRequest, found: _Grounding):
@@ -343,6 +356,18 @@ class Assistant:
                 observer(outcome)
             except Exception:  # an observer must never break an answer
                 log.exception("request observer failed")
+
+
+CITED_BOOST = 1.3  # a follow-up's passages from documents the previous answer named rank higher
+
+
+def _favour_cited(hits: list[Hit], previous_answer: str) -> list[Hit]:
+    """Re-rank a follow-up's hits: documents whose title the previous answer names (its lead
+    lines do) keep the topic, without shutting out a document the follow-up moves on to."""
+    cited = {h.document for h in hits if h.title and h.title in previous_answer}
+    if not cited:
+        return hits
+    return sorted(hits, key=lambda h: -h.score * (CITED_BOOST if h.document in cited else 1.0))
 
 
 def _normalized(request: GenerationRequest) -> dict:

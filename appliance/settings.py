@@ -273,7 +273,7 @@ class AnswerSettings(Section):
     )
     max_quotes: int = Field(3, ge=1, le=10, description="Most separate quotes (passages or sections) in the evidence.")
     min_support: float = Field(
-        0.25, ge=0, le=1, description="Share of the question's key terms the best evidence span must "
+        0.2, ge=0, le=1, description="Share of the question's key terms the best evidence span must "
         "match; below it the appliance says it found nothing instead of quoting something unrelated."
     )
     verify_support: float = Field(

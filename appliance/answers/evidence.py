@@ -10,6 +10,7 @@ lead-in sentence); more spans join while they score close to the best and the bu
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ _PROCEDURE = re.compile(
     r"\bhow (do|can|should|to)\b|\bsteps?\b|\bprocedure\b|\bprocess\b|어떻게|절차|방법|순서|하려면|하나요|신청",
     re.I)
 _TOKEN_BUDGET_FLOOR = 60
+SECTION_MATCH = 0.6  # share of the question's weight a heading must name to quote its section
+TERM_CACHE = 50_000  # span texts whose terms are kept between questions
 SMALL_TABLE = 5  # a table of at most this many rows is quoted whole when it fits
 PARAGRAPH_SHARE = 0.6  # a paragraph up to this share of the budget is quoted whole
 
@@ -78,6 +81,25 @@ class _Scored:
     span: Span
     score: float
     matched: int = 0  # distinct question terms the span or its headings have
+    whole_section: bool = False  # the question names this span's section: quote its body
+
+
+class _Passage:
+    """A hit's spans with their token costs and the members of each group, computed once."""
+
+    def __init__(self, text: str):
+        self.spans = split_spans(text)
+        self.costs = [estimate_tokens(s.text) for s in self.spans]
+        self._groups: dict[int, list[int]] = {}
+        for i, span in enumerate(self.spans):
+            if span.group >= 0:
+                self._groups.setdefault(span.group, []).append(i)
+
+    def cost(self, indexes) -> int:
+        return sum(self.costs[i] for i in indexes)
+
+    def group(self, group: int) -> list[int]:
+        return self._groups.get(group, [])
 
 
 class EvidenceSelector:
@@ -97,65 +119,100 @@ class EvidenceSelector:
         self.follow_share = follow_share
         self.fill_share = fill_share
         self.translated_weight = translated_weight
+        self._cache: dict[str, frozenset[str]] = {}
+        self._cache_lock = threading.Lock()
 
     # -- scoring ---------------------------------------------------------------------------------
-    def question_weights(self, question: str, context: Sequence[str] = ()) -> dict[str, float]:
-        """IDF weights of the question's terms (and their glossary translations). A word no
+    def question_weights(self, question: str, context: Sequence[str] = ()
+                         ) -> tuple[dict[str, float], dict[str, float]]:
+        """IDF weights of the question's own terms, and of the terms that may stand in for them
+        or add to them: their glossary translations, and the earlier turns of a follow-up.
+
+        Only the own terms make up how much there is to match, so a question in one language is
+        not penalised for the translations a passage in the same language cannot hold. A word no
         passage has (a colloquial verb, a typo) weighs like an average word: it cannot be
-        matched, but the question may still be answerable."""
+        matched, but the question may still be answerable.
+        """
         terms = list(dict.fromkeys(self.analyzer.query_terms(question)))
         weights = self.idf(terms)
         unseen = self.unseen_idf()
         seen = [w for w in weights.values() if w < unseen - 1e-9]
         typical = sum(seen) / len(seen) if seen else 1.0
-        weights = {t: (w if w < unseen - 1e-9 else _unseen_share(t) * typical)
-                   for t, w in weights.items()}
+        own = {t: (w if w < unseen - 1e-9 else _unseen_share(t) * typical) for t, w in weights.items()}
+        extra: dict[str, float] = {}
         if self.glossary is not None:
-            translated = [t for t in self.glossary.translate(question, terms) if t not in weights]
-            for term, weight in self.idf(translated).items():
-                weights[term] = weight * self.translated_weight
+            alternatives = [t for t in (*self.glossary.translate(question, terms),
+                                        *self.glossary.rephrase(question, terms)) if t not in own]
+            for term, weight in self.idf(alternatives).items():
+                extra[term] = weight * self.translated_weight
         if context:  # earlier turns of a follow-up carry its topic, at half weight
-            for term, weight in self.question_weights(" ".join(context)).items():
-                weights.setdefault(term, 0.5 * weight)
-        return weights
+            earlier, earlier_extra = self.question_weights(" ".join(context))
+            for term, weight in {**earlier_extra, **earlier}.items():
+                if term not in own:
+                    extra.setdefault(term, 0.5 * weight)
+        return own, extra
 
-    def _span_score(self, weights: dict[str, float], total: float, bigrams: set[str],
+    @staticmethod
+    def _span_score(own: dict[str, float], extra: dict[str, float], total: float, bigrams: set[str],
                     span_terms: set[str], context_terms: set[str], span_units: set[str]) -> float:
-        own = sum(w for t, w in weights.items() if t in span_terms)
-        around = sum(w for t, w in weights.items() if t in context_terms and t not in span_terms)
-        lexical = (own + 0.4 * around) / total if total else 0.0
+        matched = 0.0
+        for weights in (own, extra):
+            matched += sum(w for t, w in weights.items() if t in span_terms)
+            matched += 0.4 * sum(w for t, w in weights.items() if t in context_terms and t not in span_terms)
+        lexical = matched / total if total else 0.0
         if not bigrams:
             return lexical
         overlap = len(bigrams & span_units) / len(bigrams)
         return 0.75 * lexical + 0.25 * overlap
 
-    def select(self, question: str, hits: Sequence[Hit], *, context: Sequence[str] = ()) -> Evidence:
-        """The evidence for `question` from `hits`; `context` holds earlier turns of a follow-up."""
+    def select(self, question: str, hits: Sequence[Hit], *, context: Sequence[str] = (),
+               next_passage: Callable[[int], Hit | None] | None = None) -> Evidence:
+        """The evidence for `question` from `hits`; `context` holds earlier turns of a follow-up;
+        `next_passage` (chunk id -> the following passage the caller may see) continues lists."""
         korean = is_korean(question)
         evidence = Evidence(question, korean)
-        weights = self.question_weights(question, context)
-        own = set(self.analyzer.query_terms(question))
+        own_weights, extra_weights = self.question_weights(question, context)
+        own = set(own_weights)
+        ordered = self.analyzer.query_terms(question)  # phrases are matched in word order
+        translated = set(self.glossary.translate(question, ordered) +
+                         self.glossary.rephrase(question, ordered)) - own if self.glossary else set()
         evidence.asked = len(own)
-        total = sum(weights.values())
+        total = sum(own_weights.values())
         bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
-        parsed: list[list[Span]] = []
+        passages: list[_Passage] = []
         scored: list[_Scored] = []
+        terms_of = self._terms
         for h, hit in enumerate(hits):
-            spans = split_spans(hit.text)
-            parsed.append(spans)
-            around_hit = set(self.analyzer.terms(f"{hit.title} {hit.heading}"))
+            passage = _Passage(hit.text)
+            passages.append(passage)
+            spans = passage.spans
+            around_hit = terms_of(f"{hit.title} {hit.heading}")
+            own_section = hit.heading.split(" > ")[-1] if hit.heading else ""
+            sections: dict[str, int] = {}  # each section of the passage and its first span
             for i, span in enumerate(spans):
                 if span.kind == HEADING:
                     continue
-                terms = set(self.analyzer.terms(span.text))
-                local = around_hit | set(self.analyzer.terms(span.section)) if span.section else around_hit
+                sections.setdefault(span.section, i)
+                terms = terms_of(span.text)
+                local = around_hit | terms_of(span.section) if span.section else around_hit
                 if span.kind == ROW and span.header >= 0:
-                    local = local | set(self.analyzer.terms(spans[span.header].text))
-                score = self._span_score(weights, total, bigrams, terms, local,
+                    local = local | terms_of(spans[span.header].text)
+                score = self._span_score(own_weights, extra_weights, total, bigrams, terms, local,
                                          set(content_units(span.text)))
                 # Earlier hits ranked better on the whole passage: a small prior breaks ties.
                 score += 0.02 / (1 + h)
-                scored.append(_Scored(h, i, span, score, len(own & (terms | local))))
+                present = terms | local
+                scored.append(_Scored(h, i, span, score,
+                                      len(own & present) + min(1, len(translated & present))))
+            # A question that names a section ("법인카드 사용 한도는?") is answered by the
+            # section's body, whose own lines (a table of limits) need not repeat the name.
+            for name, first in sections.items():
+                heading = terms_of(name or own_section)
+                named = sum(w for t, w in own_weights.items() if t in heading) + \
+                    sum(w for t, w in extra_weights.items() if t in heading)
+                if total and named / total >= SECTION_MATCH:
+                    scored.append(_Scored(h, first, spans[first], 0.9 * named / total + 0.02 / (1 + h),
+                                          len(own & heading), whole_section=True))
         if not scored:
             return evidence
         scored.sort(key=lambda s: -s.score)
@@ -173,44 +230,50 @@ class EvidenceSelector:
                 continue
             if quotes and candidate.score < self.follow_share * best.score:
                 break
-            spans = parsed[candidate.hit_index]
+            passage = passages[candidate.hit_index]
             room = self.budget_tokens - used_tokens
-            indexes = self._context(spans, candidate.index, procedure and not quotes, room)
+            if candidate.whole_section:
+                indexes = self._section_body(passage, candidate.index, int(room * self.fill_share))
+            else:
+                indexes = self._context(passage, candidate.index, procedure and not quotes, room)
             indexes = [i for i in indexes if (candidate.hit_index, i) not in taken]
             if not indexes:
                 continue
-            cost = sum(estimate_tokens(spans[i].text) for i in indexes)
+            cost = passage.cost(indexes)
             if quotes and cost > room:
                 continue
             taken.update((candidate.hit_index, i) for i in indexes)
             used_tokens += cost
             quotes.append((candidate.hit_index, indexes, candidate.score, candidate.index))
-        self._finish(evidence, hits, parsed, quotes)
+        self._finish(evidence, hits, [p.spans for p in passages], quotes,
+                     next_passage or self.next_passage)
         return evidence
 
     # -- context around the best spans -------------------------------------------------------------
-    def _context(self, spans: list[Span], index: int, procedure: bool, room: int) -> list[int]:
+    def _context(self, passage: _Passage, index: int, procedure: bool, room: int) -> list[int]:
         """The span with what it needs to be read (its table header, its list, the sentence that
         introduces it), then what follows it in its section while the budget's share allows."""
-        cost = lambda ids: sum(estimate_tokens(spans[i].text) for i in ids)  # noqa: E731
-        chosen = self._unit(spans, index, procedure, room)
+        spans = passage.spans
+        chosen = self._unit(passage, index, procedure, room)
         fill = int(room * self.fill_share)
         section = spans[index].section
+        used = passage.cost(chosen)
         j = max(chosen) + 1
         while j < len(spans) and spans[j].kind != HEADING and spans[j].section == section:
-            unit = self._unit(spans, j, procedure, fill - cost(chosen))
-            if not unit or cost(sorted(set(chosen) | set(unit))) > fill:
+            unit = [i for i in self._unit(passage, j, procedure, fill - used) if i not in chosen]
+            if not unit or used + passage.cost(unit) > fill:
                 break
-            chosen = sorted(set(chosen) | set(unit))
+            chosen = sorted(chosen + unit)
+            used += passage.cost(unit)
             j = max(chosen) + 1
         return chosen
 
-    def _unit(self, spans: list[Span], index: int, procedure: bool, room: int) -> list[int]:
+    def _unit(self, passage: _Passage, index: int, procedure: bool, room: int) -> list[int]:
         """The smallest readable unit around span `index`."""
+        spans, cost = passage.spans, passage.cost
         span = spans[index]
-        cost = lambda ids: sum(estimate_tokens(spans[i].text) for i in ids)  # noqa: E731
         if span.kind in (ROW, HEADER):
-            members = [i for i, s in enumerate(spans) if s.group == span.group]
+            members = passage.group(span.group)
             header = [i for i in members if spans[i].kind == HEADER]
             rows = [i for i in members if spans[i].kind == ROW]
             whole = self._intro(spans, members) + members
@@ -223,27 +286,53 @@ class EvidenceSelector:
                     chosen.append(i)
             return sorted(set(header + chosen))
         if span.kind in (STEP, ITEM):
-            members = [i for i, s in enumerate(spans) if s.group == span.group]
-            whole = self._intro(spans, members) + members
+            members = passage.group(span.group)
+            intro = self._intro(spans, members)
+            whole = intro + members
             if (procedure or span.kind == STEP or cost(whole) <= room // 2) and cost(whole) <= room:
                 return whole
             window = [i for i in members if abs(i - index) <= 1]
-            intro = self._intro(spans, members)
             return intro + window if cost(intro + window) <= room else [index]
         if span.kind == SENTENCE:
             following = spans[index + 1] if index + 1 < len(spans) else None
+            paragraph = passage.group(span.group)
             if following is not None and following.kind in (STEP, ITEM, ROW, HEADER) and \
                     following.section == span.section and following.group != span.group:
-                members = [i for i, s in enumerate(spans) if s.group == following.group]
-                paragraph = [i for i, s in enumerate(spans) if s.group == span.group and i <= index]
-                if cost(paragraph + members) <= room:
-                    return paragraph + members
+                members = passage.group(following.group)
+                leading = [i for i in paragraph if i <= index]
+                if cost(leading + members) <= room:
+                    return leading + members
             # The whole paragraph when it fits: a sentence leans on the ones around it.
-            paragraph = [i for i, s in enumerate(spans) if s.group == span.group]
             if cost(paragraph) <= room * PARAGRAPH_SHARE:
                 return paragraph
             return [i for i in paragraph if abs(i - index) <= 1 and cost([i]) <= room // 3] or [index]
         return [index]
+
+    @staticmethod
+    def _section_body(passage: _Passage, first: int, room: int) -> list[int]:
+        """A section's spans from its start, while they fit."""
+        spans = passage.spans
+        chosen: list[int] = []
+        used = 0
+        for i in range(first, len(spans)):
+            if spans[i].kind == HEADING or spans[i].section != spans[first].section:
+                break
+            if chosen and used + passage.costs[i] > room:
+                break
+            chosen.append(i)
+            used += passage.costs[i]
+        return chosen
+
+    def _terms(self, text: str) -> frozenset[str]:
+        """Index terms of a text, cached: the same passages come back for many questions."""
+        found = self._cache.get(text)
+        if found is None:
+            found = frozenset(self.analyzer.terms(text))
+            with self._cache_lock:
+                if len(self._cache) >= TERM_CACHE:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[text] = found
+        return found
 
     @staticmethod
     def _intro(spans: list[Span], members: list[int]) -> list[int]:
@@ -255,7 +344,8 @@ class EvidenceSelector:
         return []
 
     def _finish(self, evidence: Evidence, hits: Sequence[Hit], parsed: list[list[Span]],
-                quotes: list[tuple[int, list[int], float, int]]) -> None:
+                quotes: list[tuple[int, list[int], float, int]],
+                next_passage: Callable[[int], Hit | None]) -> None:
         order: dict[int, int] = {}
         for hit_index, _, _, _ in quotes:
             order.setdefault(hit_index, len(order))
@@ -280,9 +370,10 @@ class EvidenceSelector:
                 score, at = max(scores)
                 evidence.quotes.append(Quote(order[hit_index], tuple(spans[j] for j in run),
                                              max(score, 0.0), at))
-        self._follow_lists(evidence)
+        self._follow_lists(evidence, next_passage)
 
-    def _follow_lists(self, evidence: Evidence) -> None:
+    @staticmethod
+    def _follow_lists(evidence: Evidence, next_passage: Callable[[int], Hit | None]) -> None:
         """A numbered list that runs to the end of its passage continues in the next one."""
         for q, quote in enumerate(list(evidence.quotes)):
             last = quote.spans[-1]
@@ -290,7 +381,7 @@ class EvidenceSelector:
             if last.kind != STEP or source.text.rstrip()[-1:] == "" or \
                     last.end < len(source.text.rstrip()):
                 continue
-            following = self.next_passage(source.chunk_id)
+            following = next_passage(source.chunk_id)
             if following is None:
                 continue
             more = []

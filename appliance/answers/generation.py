@@ -58,7 +58,7 @@ class VerifiedGeneration(Generation):
                 break
             for sentence in buffer.feed(event.text):
                 if self.verifier.check(sentence).kept:
-                    sent = True
+                    sent = sent or bool(sentence.strip())
                     yield TextDelta(sentence)
         if not self.looped:
             tail = buffer.flush()

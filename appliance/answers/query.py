@@ -42,10 +42,16 @@ class RetrievalQuery:
     text: str  # what the keyword index and the embedder see
     question: str  # the last user message
     earlier: tuple[str, ...] = field(default_factory=tuple)  # earlier user turns used, newest first
+    previous_answer: str = ""  # the answer before a follow-up: the documents it cited stay candidates
 
     @property
     def carried(self) -> bool:
         return bool(self.earlier)
+
+    @property
+    def shown(self) -> str:
+        """What was searched, as a person reads it: each turn once, oldest first."""
+        return " ".join([*reversed(self.earlier), self.question])
 
     def as_dict(self) -> dict:
         return {"text": self.text, "question": self.question, "carried_from": list(self.earlier)}
@@ -89,4 +95,6 @@ def conversation_query(messages: Sequence[dict[str, str]], analyzer: Analyzer, *
         if len(earlier) >= max_earlier or stands_alone(turn, analyzer):
             break
     text = " ".join([*reversed(earlier), *([question] * LAST_TURN_WEIGHT)])
-    return RetrievalQuery(text, question, tuple(earlier))
+    previous = next((m.get("content") or "" for m in reversed(messages[:-1])
+                     if m.get("role") == "assistant"), "")
+    return RetrievalQuery(text, question, tuple(earlier), previous)

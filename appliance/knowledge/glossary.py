@@ -56,12 +56,38 @@ ERP_TERMS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Everyday words and the words manuals use for the same thing, within one language: employees
+# ask "I lost my card", manuals say "분실". (question phrase, manual phrase)
+SAME_LANGUAGE: tuple[tuple[str, str], ...] = (
+    ("잃어버리다", "분실"), ("잃어버린", "분실"), ("그만두다", "퇴직"), ("그만둔", "퇴직"), ("퇴사", "퇴직"),
+    ("돈", "금액"), ("돈", "비용"), ("깎다", "할인"), ("늦다", "지연"), ("늦게", "지연"), ("고치다", "수정"),
+    ("틀리다", "오류"), ("틀린", "오류"), ("잘못", "오류"), ("바꾸다", "변경"), ("바꾸려면", "변경"),
+    ("없애다", "삭제"), ("지우다", "삭제"), ("되돌리다", "취소"), ("물리다", "반품"), ("돌려보내다", "반품"),
+    ("쉬다", "휴가"), ("휴무", "휴가"), ("월급", "급여"), ("봉급", "급여"), ("보너스", "상여"),
+    ("야근", "연장근무"), ("잔업", "연장근무"), ("주말", "휴일"), ("사다", "구매"), ("구입", "구매"),
+    ("한번만", "일회성"), ("한 번만", "일회성"), ("깜빡", "누락"), ("빠뜨리다", "누락"), ("막히다", "차단"),
+    ("안 되다", "오류"), ("로그인", "접속"), ("비번", "비밀번호"), ("암호", "비밀번호"), ("끝나다", "마감"),
+    ("마감일", "기한"), ("언제까지", "기한"), ("도장", "날인"), ("서명", "날인"), ("서류", "증빙"),
+    ("영수증", "증빙"), ("출장비", "여비"), ("회사 카드", "법인카드"), ("팀장님", "팀장"),
+    ("lost", "loss"), ("lose", "loss"), ("quit", "resign"), ("leave the company", "resign"),
+    ("fix", "correct"), ("wrong", "incorrect"), ("again", "repeat"), ("resend", "repeat"),
+    ("send again", "repeat output"), ("money", "amount"), ("pay", "payment"), ("paid", "payment"),
+    ("boss", "manager"), ("sign off", "approve"), ("ok", "approve"), ("okay", "approve"),
+    ("cancel", "reverse"), ("undo", "reverse"), ("stuck", "blocked"), ("locked out", "locked"),
+    ("login", "sign in"), ("log in", "sign in"), ("vacation", "leave"), ("holiday", "leave"),
+    ("day off", "leave"), ("sick", "sick leave"), ("salary", "payroll"), ("wage", "payroll"),
+    ("receipt", "supporting document"), ("deadline", "due date"), ("due", "deadline"),
+)
+
+
 class Glossary:
     """Looks up a question's terms in the other language, as index terms."""
 
-    def __init__(self, analyzer: Analyzer, pairs: Iterable[tuple[str, str]] = ERP_TERMS):
+    def __init__(self, analyzer: Analyzer, pairs: Iterable[tuple[str, str]] = ERP_TERMS,
+                 same_language: Iterable[tuple[str, str]] = SAME_LANGUAGE):
         self.analyzer = analyzer
         self.pairs = [(en.lower(), ko) for en, ko in pairs]
+        self.same_language = [(asked.lower(), written.lower()) for asked, written in same_language]
         self._terms: dict[str, list[str]] = {}
         self._by_first_word: dict[str, list[tuple[str, str]]] | None = None
 
@@ -98,6 +124,23 @@ class Glossary:
                 found = bool(wanted) and _contains(terms, wanted)
             if found:
                 out.extend(self._analyzed(target))
+        return list(dict.fromkeys(t for t in out if t not in present))
+
+
+    def rephrase(self, question: str, terms: Sequence[str]) -> list[str]:
+        """Index terms of the words manuals use for the question's everyday words, in its own
+        language ("잃어버렸어요" -> 분실)."""
+        present = set(terms)
+        packed = "".join(question.lower().split())
+        out: list[str] = []
+        for asked, written in self.same_language:
+            wanted = self._analyzed(asked)
+            if asked.isascii():
+                found = bool(wanted) and _contains(terms, wanted)
+            else:
+                found = (wanted and set(wanted) <= present) or "".join(asked.split()) in packed
+            if found:
+                out.extend(self._analyzed(written))
         return list(dict.fromkeys(t for t in out if t not in present))
 
 

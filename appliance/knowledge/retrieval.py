@@ -134,10 +134,12 @@ class Retriever:
         if mode in ("hybrid", "keyword"):
             terms = self.analyzer.query_terms(query)
             translated = self.glossary.translate(query, terms) if self.glossary else []
+            # The words manuals use for the question's everyday words ("lost" -> "loss").
+            rephrased = self.glossary.rephrase(query, terms) if self.glossary else []
             # The other language's chunks match the question's glossary translations, and its
             # codes and loan words.
             same, other = self.keywords.search_many(
-                [(terms, languages[True]), ([*terms, *translated], languages[False])],
+                [([*terms, *rephrased], languages[True]), ([*terms, *translated], languages[False])],
                 self.candidates, visible=visible)
             pools[True].append((1.0, [i for i, _, _ in same]))
             pools[False].append((1.0, [i for i, _, _ in other]))
