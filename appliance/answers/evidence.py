@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from appliance.answers.spans import HEADER, HEADING, ITEM, ROW, SENTENCE, STEP, Span, split_spans
-from appliance.answers.text import content_units, estimate_tokens
+from appliance.answers.text import content_units, estimate_tokens, numbers
 from appliance.knowledge.analyzer import Analyzer, is_korean
 from appliance.knowledge.retrieval import Hit
 
@@ -24,6 +24,7 @@ _PROCEDURE = re.compile(
     r"\bhow (do|can|should|to)\b|\bsteps?\b|\bprocedure\b|\bprocess\b|어떻게|절차|방법|순서|하려면|하나요|신청",
     re.I)
 _TOKEN_BUDGET_FLOOR = 60
+AMOUNT_BONUS = 0.25  # a span whose range or limit holds an amount the question asks about
 SECTION_MATCH = 0.6  # share of the question's weight a heading must name to quote its section
 TERM_CACHE = 50_000  # span texts whose terms are kept between questions
 SMALL_TABLE = 5  # a table of at most this many rows is quoted whole when it fits
@@ -179,6 +180,7 @@ class EvidenceSelector:
         evidence.asked = len(own)
         total = sum(own_weights.values())
         bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
+        amounts = _amounts(question)
         passages: list[_Passage] = []
         scored: list[_Scored] = []
         terms_of = self._terms
@@ -199,6 +201,8 @@ class EvidenceSelector:
                     local = local | terms_of(spans[span.header].text)
                 score = self._span_score(own_weights, extra_weights, total, bigrams, terms, local,
                                          set(content_units(span.text)))
+                if amounts and _covers_amount(span.text, amounts):
+                    score += AMOUNT_BONUS
                 # Earlier hits ranked better on the whole passage: a small prior breaks ties.
                 score += 0.02 / (1 + h)
                 present = terms | local
@@ -393,6 +397,40 @@ class EvidenceSelector:
                 continue
             evidence.sources.append(following)
             evidence.quotes.insert(q + 1, Quote(len(evidence.sources) - 1, tuple(more), quote.score, 0))
+
+
+_ABOVE = re.compile(r"초과|이상|넘|above|over|more than|exceed|from|at least", re.I)
+_BELOW = re.compile(r"이하|미만|까지|up to|below|under|less than|at most|within", re.I)
+
+
+def _amounts(text: str) -> list[float]:
+    """Amounts a question asks about (at least a thousand: days and counts are not amounts)."""
+    out = []
+    for number in numbers(text):
+        try:
+            value = float(number)
+        except ValueError:
+            continue
+        if value >= 1000:
+            out.append(value)
+    return out
+
+
+def _covers_amount(text: str, amounts: list[float]) -> bool:
+    """Whether a span states a range or a limit the asked amount falls under: "30,000,001 –
+    150,000,000" holds 60 million, "5억원 초과" holds 6억, "up to 5,000,000" holds 3 million."""
+    values = sorted(v for v in _amounts(text))
+    if not values:
+        return False
+    for amount in amounts:
+        if len(values) >= 2 and values[0] <= amount <= values[-1]:
+            return True
+        if len(values) == 1:
+            if _ABOVE.search(text) and amount > values[0]:
+                return True
+            if _BELOW.search(text) and amount <= values[0]:
+                return True
+    return False
 
 
 def _unseen_share(term: str) -> float:
