@@ -308,7 +308,9 @@ class Assistant:
             selector = EvidenceSelector(
                 kb.analyzer, idf=kb.keywords.idf, unseen_idf=kb.keywords.unseen_idf,
                 glossary=kb.retriever.glossary, budget_tokens=settings.evidence_tokens,
-                max_quotes=settings.max_quotes)
+                max_quotes=settings.max_quotes, embed=kb.embed,
+                dense_weight=self.knowledge_settings.dense_weight,
+                korean_dense_weight=self.knowledge_settings.korean_dense_weight)
             self._selectors = {id(kb): selector}
         return selector
 

@@ -204,7 +204,7 @@ class KnowledgeSettings(Section):
         0.3, ge=0, description="Weight of the vector ranking against BM25 in fusion for non-Korean queries."
     )
     korean_dense_weight: float = Field(
-        0.15, ge=0, description="Weight of the vector ranking for Korean queries (the embedder is English-centric)."
+        0.05, ge=0, description="Weight of the vector ranking for Korean queries (the embedder is English-centric)."
     )
     glossary: bool = Field(
         True, description="Search Korean and English documents across languages with the built-in ERP glossary."

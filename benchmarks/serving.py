@@ -1,4 +1,5 @@
-"""Serving benchmark: the appliance over HTTP (streaming) versus plain llama-cpp-python.
+"""Serving benchmark: the appliance over HTTP (streaming) versus plain llama-cpp-python, and
+grounded answers against plain ones under load.
 
 Method: start `appliance serve` as a separate process on loopback with the response cache off;
 for each concurrency level run that many client streams, each issuing chat requests back to back
@@ -8,8 +9,16 @@ Single-request latency is measured with one client, sequentially. The reference 
 thread count, in this process. `--soak SECONDS` runs 16 streams for that long and samples the
 server's RSS every 10 s. Requests authenticate with an API key, as in production (auth is on).
 
+`--grounded` starts the appliance with the int8 embedder and the sample knowledge base and runs
+16 streams of golden-set questions three ways, each for `--seconds`: plain (`"rag": false`), grounded
+with the model writing from the selected evidence (answers.mode = generative: evidence prompt, DRY,
+verification) and grounded as the bundled model serves by default (answers.mode = auto, which is
+extractive for it). It prints completion tokens/s, answers/s and latency p50/p95 of each, and the
+ratios of the grounded ones to plain.
+
     python benchmarks/serving.py                 # throughput + latency table
     python benchmarks/serving.py --soak 300      # 5-minute soak at 16 streams
+    python benchmarks/serving.py --grounded      # grounded vs plain answers at 16 streams
 """
 
 from __future__ import annotations
@@ -32,7 +41,21 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import llama_cpp  # noqa: E402
+
 from appliance.engine.model import bundled_model_path, resolve_model_path  # noqa: E402
+
+_default_params = llama_cpp.llama_model_default_params
+
+
+def _params():  # plain llama-cpp-python with the engine's CPU buffer choice (see engine/model.py)
+    params = _default_params()
+    params.use_extra_bufts = False
+    return params
+
+
+llama_cpp.llama_model_default_params = llama_cpp.llama_cpp.llama_model_default_params = _params
+EMBEDDER = Path(os.environ.get("APPLIANCE_TEST_CACHE", "~/.cache/erp-appliance-tests")).expanduser() / "embedder"
 
 MODEL = "smollm2-135m-instruct"
 PROMPTS = [
@@ -54,15 +77,17 @@ def api_key(data_dir: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def start_server(model_path: str, port: int, data_dir: str) -> subprocess.Popen:
+def start_server(model_path: str, port: int, data_dir: str, **extra_env: str) -> subprocess.Popen:
     env = {**os.environ, "APPLIANCE_ENGINE__MODEL_PATH": model_path, "APPLIANCE_CACHE__ENABLED": "false",
-           "APPLIANCE_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1"}
+           "APPLIANCE_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1", **extra_env}
     proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--port", str(port),
                              "--data-dir", data_dir], env=env)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a first start with a knowledge base ingests the sample
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
+            ready = httpx.get(f"http://127.0.0.1:{port}/ready")
+            retrieval = ready.json().get("retrieval", {}).get("status", "ready")
+            if ready.status_code == 200 and retrieval in ("ready", "unavailable"):
                 return proc
         except httpx.TransportError:
             pass
@@ -71,10 +96,11 @@ def start_server(model_path: str, port: int, data_dir: str) -> subprocess.Popen:
     raise SystemExit("server did not become ready")
 
 
-async def stream_once(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int) -> dict:
+async def stream_once(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int,
+                      **extra) -> dict:
     body = {"model": MODEL, "stream": True, "max_tokens": max_tokens, "temperature": 0.7,
             "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": prompt}]}
+            "messages": [{"role": "user", "content": prompt}], **extra}
     start = time.perf_counter()
     first = None
     usage = None
@@ -95,28 +121,66 @@ async def stream_once(client: httpx.AsyncClient, url: str, prompt: str, max_toke
     return {"tokens": usage["completion_tokens"], "ttft": (first or end) - start, "total": end - start}
 
 
-async def load(url: str, concurrency: int, seconds: float, max_tokens: int, headers: dict) -> dict:
+async def load(url: str, concurrency: int, seconds: float, max_tokens: int, headers: dict,
+               prompts: list[str] = PROMPTS, **extra) -> dict:
     results: list[dict] = []
     deadline = time.perf_counter() + seconds
 
     async def worker(i: int):
-        async with httpx.AsyncClient(timeout=120, headers=headers) as client:
+        async with httpx.AsyncClient(timeout=300, headers=headers) as client:
             n = 0
             while time.perf_counter() < deadline:
-                results.append(await stream_once(client, url, PROMPTS[(i + n) % len(PROMPTS)], max_tokens))
+                results.append(await stream_once(client, url, prompts[(i * 7 + n) % len(prompts)],
+                                                 max_tokens, **extra))
                 n += 1
 
     start = time.perf_counter()
     await asyncio.gather(*[worker(i) for i in range(concurrency)])
     wall = time.perf_counter() - start
     ok = [r for r in results if "tokens" in r]
+    totals = sorted(r["total"] for r in ok)
     return {
         "concurrency": concurrency,
         "requests": len(results),
         "errors": len(results) - len(ok),
         "tokens_per_s": sum(r["tokens"] for r in ok) / wall,
+        "answers_per_s": len(ok) / wall,
         "ttft_p50_ms": 1000 * statistics.median(r["ttft"] for r in ok),
+        "latency_p50_s": statistics.median(totals),
+        "latency_p95_s": totals[int(0.95 * (len(totals) - 1))],
     }
+
+
+def grounded(model_path: str, port: int, seconds: float, max_tokens: int) -> None:
+    """Plain, grounded-generative and grounded-default answers at 16 streams."""
+    from appliance.answers.golden import load_golden
+
+    questions = [item.question for item in load_golden()]
+    rows = {}
+    for mode in ("generative", "auto"):
+        with tempfile.TemporaryDirectory() as data_dir:
+            headers = api_key(data_dir)
+            proc = start_server(model_path, port, data_dir, APPLIANCE_ANSWERS__MODE=mode,
+                                APPLIANCE_KNOWLEDGE__EMBEDDER_PATH=str(EMBEDDER))
+            url = f"http://127.0.0.1:{port}"
+            try:
+                if mode == "generative":
+                    rows["plain (rag: false)"] = asyncio.run(
+                        load(url, 16, seconds, max_tokens, headers, questions, rag=False))
+                rows[f"grounded, answers.mode={mode}"] = asyncio.run(
+                    load(url, 16, seconds, max_tokens, headers, questions))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+    plain = rows["plain (rag: false)"]
+    print("\n| 16 streams, golden questions | answers | errors | answers/s | tokens/s | x plain tokens/s "
+          "| latency p50 s | p95 s | x plain p95 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, row in rows.items():
+        print(f"| {label} | {row['requests']} | {row['errors']} | {row['answers_per_s']:.2f} | "
+              f"{row['tokens_per_s']:.1f} | {row['tokens_per_s'] / plain['tokens_per_s']:.2f} | "
+              f"{row['latency_p50_s']:.2f} | {row['latency_p95_s']:.2f} | "
+              f"{row['latency_p95_s'] / plain['latency_p95_s']:.2f} |")
 
 
 def plain_llama_cpp(model_path: str, max_tokens: int, runs: int) -> dict:
@@ -170,7 +234,15 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--soak", type=float, default=0, help="run only a soak of this many seconds")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--grounded", action="store_true", help="run only grounded vs plain at 16 streams")
     args = parser.parse_args()
+    if args.grounded:
+        with tempfile.TemporaryDirectory() as cache:
+            model_path = str(resolve_model_path("", bundled_type="q8_0", cache_dir=Path(cache)))
+            print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+                  f"load average {os.getloadavg()[0]:.1f}")
+            grounded(model_path, args.port, args.seconds, args.max_tokens)
+        return
 
     with tempfile.TemporaryDirectory() as data_dir:
         model_path = str(resolve_model_path("", bundled_type="q8_0", cache_dir=Path(data_dir) / "models"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from appliance.answers.spans import HEADER, HEADING, ITEM, ROW, SENTENCE, STEP, Span, split_spans
 from appliance.answers.text import content_units, estimate_tokens, numbers
@@ -25,6 +25,7 @@ _PROCEDURE = re.compile(
     re.I)
 _TOKEN_BUDGET_FLOOR = 60
 AMOUNT_BONUS = 0.25  # a span whose range or limit holds an amount the question asks about
+DENSE_POOL = 12  # the best lexical candidates the embedder re-scores
 SECTION_MATCH = 0.6  # share of the question's weight a heading must name to quote its section
 TERM_CACHE = 50_000  # span texts whose terms are kept between questions
 SMALL_TABLE = 5  # a table of at most this many rows is quoted whole when it fits
@@ -109,7 +110,8 @@ class EvidenceSelector:
     def __init__(self, analyzer: Analyzer, *, idf: Callable[[Sequence[str]], dict[str, float]],
                  unseen_idf: Callable[[], float] = lambda: float("inf"), glossary=None, next_passage: Callable[[int], Hit | None] | None = None,
                  budget_tokens: int = 200, max_quotes: int = 3, follow_share: float = 0.75, fill_share: float = 0.7,
-                 translated_weight: float = 0.8):
+                 translated_weight: float = 0.8, embed: Callable | None = None,
+                 dense_weight: float = 0.3, korean_dense_weight: float = 0.05):
         self.analyzer = analyzer
         self.idf = idf
         self.unseen_idf = unseen_idf
@@ -120,6 +122,10 @@ class EvidenceSelector:
         self.follow_share = follow_share
         self.fill_share = fill_share
         self.translated_weight = translated_weight
+        # (texts, "query" | "passage") -> unit vectors; None scores by words alone
+        self.embed = embed
+        self.dense_weight = dense_weight
+        self.korean_dense_weight = korean_dense_weight
         self._cache: dict[str, frozenset[str]] = {}
         self._cache_lock = threading.Lock()
 
@@ -220,6 +226,8 @@ class EvidenceSelector:
         if not scored:
             return evidence
         scored.sort(key=lambda s: -s.score)
+        if self.embed is not None:
+            scored = self._rescore_by_meaning(question, korean, scored, passages, hits)
         best = scored[0]
         evidence.support = min(1.0, best.score)
         evidence.matched = best.matched
@@ -311,6 +319,21 @@ class EvidenceSelector:
                 return paragraph
             return [i for i in paragraph if abs(i - index) <= 1 and cost([i]) <= room // 3] or [index]
         return [index]
+
+    def _rescore_by_meaning(self, question: str, korean: bool, scored: list[_Scored],
+                            passages: list[_Passage], hits: Sequence[Hit]) -> list[_Scored]:
+        """The best lexical candidates, re-scored with the embedder's similarity to the question
+        (it tells "missing parts" from "all components available" where words tie)."""
+        weight = self.korean_dense_weight if korean else self.dense_weight
+        pool = [c for c in scored[:DENSE_POOL] if not c.whole_section]
+        if weight <= 0 or len(pool) < 2:
+            return scored
+        texts = [f"{hits[c.hit_index].title}: {c.span.text}" for c in pool]
+        query = self.embed([question], "query")[0]
+        similarity = self.embed(texts, "passage") @ query
+        rescored = {id(c): c.score + weight * float(sim) for c, sim in zip(pool, similarity)}
+        updated = [replace(c, score=rescored.get(id(c), c.score)) for c in scored]
+        return sorted(updated, key=lambda s: -s.score)
 
     @staticmethod
     def _section_body(passage: _Passage, first: int, room: int) -> list[int]:

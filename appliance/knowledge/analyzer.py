@@ -36,7 +36,8 @@ _QUESTION_STOPWORDS = frozenset(
     "that the their them themselves then there these they thing things this those though through thus "
     "to today too tried try trying under until up upon us use used using usually very want wants was "
     "way we well went were what whatever when where whether which while who whole whom whose why will "
-    "with within without would yes yet you your yours yourself anybody somebody another".split()
+    "with within without would yes yet you your yours yourself anybody somebody another don doesn "
+    "didn isn aren wasn weren won wouldn couldn shouldn can't cant dont long anyway else okay".split()
 ) | frozenset(
     "이번 지난 다음 오늘 내일 어제 요즘 지금 아직 아침 저녁 오전 오후 혹시 그냥 제일 먼저 정도 쯤 따로 같이 "
     "다시 계속 전부 모두 좀 뭐 무슨 어느 몇 얼마나 누가 거 것 게 건 걸 때문 관련 내용 부분 문의 질문 답변 "

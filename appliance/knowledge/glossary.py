@@ -77,6 +77,9 @@ SAME_LANGUAGE: tuple[tuple[str, str], ...] = (
     ("login", "sign in"), ("log in", "sign in"), ("vacation", "leave"), ("holiday", "leave"),
     ("day off", "leave"), ("sick", "sick leave"), ("salary", "payroll"), ("wage", "payroll"),
     ("receipt", "supporting document"), ("deadline", "due date"), ("due", "deadline"),
+    ("heavy", "weight"), ("weigh", "weight"), ("answer", "response"), ("reply", "response"),
+    ("expire", "valid"), ("expires", "valid"), ("how many days", "days"), ("broken", "defect"),
+    ("gone", "deleted"), ("get back", "restore"), ("who can", "authorized"), ("allowed", "permitted"),
 )
 
 
