@@ -54,6 +54,7 @@ class AnswerStream:
         self.sources: list[dict] | None = extra.get("sources")
         self.grounded: bool | None = extra.get("grounded")
         self.notice: str | None = extra.get("notice")
+        self.retrieval_s: float | None = None  # seconds this answer spent retrieving, if it did
         # Sees every event and any error raised mid-answer (request metrics set it).
         self.on_event: Callable[[Event | ApplianceError], None] | None = None
 
@@ -119,8 +120,10 @@ class Assistant:
         self.observers: list[Observer] = []  # called with every answer's RequestOutcome
 
     def require_backend(self) -> LLMBackend:
-        if self.backend is None or not self.backend.ready:
+        if self.backend is None:
             raise NotReady("The model is still loading; retry in a few seconds (see GET /ready).")
+        if not self.backend.ready:
+            raise NotReady(f"{self.backend.unavailable} Retry in a few seconds (see GET /ready).")
         return self.backend
 
     def check_model(self, name: str) -> LLMBackend:
@@ -167,13 +170,17 @@ class Assistant:
             if hit is not None:
                 return AnswerStream(cached=hit, served_by=backend.version)
         grounding: dict = {}
+        retrieval_s: float | None = None
         if use_rag:
             request, grounding = await self._ground(request, backend, groups)
+            retrieval_s = grounding.pop("retrieval_s", None)
             if request is None:  # nothing relevant: say so rather than let the model invent
                 reply = CachedResponse(grounding.pop("text"), "stop", 0, 0, grounding)
                 if key:
                     self.cache.put(key, reply)
-                return AnswerStream(cached=reply, from_cache=False, served_by=backend.version)
+                stream = AnswerStream(cached=reply, from_cache=False, served_by=backend.version)
+                stream.retrieval_s = retrieval_s
+                return stream
         started_at, started = time.time(), time.perf_counter()
         try:
             generation = await backend.start(request)
@@ -204,6 +211,7 @@ class Assistant:
         stream.sources = grounding.get("sources")
         stream.grounded = grounding.get("grounded")
         stream.notice = grounding.get("notice")
+        stream.retrieval_s = retrieval_s
         return stream
 
     async def _ground(self, request: GenerationRequest, backend: LLMBackend,
@@ -215,13 +223,16 @@ class Assistant:
                              "notice": f"Answered without the knowledge base: {notice}"}
         settings = self.knowledge_settings
         question = question_of(request.messages)
+        started = time.perf_counter()
         hits = await anyio.to_thread.run_sync(
             lambda: kb.search(question, settings.top_k, groups=groups)
         )
         hits = [h for h in hits if kb.retriever.relevant(h, question)]
+        retrieval_s = time.perf_counter() - started
         if not hits:
             return None, {"text": no_answer(question), "sources": [], "grounded": False,
-                          "notice": "Nothing relevant was found in the knowledge base."}
+                          "notice": "Nothing relevant was found in the knowledge base.",
+                          "retrieval_s": retrieval_s}
         reserve = request.params.max_tokens or settings.answer_reserve_tokens
         budget = backend.context_limit - reserve
         messages, used = await anyio.to_thread.run_sync(
@@ -229,7 +240,8 @@ class Assistant:
                                       count=backend.count_tokens)
         )
         grounded_request = replace(request, messages=tuple(messages))
-        return grounded_request, {"sources": [h.source() for h in used], "grounded": bool(used)}
+        return grounded_request, {"sources": [h.source() for h in used], "grounded": bool(used),
+                                  "retrieval_s": retrieval_s}
 
 
     def _observe(self, version: str, at: float, started: float, error: ApplianceError | None) -> None:

@@ -52,26 +52,50 @@ def load_backend(settings: Settings) -> LLMBackend:
     return create_backend(settings)
 
 
-def watch_outages(backend: LLMBackend, alerts) -> None:
-    """An upstream outage raises an alert (saying whether a fallback answers); recovery resolves it."""
+def watch_backend(backend: LLMBackend, alerts) -> None:
+    """Alerts for what a backend reports itself: an upstream outage (saying whether a fallback
+    answers) and a failed generation engine; recovery resolves them."""
     listeners = getattr(backend, "listeners", None)
-    if listeners is None:
-        return
+    if listeners is None or any(getattr(known, "alerts", None) is alerts for known in listeners):
+        return  # nothing to watch, or watched already (a release factory's backend)
 
     fallback = getattr(backend, "fallback", None)
     meanwhile = f"; {fallback.version} answers meanwhile" if fallback is not None else ""
 
-    def on_outage(event: str, detail: dict) -> None:
+    def on_event(event: str, detail: dict) -> None:
         if event == "outage_started":
             alerts.set_condition("upstream_outage", True,
                                  f"The upstream LLM at {detail['base_url']} is failing: "
                                  f"{detail['reason']}{meanwhile}.")
-        else:
+        elif event == "outage_ended":
             alerts.set_condition("upstream_outage", False,
                                  f"The upstream LLM at {detail['base_url']} answers again after "
                                  f"{detail['seconds']:.0f} s.")
+        elif event == "engine_failed":
+            alerts.set_condition("engine_failure", True,
+                                 f"The generation engine of {detail['model']} failed "
+                                 f"({detail['reason']}); the requests it held got 503, and it "
+                                 f"restarts in {detail['retry_in']:.1f} s.")
+        elif event == "engine_restarted":
+            alerts.set_condition("engine_failure", False,
+                                 f"The generation engine of {detail['model']} serves again after "
+                                 f"{detail['seconds']:.1f} s.")
 
-    listeners.append(on_outage)
+    on_event.alerts = alerts  # type: ignore[attr-defined]
+    listeners.append(on_event)
+    if fallback is not None:
+        watch_backend(fallback, alerts)
+
+
+def watched_factory(factory, alerts):
+    """A release backend factory whose backends raise alerts like the first one."""
+
+    def create(record):
+        backend = factory(record)
+        watch_backend(backend, alerts)
+        return backend
+
+    return create
 
 
 def _release_alerts(monitor: Monitor):
@@ -153,10 +177,12 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
         accounts = await anyio.to_thread.run_sync(open_accounts, settings, state)
         from appliance.releases import ReleaseManager
+        from appliance.releases.backends import backend_factory
         from appliance.releases.reembed import KnowledgeIndexSwitch
 
         # With monitoring on, probation judges on its store and alerts through its channels.
-        monitoring = {"on_alert": _release_alerts(monitor), "monitoring_store": monitor.store} \
+        monitoring = {"on_alert": _release_alerts(monitor), "monitoring_store": monitor.store,
+                      "factory": watched_factory(backend_factory(settings), monitor.alerts)} \
             if monitor is not None else {}
         releases = holder["releases"] = app.state.releases = ReleaseManager(
             settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
@@ -165,6 +191,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
+        elif monitor is not None:
+            watch_backend(assistant.backend, monitor.alerts)
         if assistant.knowledge is None:
             knowledge_task = asyncio.create_task(_open_knowledge())
         if monitor is not None:
@@ -206,7 +234,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         try:
             assistant.backend = await anyio.to_thread.run_sync(_startup_backend, app)
             if monitor is not None:
-                watch_outages(assistant.backend, monitor.alerts)
+                watch_backend(assistant.backend, monitor.alerts)
             log.info("model ready: %s", assistant.backend.version)
         except ApplianceError as exc:
             app.state.model_error = exc.message

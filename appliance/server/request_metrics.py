@@ -1,7 +1,7 @@
 """Per-request metrics for /v1: an ASGI middleware times each request and records one event.
 
-Handlers enrich the request's `RequestTrace` (model, cache hit, tokens, first token); retrieval,
-when it lands, sets `trace.retrieval_s`. The event goes to the monitor's in-memory buffer only.
+Handlers enrich the request's `RequestTrace` (model, cache hit, tokens, first token, and the
+retrieval time the answer reports). The event goes to the monitor's in-memory buffer only.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class RequestTrace:
         self.response_id = response_id
         self.stream = stream
         self.cache_hit = answer.from_cache
+        self.retrieval_s = getattr(answer, "retrieval_s", None)
         answer.on_event = self.on_event
 
     def on_event(self, event) -> None:

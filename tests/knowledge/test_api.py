@@ -221,3 +221,31 @@ def test_first_start_ingests_the_sample_once(tmp_path, backend, embedder_dir, mo
     sources = start_and_list()
     assert sources == ["gr.md", "pay.txt"]  # only an empty data dir gets the sample
 
+
+
+def test_request_metrics_record_the_retrieval_time(tmp_path, embedder_dir, backend, sample_kb):
+    settings = make_settings(tmp_path / "data", embedder_dir)
+    settings.monitoring.golden_interval_hours = 0
+    app = create_app(settings, backend=LentBackend(backend), knowledge=sample_kb)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        def ask(content: str, **extra) -> str:
+            response = http.post("/v1/chat/completions", json={
+                "model": "default", "max_tokens": 8, "temperature": 0,
+                "messages": [{"role": "user", "content": content}], **extra})
+            assert response.status_code == 200
+            return response.json()["id"]
+
+        grounded = ask("What is the pay rate for overtime work?")
+        nothing = ask("What is the boiling point of mercury on Mars?")
+        plain = ask("Say hello.", rag=False)
+        monitor = app.state.monitor
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            monitor.collector.flush()
+            rows = {r["response_id"]: r for r in monitor.store.db.query("SELECT * FROM requests")}
+            if len(rows) == 3:
+                break
+            time.sleep(0.05)
+    assert rows[grounded]["retrieval_s"] > 0 and rows[nothing]["retrieval_s"] > 0
+    assert rows[grounded]["retrieval_s"] < rows[grounded]["latency_s"]
+    assert rows[plain]["retrieval_s"] is None
