@@ -108,10 +108,10 @@ def free_port() -> int:
 class LiveServer:
     """The real app under uvicorn on a loopback port, in a background thread."""
 
-    def __init__(self, app):
+    def __init__(self, app, port: int | None = None):
         import uvicorn
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = app
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
@@ -186,7 +186,8 @@ def live_server():
     servers = []
 
     def start(settings: Settings, backend=None, **app_options) -> LiveServer:
-        server = LiveServer(create_app(settings, backend, **app_options)).__enter__()
+        settings.server.port = free_port()  # what the server publishes in its data folder
+        server = LiveServer(create_app(settings, backend, **app_options), settings.server.port).__enter__()
         servers.append(server)
         return server
 

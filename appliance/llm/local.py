@@ -49,10 +49,10 @@ class LocalBackend(LLMBackend):
         self.path: Path = resolve_model_path(
             settings.model_path, bundled_type=settings.bundled_model_type, cache_dir=cache_dir
         )
-        # A registry version (name/version) is immutable, checksum-verified, so it can be the label.
-        self._version = version_label or f"{settings.model_id}@{_file_fingerprint(self.path)}"
         self.listeners: list = []
         self.model = Model(self.path)
+        # A registry version (name/version) is immutable, checksum-verified, so it can be the label.
+        self._version = version_label or f"{settings.model_id}@{_file_fingerprint(self.path)}"
         try:
             self.supervisor = EngineSupervisor(self.model, settings, name=self._version,
                                                listeners=self.listeners)

@@ -19,9 +19,11 @@ from appliance import __version__
 from appliance.accounts import Accounts
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
+from appliance.datafolder import DataFolderLock
 from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
 from appliance.monitoring.monitor import Monitor
+from appliance.remote import connect_url
 from appliance.server.accounts import AdminController, AuthController
 from appliance.server.auth import (
     CREDENTIALS,
@@ -169,12 +171,28 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     monitor = Monitor(settings, assistant) if settings.monitoring.enabled else None
     state = State({"settings": settings, "assistant": assistant, "model_error": None,
                    "monitor": monitor, "accounts": None, "local_principal": None,
+                   "data_folder": None, "local_token": None,
                    "knowledge_status": "ready" if knowledge is not None else "opening"})
     holder: dict = {}  # the release manager opens in the lifespan, where the data dir exists
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
+        # One writer per data folder: this server, until it stops (a command that holds the
+        # folder now is waited for; another server is refused).
+        folder = state.data_folder = DataFolderLock(settings.resolved_data_dir())
+        await anyio.to_thread.run_sync(lambda: folder.acquire(
+            "server", command="appliance serve", wait_for_commands=True))
+        try:
+            state.local_token = folder.issue_token()
+            folder.publish_url(connect_url(settings.server.host, settings.server.port))
+            async with _serving(app):
+                yield
+        finally:
+            folder.release()
+
+    @asynccontextmanager
+    async def _serving(app: Litestar) -> AsyncIterator[None]:
         accounts = await anyio.to_thread.run_sync(open_accounts, settings, state)
         from appliance.releases import ReleaseManager
         from appliance.releases.backends import backend_factory
