@@ -195,6 +195,51 @@ def _search_here(settings, query, k, groups, mode):
             kb.close()
 
 
+@main.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The backup file to write (.tar.gz).")
+@click.option("--with-models", is_flag=True,
+              help="Copy the model files too (by default they are referenced by their checksums).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="The appliance's data folder.")
+def backup(out, with_models, config_path, data_dir) -> None:
+    """Back up the data folder (safe while the appliance serves): databases, indexes, settings,
+    model manifests."""
+    from appliance.backup import create_backup
+
+    try:
+        report = create_backup(_load(config_path, data_dir), Path(out), with_models=with_models,
+                               config_path=config_path)
+    except ApplianceError as exc:
+        _fail(exc)
+    click.echo(f"Wrote {report.path}: {report.summary()}.")
+    if not with_models and report.models:
+        click.echo("Model files are referenced by checksum; keep them, or back up with --with-models.")
+
+
+@main.command()
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="The empty data folder to restore into.")
+def restore(archive, config_path, data_dir) -> None:
+    """Restore a backup onto an empty data folder; then start the appliance on it."""
+    from appliance.backup import restore_backup
+
+    try:
+        report = restore_backup(Path(archive), _load(config_path, data_dir).resolved_data_dir())
+    except ApplianceError as exc:
+        _fail(exc)
+    click.echo(f"Restored {len(report.databases)} databases and {report.files} files into "
+               f"{report.data_dir} in {report.seconds:.1f} s.")
+    click.echo(f"The settings of the backed-up appliance are in {report.settings_dir}; compare them "
+               "with this one's.")
+    for missing in report.missing_models:
+        click.secho(f"  missing model file: {missing}", fg="yellow", err=True)
+    if report.missing_models:
+        click.secho("Copy the model files back (their checksums must match), or import the versions "
+                    "again; the appliance serves the configured model meanwhile.", fg="yellow", err=True)
+
+
 @main.group()
 def settings() -> None:
     """Inspect the appliance's settings."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
@@ -339,6 +339,29 @@ class AuthSettings(Section):
     )
 
 
+def _crontab(value: str) -> str:
+    if value:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a crontab expression such as '30 2 * * *' ({exc})") from exc
+    return value
+
+
+class BackupSettings(Section):
+    schedule: Annotated[str, AfterValidator(_crontab)] = Field(
+        "", description="Crontab (min hour day month weekday) of automatic backups while the server "
+        "runs, e.g. '30 2 * * *'; empty turns them off."
+    )
+    dir: str = Field("", description="Folder of automatic backups; empty means <data_dir>/backups.")
+    keep: int = Field(7, ge=1, description="Automatic backups kept; older ones are deleted.")
+    with_models: bool = Field(
+        False, description="Copy model files into automatic backups too (else they are referenced by checksum)."
+    )
+
+
 class Settings(BaseSettings):
     """Everything the appliance can be told; see docs/configuration.md."""
 
@@ -360,6 +383,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @classmethod
     def settings_customise_sources(

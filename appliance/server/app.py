@@ -163,6 +163,26 @@ async def housekeeping(accounts: Accounts) -> None:
                      accounts.settings.audit_retention_days)
 
 
+async def scheduled_backups(settings: Settings) -> None:
+    """Back up on `backup.schedule`, keeping the newest `backup.keep`, until cancelled."""
+    from datetime import datetime
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    from appliance.backup import scheduled_backup
+
+    trigger = CronTrigger.from_crontab(settings.backup.schedule)
+    while True:
+        now = datetime.now().astimezone()
+        fire = trigger.get_next_fire_time(None, now)
+        await asyncio.sleep(max(0.0, (fire - now).total_seconds()))
+        try:
+            report = await anyio.to_thread.run_sync(scheduled_backup, settings)
+            log.info("scheduled backup written: %s (%s)", report.path, report.summary())
+        except Exception:  # a full disk tonight must not end tomorrow's backup
+            log.exception("scheduled backup failed; the next one runs as scheduled")
+
+
 def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowledge=None) -> Litestar:
     """Build the app. Without `backend`, the model loads in the background after start-up;
     without `knowledge`, the knowledge base opens (and on first start ingests) in the background."""
@@ -206,6 +226,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
         releases.start()
         cleaner = asyncio.create_task(housekeeping(accounts), name="accounts housekeeping")
+        backups = asyncio.create_task(scheduled_backups(settings), name="scheduled backups") \
+            if settings.backup.schedule else None
         loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
@@ -219,6 +241,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             yield
         finally:
             cleaner.cancel()
+            if backups is not None:
+                backups.cancel()
             if loader is not None and not loader.done():
                 loader.cancel()
             await releases.stop()
