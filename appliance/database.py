@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlite_utils
 
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, DiskFull
 
 BUSY_TIMEOUT_MS = 30_000
 _write_locks: dict[str, threading.Lock] = {}
@@ -131,7 +131,7 @@ class Database:
         if conn.in_transaction:
             yield conn
             return
-        with self._lock:
+        with self._lock, self._disk_full_explained():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -140,6 +140,16 @@ class Database:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    @contextmanager
+    def _disk_full_explained(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc):
+                raise
+            raise DiskFull(f"The disk holding {self.path} is full, so this change was not saved "
+                           "(everything saved before is intact); free space, then retry.") from exc
 
     atomic = write  # what sqlite-utils callers (and its own helpers) use
 

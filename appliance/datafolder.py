@@ -81,9 +81,14 @@ class DataFolderLock:
     def acquire(self, kind: str, *, command: str = "", wait_for_commands: bool = False) -> None:
         """Take the lock or raise FolderBusy naming the holder. A server (`wait_for_commands`)
         waits for a command that holds it to finish, and refuses only another server."""
-        self.run.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run, 0o700)
-        fd = os.open(self.run / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.run.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.run, 0o700)
+            fd = os.open(self.run / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except PermissionError:
+            raise FolderBusy(f"This user may not write the data folder {self.data_dir} (it belongs "
+                             "to the appliance's service user); run the command as that user, e.g. "
+                             "`sudo -u erp-appliance appliance ...`.") from None
         last_log = 0.0
         unknown_until = time.monotonic() + 2.0
         while True:
@@ -152,6 +157,10 @@ def is_locked(data_dir: Path) -> bool:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
+    except PermissionError:
+        raise FolderBusy(f"This user may not open the data folder {data_dir} (it belongs to the "
+                         "appliance's service user); run the command as that user, e.g. "
+                         "`sudo -u erp-appliance appliance ...`.") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -85,6 +85,13 @@ class EngineFailed(ApplianceError):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
+class DiskFull(ApplianceError):
+    """A write found the disk full; what was committed before stays intact."""
+
+    status = 507
+    code = "disk_full"
+
+
 class ModelLoadError(ApplianceError):
     code = "model_load_failed"
 

@@ -18,7 +18,14 @@ from typing import Any
 
 import httpx
 
-from appliance.datafolder import DataFolderLock, FolderBusy, Holder, busy_message, local_token, read_holder
+from appliance.datafolder import (
+    DataFolderLock,
+    FolderBusy,
+    Holder,
+    busy_message,
+    local_token,
+    read_holder,
+)
 from appliance.errors import ApplianceError
 from appliance.settings import Settings
 

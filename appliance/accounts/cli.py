@@ -24,6 +24,7 @@ from appliance.errors import ApplianceError
 from appliance.remote import find_server
 from appliance.settings import load_settings
 
+
 def _remember_api_key(ctx: click.Context, _param, value: str | None) -> None:
     ctx.meta["api_key"] = value
 

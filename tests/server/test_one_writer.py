@@ -4,18 +4,12 @@ folder act through it (with its local admin token, auth on), and a second server
 from __future__ import annotations
 
 import getpass
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from appliance.datafolder import local_token
-from tests.conftest import free_port
+from tests.conftest import ApplianceProcess, free_port
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -23,66 +17,12 @@ NEW_DOC = ("# Forklift inspection\n\nEvery forklift in the Busan warehouse is in
            "Monday before the first shift; the checklist code is FLK-204.\n")
 
 
-class Appliance:
-    """`appliance serve` on a data folder, in its own process (auth on)."""
-
-    def __init__(self, data_dir: Path, model_path: str, embedder_dir: Path):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "APPLIANCE_AUTH__ENABLED": "true",
-                    "APPLIANCE_ENGINE__MODEL_PATH": model_path, "APPLIANCE_ENGINE__SLOTS": "2",
-                    "APPLIANCE_ENGINE__MAX_REQUEST_TOKENS": "512",
-                    "APPLIANCE_KNOWLEDGE__EMBEDDER_PATH": str(embedder_dir),
-                    "APPLIANCE_KNOWLEDGE__INGEST_SAMPLE_ON_FIRST_START": "false",
-                    "APPLIANCE_MONITORING__GOLDEN_INTERVAL_HOURS": "0"}
-        self.proc: subprocess.Popen | None = None
-        self.log_path = data_dir.parent / f"serve-{self.port}.log"
-
-    def start(self) -> Appliance:
-        self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.cli("serve", "--port", str(self.port)), env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()
-            try:
-                body = httpx.get(f"{self.url}/ready", timeout=5).json()
-                if body.get("status") == "ready" and body["retrieval"]["status"] == "ready":
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"the server did not become ready:\n{self.output()}")
-
-    def cli(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "appliance.cli", *args, "--data-dir", str(self.data_dir)]
-
-    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(self.cli(*args), env=self.env, input=stdin, capture_output=True,
-                              text=True, timeout=300)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None:
-            self.log.close()
-
-
 @pytest.fixture
 def appliance(tmp_path, model_path, embedder_dir):
     made = []
 
-    def start() -> Appliance:
-        server = Appliance(tmp_path / "data", model_path, embedder_dir).start()
+    def start() -> ApplianceProcess:
+        server = ApplianceProcess(tmp_path / "data", model_path, embedder_dir).start()
         made.append(server)
         return server
 
@@ -141,7 +81,7 @@ def test_commands_act_through_the_running_server(appliance, tmp_path):
 
 def test_without_a_server_commands_hold_the_folder_themselves(tmp_path, model_path, embedder_dir):
     data = tmp_path / "data"
-    idle = Appliance(data, model_path, embedder_dir)
+    idle = ApplianceProcess(data, model_path, embedder_dir)
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "forklift.md").write_text(NEW_DOC)
