@@ -142,8 +142,14 @@ def find_server(data_dir: Path, api_key: str | None = None) -> RunningServer | N
             "read its local admin token (run/admin-token): run the command as the service user "
             "(sudo -u erp-appliance ...), or pass an admin's API key with --api-key or "
             "$APPLIANCE_API_KEY.")
-    url = holder.url
-    return RunningServer(url, credential, holder)
+    deadline = time.monotonic() + 5
+    while not holder.url and time.monotonic() < deadline:  # it took the folder a moment ago
+        time.sleep(0.05)
+        holder = read_holder(data_dir, attempts=10) or holder
+    if not holder.url:
+        raise ApplianceError(f"{holder.describe().capitalize()} holds the data folder {data_dir} but "
+                             "has not said where it listens; check its log, or stop it.")
+    return RunningServer(holder.url, credential, holder)
 
 
 @contextmanager
