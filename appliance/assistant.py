@@ -1,6 +1,7 @@
-"""The answer service: response cache, retrieval and grounding in front of the LLM backend.
+"""The answer service: response cache, the retrieval query, retrieval, evidence selection, and
+then a quoted (extractive) or a generated-and-verified answer from the LLM backend.
 
-HTTP and CLI stay thin over it.
+HTTP and CLI stay thin over it; how answers are made lives in appliance/answers/.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ from dataclasses import asdict, dataclass, replace
 
 import anyio
 
+from appliance.answers import modes as answer_modes
+from appliance.answers.compose import compose, no_answer
+from appliance.answers.evidence import Evidence, EvidenceSelector
+from appliance.answers.generation import VerifiedGeneration
+from appliance.answers.prompt import evidence_block, evidence_messages
+from appliance.answers.query import RetrievalQuery, conversation_query, question_of
+from appliance.answers.verify import Verifier
 from appliance.cache import CachedResponse, ResponseCache, cache_key
 from appliance.errors import ApplianceError, ModelNotFound, NotReady
-from appliance.knowledge.grounding import grounded_messages, no_answer, question_of
+from appliance.knowledge.retrieval import Hit, snippet
 from appliance.llm.base import Event, Finished, Generation, GenerationRequest, LLMBackend, TextDelta
-from appliance.settings import KnowledgeSettings
+from appliance.settings import AnswerSettings, KnowledgeSettings
 
 MODEL_ALIASES = ("default",)
 log = logging.getLogger(__name__)
@@ -41,7 +49,7 @@ class AnswerStream:
 
     def __init__(self, *, generation: Generation | None = None, cached: CachedResponse | None = None,
                  on_complete=None, from_cache: bool | None = None, on_outcome=None,
-                 served_by: str = ""):
+                 served_by: str = "", grounding: dict | None = None):
         self._generation = generation
         self.served_by = served_by  # the model version that produced these events
         self.cached = cached
@@ -49,24 +57,49 @@ class AnswerStream:
         self._on_complete = on_complete
         self._on_outcome = on_outcome
         self.prompt_tokens = cached.prompt_tokens if cached else generation.prompt_tokens
-        extra = cached.extra if cached else {}
-        # Grounding: the sources cited, whether the answer rests on them, and why not.
-        self.sources: list[dict] | None = extra.get("sources")
-        self.grounded: bool | None = extra.get("grounded")
-        self.notice: str | None = extra.get("notice")
-        self.retrieval_s: float | None = None  # seconds this answer spent retrieving, if it did
+        # Grounding: sources, whether the answer rests on them, how it was made (extension fields).
+        self.extra: dict = dict(cached.extra if cached else grounding or {})
+        self.passages: list[str] = self.extra.pop("passages", [])  # what retrieval gave (scoring)
+        retrieval = self.extra.pop("retrieval_seconds", None)
+        # A replayed answer searched nothing now: the cached figure belongs to the first answer.
+        self.retrieval_seconds: float | None = None if self.from_cache else retrieval
         # Sees every event and any error raised mid-answer (request metrics set it).
         self.on_event: Callable[[Event | ApplianceError], None] | None = None
 
     @property
+    def sources(self) -> list[dict] | None:
+        return self.extra.get("sources")
+
+    @property
+    def grounded(self) -> bool | None:
+        return self.extra.get("grounded")
+
+    @property
+    def answer_mode(self) -> str | None:
+        verified = self._generation if isinstance(self._generation, VerifiedGeneration) else None
+        if verified is not None and verified.answer_mode:
+            return verified.answer_mode
+        return self.extra.get("answer_mode")
+
+    @property
     def grounding(self) -> dict:
-        """Extension fields for responses; empty for plain (rag: false) answers."""
-        if self.sources is None and self.grounded is None:
+        """Extension fields known before the answer streams; empty for plain (rag: false) answers."""
+        if "sources" not in self.extra and "grounded" not in self.extra:
             return {}
-        body = {"sources": self.sources or [], "grounded": bool(self.grounded)}
-        if self.notice:
-            body["retrieval_notice"] = self.notice
+        body = {"sources": self.extra.get("sources") or [], "grounded": bool(self.extra.get("grounded"))}
+        for name in ("retrieval_notice", "retrieval_query", "answer_mode", "support", "removed"):
+            if self.extra.get(name) is not None:
+                body[name] = self.extra[name]
         return body
+
+    @property
+    def outcome(self) -> dict:
+        """Extension fields known once the answer ended: how a generated answer was verified."""
+        verified = self._generation if isinstance(self._generation, VerifiedGeneration) else None
+        if verified is None or verified.answer_mode is None:
+            return {}
+        return {"answer_mode": verified.answer_mode, "support": round(verified.support, 3),
+                "removed": verified.removed}
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         try:
@@ -85,7 +118,7 @@ class AnswerStream:
                 yield TextDelta(self.cached.text)
             yield Finished(
                 self.cached.finish_reason, self.cached.prompt_tokens, self.cached.completion_tokens,
-                {"cache_hit": 1.0},
+                {"cache_hit": 1.0} if self.from_cache else {},
             )
             return
         parts: list[str] = []
@@ -95,7 +128,7 @@ class AnswerStream:
                     parts.append(event.text)
                 else:
                     if self._on_complete and event.finish_reason in ("stop", "length"):
-                        self._on_complete("".join(parts), event)
+                        self._on_complete("".join(parts), event, self.outcome)
                     if self._on_outcome and event.finish_reason != "cancelled":
                         self._on_outcome(None)
                 yield event
@@ -109,13 +142,28 @@ class AnswerStream:
             self._generation.cancel()
 
 
+@dataclass
+class _Grounding:
+    """What retrieval and evidence selection found for one question."""
+
+    query: RetrievalQuery
+    hits: list[Hit]
+    evidence: Evidence
+    seconds: float
+
+
 class Assistant:
     def __init__(self, backend: LLMBackend | None, cache: ResponseCache, *,
-                 knowledge=None, knowledge_settings: KnowledgeSettings | None = None):
+                 knowledge=None, knowledge_settings: KnowledgeSettings | None = None,
+                 answer_settings: AnswerSettings | None = None,
+                 figures: Callable[[str], dict | None] | None = None):
         self.backend = backend
         self.cache = cache
         self.knowledge = knowledge  # a KnowledgeBase once it is open; None while unavailable
         self.knowledge_settings = knowledge_settings or KnowledgeSettings()
+        self.answer_settings = answer_settings or AnswerSettings()
+        # The golden figures of a model version ({"ko": {"extractive": {...}, ...}}), for auto mode.
+        self.figures: Callable[[str], dict | None] = figures or (lambda version: None)
         self.knowledge_error: str | None = None
         self.observers: list[Observer] = []  # called with every answer's RequestOutcome
 
@@ -146,12 +194,20 @@ class Assistant:
         """None means the default groups; an empty list is a caller in no group, who sees nothing."""
         return sorted(set(groups)) if groups is not None else list(self.knowledge_settings.default_groups)
 
+    def modes(self, version: str | None = None) -> dict[str, str]:
+        """The answer mode each language gets with `version` (the serving one by default)."""
+        if version is None:
+            version = self.backend.version if self.backend is not None else ""
+        return answer_modes.summary(self.figures(version), self.answer_settings.mode)
+
     async def answer(self, request: GenerationRequest, *, scope: str = "",
-                     groups: Sequence[str] | None = None, rag: bool | None = None) -> AnswerStream:
+                     groups: Sequence[str] | None = None, rag: bool | None = None,
+                     mode: str | None = None, use_cache: bool = True) -> AnswerStream:
         """Start an answer; raises (queue full, too long, not ready) before any event is produced.
 
         Chat requests are grounded in the knowledge base unless `rag` is False; `groups` are the
         caller's access groups (None: the default groups), and with `scope` they key the cache.
+        `mode` overrides answers.mode (the golden runs score both).
         """
         backend = self.require_backend()
         original = request
@@ -160,9 +216,10 @@ class Assistant:
         groups = self.caller_groups(groups)
         kb = self.knowledge
         key = None
-        if request.params.deterministic and self.cache.enabled:
+        if use_cache and request.params.deterministic and self.cache.enabled:
             key = cache_key(
-                {**_normalized(request), "rag": use_rag}, model_version=backend.version,
+                {**_normalized(request), "rag": use_rag, "mode": mode or self.answer_settings.mode},
+                model_version=backend.version,
                 kb_version=kb.version if use_rag and kb is not None else "",
                 scope=f"{scope}|{','.join(groups)}" if use_rag else scope,
             )
@@ -170,17 +227,28 @@ class Assistant:
             if hit is not None:
                 return AnswerStream(cached=hit, served_by=backend.version)
         grounding: dict = {}
-        retrieval_s: float | None = None
+        verify = None
         if use_rag:
-            request, grounding = await self._ground(request, backend, groups)
-            retrieval_s = grounding.pop("retrieval_s", None)
-            if request is None:  # nothing relevant: say so rather than let the model invent
-                reply = CachedResponse(grounding.pop("text"), "stop", 0, 0, grounding)
-                if key:
-                    self.cache.put(key, reply)
-                stream = AnswerStream(cached=reply, from_cache=False, served_by=backend.version)
-                stream.retrieval_s = retrieval_s
-                return stream
+            if kb is None:
+                notice = self.knowledge_error or "The knowledge base is still opening."
+                grounding = {"sources": [], "grounded": False,
+                             "retrieval_notice": f"Answered without the knowledge base: {notice}"}
+            else:
+                found = await anyio.to_thread.run_sync(self._ground, request, groups)
+                grounding = self._extra(found)
+                language = "ko" if found.evidence.korean else "en"
+                chosen = answer_modes.choose(mode or self.answer_settings.mode, language,
+                                             self.figures(backend.version))
+                if not found.evidence.answers(self.answer_settings.min_support):
+                    # Nothing relevant: say so rather than quote or invent something unrelated.
+                    grounding.update(sources=[], grounded=False,
+                                     retrieval_notice="Nothing relevant was found in the knowledge base.")
+                    return self._finished(no_answer(found.query.question), grounding, key, backend)
+                if chosen == answer_modes.EXTRACTIVE:
+                    grounding["answer_mode"] = answer_modes.EXTRACTIVE
+                    grounding["support"] = round(found.evidence.support, 3)
+                    return self._finished(compose(found.evidence), grounding, key, backend)
+                request, verify = self._generative(request, found)
         started_at, started = time.time(), time.perf_counter()
         try:
             generation = await backend.start(request)
@@ -188,61 +256,86 @@ class Assistant:
             if self.backend is backend or self.backend is None:
                 raise
             # A swap closed this backend between our lookup and start(): the new one answers.
-            return await self.answer(original, scope=scope, groups=groups, rag=rag)
+            return await self.answer(original, scope=scope, groups=groups, rag=rag, mode=mode,
+                                     use_cache=use_cache)
         except ApplianceError as exc:
             self._observe(backend.version, started_at, started, exc)
             raise
-        served_by = getattr(generation, "served_by", backend.version)
+        served_by = getattr(generation, "served_by", None) or backend.version
         if served_by != backend.version:
             key = None  # a fallback answered: never cache it as the primary model's answer
+        if verify is not None:
+            generation = verify(generation)
 
-        def store(text: str, finished: Finished) -> None:
-            self.cache.put(
-                key,
-                CachedResponse(text, finished.finish_reason, finished.prompt_tokens,
-                               finished.completion_tokens, grounding),
-            )
+        def store(text: str, finished: Finished, outcome: dict) -> None:
+            self.cache.put(key, CachedResponse(text, finished.finish_reason, finished.prompt_tokens,
+                                               finished.completion_tokens, {**grounding, **outcome}))
 
         def outcome(error: ApplianceError | None) -> None:
             self._observe(served_by, started_at, started, error)
 
-        stream = AnswerStream(generation=generation, on_complete=store if key else None,
-                              on_outcome=outcome if self.observers else None, served_by=served_by)
-        stream.sources = grounding.get("sources")
-        stream.grounded = grounding.get("grounded")
-        stream.notice = grounding.get("notice")
-        stream.retrieval_s = retrieval_s
-        return stream
+        return AnswerStream(generation=generation, on_complete=store if key else None,
+                            on_outcome=outcome if self.observers else None, served_by=served_by,
+                            grounding=grounding)
 
-    async def _ground(self, request: GenerationRequest, backend: LLMBackend,
-                      groups: list[str]) -> tuple[GenerationRequest | None, dict]:
+    def _finished(self, text: str, grounding: dict, key: str | None, backend: LLMBackend) -> AnswerStream:
+        """An answer made without the model (quoted, or "nothing found"): complete at once."""
+        reply = CachedResponse(text, "stop", 0, backend.count_tokens(text) if text else 0, grounding)
+        if key:
+            self.cache.put(key, reply)
+        return AnswerStream(cached=reply, from_cache=False, served_by=backend.version)
+
+    def _ground(self, request: GenerationRequest, groups: list[str]) -> _Grounding:
+        """Retrieval and evidence selection (blocking: runs on a worker thread)."""
         kb = self.knowledge
-        if kb is None:
-            notice = self.knowledge_error or "The knowledge base is still opening."
-            return request, {"sources": [], "grounded": False,
-                             "notice": f"Answered without the knowledge base: {notice}"}
-        settings = self.knowledge_settings
-        question = question_of(request.messages)
+        settings = self.answer_settings
         started = time.perf_counter()
-        hits = await anyio.to_thread.run_sync(
-            lambda: kb.search(question, settings.top_k, groups=groups)
-        )
-        hits = [h for h in hits if kb.retriever.relevant(h, question)]
-        retrieval_s = time.perf_counter() - started
-        if not hits:
-            return None, {"text": no_answer(question), "sources": [], "grounded": False,
-                          "notice": "Nothing relevant was found in the knowledge base.",
-                          "retrieval_s": retrieval_s}
-        reserve = request.params.max_tokens or settings.answer_reserve_tokens
-        budget = backend.context_limit - reserve
-        messages, used = await anyio.to_thread.run_sync(
-            lambda: grounded_messages(request.messages, hits, budget=budget,
-                                      count=backend.count_tokens)
-        )
-        grounded_request = replace(request, messages=tuple(messages))
-        return grounded_request, {"sources": [h.source() for h in used], "grounded": bool(used),
-                                  "retrieval_s": retrieval_s}
+        if settings.follow_ups:
+            query = conversation_query(request.messages, kb.analyzer)
+        else:
+            question = question_of(request.messages)
+            query = RetrievalQuery(question, question)
+        hits = kb.search(query.text, self.knowledge_settings.top_k, groups=groups)
+        selector = EvidenceSelector(
+            kb.analyzer, idf=kb.keywords.idf, unseen_idf=kb.keywords.unseen_idf,
+            glossary=kb.retriever.glossary, next_passage=lambda i: kb.next_passage(i, groups),
+            budget_tokens=settings.evidence_tokens, max_quotes=settings.max_quotes)
+        evidence = selector.select(query.question, hits, context=query.earlier)
+        return _Grounding(query, hits, evidence, time.perf_counter() - started)
 
+    @staticmethod
+    def _extra(found: _Grounding) -> dict:
+        evidence = found.evidence
+        sources = []
+        for i, hit in enumerate(evidence.sources):
+            source = hit.source()
+            source["snippet"] = snippet(" ".join(evidence.texts_of(i))) or source["snippet"]
+            source["spans"] = [list(r) for r in evidence.spans_of(i)]
+            sources.append(source)
+        extra = {"sources": sources, "grounded": bool(sources),
+                 "passages": [h.text for h in found.hits], "retrieval_seconds": found.seconds}
+        if found.query.carried:
+            extra["retrieval_query"] = found.query.text
+        return extra
+
+    def _generative(self, request: GenerationRequest, found: _Grounding):
+        """The request with the evidence prompt, and how to wrap its generation for verification."""
+        settings = self.answer_settings
+        evidence = found.evidence
+        params = replace(
+            request.params,
+            dry_multiplier=max(request.params.dry_multiplier, settings.dry_multiplier),
+            max_tokens=request.params.max_tokens or settings.max_answer_tokens)
+        grounded = replace(request, params=params, messages=tuple(evidence_messages(request.messages, evidence)))
+        fallback = compose(evidence)
+        block = evidence_block(evidence)
+
+        def verify(generation: Generation) -> VerifiedGeneration:
+            verifier = Verifier(block, found.query.question, settings.verify_support)
+            return VerifiedGeneration(generation, verifier, fallback,
+                                      min_support=settings.min_generated_support)
+
+        return grounded, verify
 
     def _observe(self, version: str, at: float, started: float, error: ApplianceError | None) -> None:
         if not self.observers or (error is not None and error.status < 500):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -100,6 +101,49 @@ def ingest(paths, groups, config_path, data_dir, api_key) -> None:
                f"{report.chunks} chunks in {report.seconds:.1f} s")
     for source, reason in report.failed:
         click.secho(f"  skipped {source}: {reason}", fg="yellow", err=True)
+    for source, message in report.warnings:
+        click.secho(f"  warning {source}: {message}", fg="yellow", err=True)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder for databases and indexes.")
+def rechunk(config_path, data_dir) -> None:
+    """Cut every document again whose chunks an older chunker (or other chunk settings) cut.
+
+    The server does this on its own at start; this runs it now, in the foreground. Stopped
+    midway, the next run (or start) resumes where it stopped."""
+    from rich.progress import Progress
+
+    from appliance.datafolder import DataFolderLock, FolderBusy, read_holder
+    from appliance.knowledge.knowledge_base import KnowledgeBase
+
+    try:
+        settings = _load(config_path, data_dir)
+        holder = read_holder(settings.resolved_data_dir())
+        if holder is not None and holder.kind == "server":
+            raise FolderBusy(f"{holder.describe().capitalize()} serves this data folder; it re-chunks "
+                             "on its own at start (GET /api/status shows the progress).")
+        lock = DataFolderLock(settings.resolved_data_dir())
+        lock.acquire("command", command="appliance rechunk")
+        click.get_current_context().call_on_close(lock.release)
+        kb = KnowledgeBase.open(settings)
+    except ApplianceError as exc:
+        _fail(exc)
+    try:
+        job = kb.begin_rechunk()
+        if job is None:
+            click.echo(f"Every document is cut by {kb.ingestor.chunker} already; nothing to do.")
+            return
+        with Progress(transient=False) as bar:
+            task = bar.add_task("Re-chunking", total=job.total)
+            job.run(kb, progress=lambda j: bar.update(task, completed=j.done))
+    except ApplianceError as exc:
+        _fail(exc)
+    finally:
+        kb.close()
+    click.echo(f"{job.total} documents re-chunked with {job.chunker}: {job.chunks_before} chunks "
+               f"became {job.chunks_after} in {time.time() - job.started:.1f} s")
 
 
 def _ingest_here(settings, paths, groups, progress):
@@ -136,6 +180,7 @@ def _ingest_through(server, files, groups, progress):
         form = {"groups": ",".join(groups)} if groups else {}
         body = server.call("POST", "/api/documents", files={"file": (source, data)}, data=form)
         for result in body["results"]:
+            report.warnings += [(source, message) for message in result.get("warnings") or []]
             if result["status"] == "failed":
                 report.failed.append((source, result["reason"]))
             else:
@@ -405,9 +450,12 @@ def alerts(config_path, data_dir, state, limit, as_json) -> None:
         if delivered:
             click.echo(f"    notified: {'; '.join(h['detail'] for h in delivered[-3:])}")
 from appliance.accounts.cli import audit, keys, users  # noqa: E402  (command groups of their own modules)
+from appliance.accounts.export_cli import export  # noqa: E402
+from appliance.accounts.quota_cli import quotas  # noqa: E402
+from appliance.knowledge.cli import sources  # noqa: E402
 from appliance.releases.cli import models  # noqa: E402
 
-for command in (models, users, keys, audit):
+for command in (models, users, keys, audit, quotas, export, sources):
     main.add_command(command)
 
 

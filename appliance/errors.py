@@ -126,3 +126,10 @@ class TooManyLogins(ApplianceError):
     def __init__(self, retry_after: int):
         super().__init__(f"Too many failed logins; try again in {retry_after} s or ask an admin to "
                          "reset the password.", headers={"Retry-After": str(retry_after)})
+
+
+class DirectoryUnavailable(ApplianceError):
+    """The LDAP directory could not answer (unreachable, TLS, service account, settings)."""
+
+    status = 503
+    code = "directory_unavailable"

@@ -6,8 +6,18 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appliance.errors import ConfigError
@@ -60,6 +70,10 @@ class EngineSettings(Section):
         512, ge=32, description="Most tokens (prefill chunks plus decodes) in one decode step."
     )
     threads: int = Field(0, ge=0, description="CPU threads for llama.cpp; 0 means all cores.")
+    cpu_extra_buffers: bool = Field(
+        False, description="Let llama.cpp use its extra CPU weight layouts (AMX tiles, repacked "
+        "quantizations); off by default because the AMX path crashes on some Sapphire Rapids VMs."
+    )
     admission_window_ms: float = Field(
         100.0, ge=0, description="Longest wait to gather a batch when the engine is idle."
     )
@@ -119,6 +133,40 @@ class CacheSettings(Section):
     ttl_seconds: float = Field(3600.0, gt=0, description="How long a cached response stays valid.")
 
 
+class SourceSettings(BaseModel):
+    """One watched folder: its files are ingested on a schedule with these access groups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                      description="Stable name: documents record it, and their names start with it.")
+    path: str = Field(description="Folder to watch, e.g. a mounted SMB or NFS share.")
+    groups: list[str] = Field(default_factory=list, description="Access groups of its documents; "
+                              "empty means knowledge.default_groups.")
+    cron: str = Field("", description="Crontab (min hour day month weekday) of its runs, in "
+                      "releases.timezone; empty means every interval_minutes.")
+    interval_minutes: float = Field(60.0, ge=0, description="Minutes between runs when cron is "
+                                    "empty; 0 runs it only on demand.")
+    exclude: list[str] = Field(default_factory=lambda: ["~$*", "*.tmp", "Thumbs.db"],
+                               description="File name patterns never ingested (Office lock files, ...).")
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        if value.strip():
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value.strip())
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a crontab (minute hour day month weekday, "
+                                 f"e.g. '30 2 * * *'): {exc}") from exc
+        return value.strip()
+
+    def __repr__(self) -> str:  # keeps the settings table in docs/configuration.md readable
+        return f"{self.name}: {self.path}"
+
+
 class KnowledgeSettings(Section):
     enabled: bool = Field(True, description="Answer chat from the knowledge base (retrieval) by default.")
     embedder: str = Field("onnx", description="Embedder implementation; 'onnx' reads an int8 ONNX artifact.")
@@ -138,8 +186,18 @@ class KnowledgeSettings(Section):
         50_000, ge=1, description="Chunks above which FAISS switches from exact search to an IVF index."
     )
     ivf_nprobe: int = Field(16, ge=1, description="IVF lists searched per query (recall vs speed).")
-    chunk_chars: int = Field(900, ge=100, description="Largest chunk, in characters.")
-    chunk_overlap: int = Field(150, ge=0, description="Characters neighbouring chunks share.")
+    chunk_tokens: int = Field(
+        220, ge=40, description="Target passage size in estimated tokens (about 4 Latin characters "
+        "or 1.5 Hangul syllables each); small sections join their neighbours up to it."
+    )
+    chunk_max_tokens: int = Field(
+        380, ge=60, description="Largest passage in estimated tokens; longer sections are sliced "
+        "(tables repeat their header row)."
+    )
+    heading_weight: int = Field(
+        2, ge=0, le=10, description="How many times a passage's title and heading path count in "
+        "the keyword index (a field weight)."
+    )
     top_k: int = Field(4, ge=1, le=50, description="Sources retrieved for a grounded answer.")
     candidates: int = Field(50, ge=1, description="Candidates each of vector and keyword search feed to fusion.")
     rrf_k: int = Field(10, ge=1, description="Reciprocal rank fusion constant; larger flattens rank weights.")
@@ -171,7 +229,71 @@ class KnowledgeSettings(Section):
         True, description="Ingest the bundled sample knowledge base when the data dir has none."
     )
     max_upload_bytes: int = Field(
-        50 * 1024 * 1024, ge=1024, description="Largest document accepted by POST /api/documents."
+        50 * 1024 * 1024, ge=1024, description="Largest document accepted by POST /api/documents "
+        "(and read from a watched source)."
+    )
+    ocr: bool = Field(
+        True, description="Read scanned PDF pages and images (PNG, JPEG, TIFF) with Tesseract when it "
+        "is installed; without it such pages are reported as needing OCR."
+    )
+    ocr_languages: str = Field("kor+eng", description="Tesseract languages, joined with '+'.")
+    ocr_page_mode: int = Field(
+        4, ge=0, le=13, description="Tesseract page segmentation mode (--psm); 4, one column of text, "
+        "keeps Korean lines that automatic layout (3) drops."
+    )
+    ocr_min_confidence: float = Field(
+        70.0, ge=0, le=100, description="A page whose mean OCR word confidence is below this is "
+        "reported as low-confidence in the ingest result (check the scan)."
+    )
+    ocr_timeout_seconds: float = Field(
+        120.0, gt=0, description="Longest OCR of one page; past it the page is left out and reported."
+    )
+    sources: list[SourceSettings] = Field(
+        default_factory=list, description="Watched folders ingested on a schedule (TOML: "
+        "[[knowledge.sources]] tables; see docs/knowledge.md)."
+    )
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> KnowledgeSettings:
+        names = [s.name for s in self.sources]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"knowledge.sources names must be unique; repeated: {', '.join(twice)}")
+        return self
+
+
+class AnswerSettings(Section):
+    mode: Literal["auto", "extractive", "generative"] = Field(
+        "auto", description="How grounded answers are made: 'extractive' quotes the selected evidence, "
+        "'generative' lets the model write from it (verified, falling back to quotes), 'auto' picks per "
+        "language whichever scored better for the serving version on the golden set (quotes until measured)."
+    )
+    evidence_tokens: int = Field(
+        200, ge=40, le=2000, description="Size of the evidence set selected from the retrieved passages "
+        "(estimated tokens): what an extractive answer quotes and what the model is given."
+    )
+    max_quotes: int = Field(3, ge=1, le=10, description="Most separate quotes (passages or sections) in the evidence.")
+    min_support: float = Field(
+        0.25, ge=0, le=1, description="Share of the question's key terms the best evidence span must "
+        "match; below it the appliance says it found nothing instead of quoting something unrelated."
+    )
+    verify_support: float = Field(
+        0.6, ge=0, le=1, description="Share of a generated sentence's content that must occur in the "
+        "evidence for the sentence to be kept (numbers and codes must occur exactly)."
+    )
+    min_generated_support: float = Field(
+        0.5, ge=0, le=1, description="Share of a generated answer that must survive verification; "
+        "below it the quoted evidence is added (or served instead when nothing survived)."
+    )
+    dry_multiplier: float = Field(
+        0.8, ge=0, le=5, description="DRY repetition penalty for generated grounded answers (0 turns it off)."
+    )
+    max_answer_tokens: int = Field(
+        160, ge=16, description="Length limit of a generated grounded answer when the request sets none."
+    )
+    follow_ups: bool = Field(
+        True, description="Complete a follow-up question from the earlier turns of the conversation "
+        "before searching (\"And who approves it?\")."
     )
 
 
@@ -269,7 +391,9 @@ class ReleasesSettings(Section):
     maintenance_cron: str = Field(
         "0 3 * * *", description="Crontab (min hour day month weekday) of the maintenance window for scheduled swaps."
     )
-    timezone: str = Field("UTC", description="Time zone the maintenance window and schedules are read in.")
+    timezone: str = Field(
+        "UTC", description="Time zone the maintenance window, schedules and watched-source crontabs are read in."
+    )
     load_timeout_seconds: float = Field(
         120.0, gt=0, description="Validation: how long the isolated test load of a model may take before it counts as hung."
     )
@@ -308,6 +432,87 @@ class ReleasesSettings(Section):
     )
 
 
+class DirectoryGroup(BaseModel):
+    """Members of a directory group (nested members too) get this role and these access groups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(description="The group's DN, or its cn alone (matches that cn anywhere).")
+    role: Literal["employee", "admin"] = "employee"
+    access_groups: list[str] = Field(default_factory=list, description="Document access groups.")
+
+    def __repr__(self) -> str:  # keeps the settings table in docs/configuration.md readable
+        return f"{self.group} -> {self.role} {self.access_groups}"
+
+
+class DirectorySettings(Section):
+    url: str = Field(
+        "", description="LDAP server: ldaps://host (port 636) or ldap://host (389, upgraded with "
+        "StartTLS); empty turns directory sign-in off."
+    )
+    allow_plain: bool = Field(
+        False, description="With an ldap:// URL, skip StartTLS and send passwords unencrypted: only "
+        "on a network segment you trust, never for Active Directory over a LAN."
+    )
+    ca_file: str = Field(
+        "", description="PEM file of the CA certificates that signed the directory's certificate; "
+        "empty means the system's CAs. The certificate and host name are always verified."
+    )
+    connect_timeout_seconds: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
+    timeout_seconds: float = Field(10.0, gt=0, description="Seconds to wait for any one answer.")
+    bind_dn: str = Field(
+        "", description="Service account that searches for users and groups (a DN, or for Active "
+        "Directory also user@domain); empty means users search as themselves (needs "
+        "user_dn_template)."
+    )
+    bind_password: SecretStr = Field(
+        SecretStr(""), description="The service account's password (prefer "
+        "APPLIANCE_AUTH__DIRECTORY__BIND_PASSWORD)."
+    )
+    user_dn_template: str = Field(
+        "", description="Bind as this DN without searching first, e.g. "
+        "'uid={username},ou=people,dc=example,dc=com' or '{username}@corp.example' (the name is "
+        "escaped); empty means the service account finds the user's DN."
+    )
+    user_search_base: str = Field(
+        "", description="Where users are searched, e.g. 'ou=people,dc=example,dc=com' (required)."
+    )
+    user_filter: str = Field(
+        "(|(uid={username})(sAMAccountName={username}))",
+        description="LDAP filter that finds exactly one user; {username} is replaced by the "
+        "escaped sign-in name. Exclude disabled accounts here (Active Directory: "
+        "(!(userAccountControl:1.2.840.113556.1.4.803:=2))).",
+    )
+    display_name_attribute: str = Field(
+        "displayName", description="Attribute shown as the user's name (cn when it is empty)."
+    )
+    group_search_base: str = Field(
+        "", description="Where groups are searched; empty means user_search_base."
+    )
+    group_filter: str = Field(
+        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))",
+        description="LDAP filter of group entries.",
+    )
+    member_attribute: str = Field(
+        "member", description="Attribute of a group that lists its members' DNs."
+    )
+    nested_groups: Literal["auto", "in_chain", "recursive", "direct"] = Field(
+        "auto", description="How nested groups are resolved: 'in_chain' (Active Directory's "
+        "LDAP_MATCHING_RULE_IN_CHAIN, one search), 'recursive' (follow member links level by level, "
+        "for OpenLDAP and others), 'direct' (no nesting), 'auto' (in_chain on Active Directory, "
+        "else recursive)."
+    )
+    groups: list[DirectoryGroup] = Field(
+        default_factory=list, description="Which directory groups may sign in, with what role and "
+        "access groups (TOML: [[auth.directory.groups]] tables); a user in none of them is refused."
+    )
+    check_minutes: float = Field(
+        15.0, ge=0, description="How often the server re-checks directory users who hold sessions or "
+        "API keys, cutting those removed, disabled or out of every mapped group (needs bind_dn); "
+        "0 checks only at sign-in."
+    )
+
+
 class AuthSettings(Section):
     enabled: bool = Field(
         True, description="Require a session or API key on /v1 and /api; off, every request acts as an "
@@ -337,6 +542,36 @@ class AuthSettings(Section):
         365, ge=0, description="Audit log entries older than this many days are deleted (checked "
         "hourly by the server); 0 keeps them forever."
     )
+    directory: DirectorySettings = Field(default_factory=DirectorySettings)
+
+
+class QuotaSettings(Section):
+    employee_requests_per_minute: int = Field(
+        60, ge=0, description="Requests an employee may send per minute to chat, completions, "
+        "embeddings and search (sessions and keys together); 0: no limit."
+    )
+    employee_tokens_per_day: int = Field(
+        200_000, ge=0, description="Prompt plus completion tokens an employee may use per day; 0: no limit."
+    )
+    admin_requests_per_minute: int = Field(0, ge=0, description="The same per-minute limit for admins; 0: no limit.")
+    admin_tokens_per_day: int = Field(0, ge=0, description="The same daily token limit for admins; 0: no limit.")
+    timezone: str = Field(
+        "UTC", description="Time zone of the quota day (daily tokens reset at its midnight) and of "
+        "the days and times in usage and audit exports, e.g. Asia/Seoul."
+    )
+    flush_seconds: float = Field(
+        1.0, gt=0, description="How often usage counted in memory is written to accounts.db; a "
+        "crash loses at most this much."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone; use a name such as UTC or Asia/Seoul") from None
+        return value
 
 
 def _crontab(value: str) -> str:
@@ -379,10 +614,12 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    answers: AnswerSettings = Field(default_factory=AnswerSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @classmethod
@@ -468,5 +705,7 @@ def settings_markdown() -> str:
     for name, type_name, default, help_text in iter_settings():
         env = ENV_PREFIX + name.upper().replace(".", "__")
         shown = f"`{default}`" if str(default) != "" else '`""`'
+        # A '|' (as in LDAP filters) would end the table cell, even inside backticks.
+        shown, help_text = shown.replace("|", "\\|"), help_text.replace("|", "\\|")
         rows.append(f"| `{name}` | `{env}` | {type_name} | {shown} | {help_text} |")
     return "\n".join(rows) + "\n"

@@ -54,7 +54,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         model = str(resolve_model_path("", bundled_type="q8_0", cache_dir=Path(data_dir) / "models"))
         upstream = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", MODEL,
+            [sys.executable, str(Path(__file__).resolve().parents[1] / "tests" / "llama_server.py"), "--model", model, "--model_alias", MODEL,
              "--host", "127.0.0.1", "--port", "8771", "--n_ctx", "1024", "--verbose", "False"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         env = {**os.environ, "APPLIANCE_LLM__BACKEND": "openai",

@@ -66,9 +66,41 @@ def model_version(models: Path, gguf: Path, name: str, version: str) -> None:
         recipe={"base": "SmolLM2-135M-Instruct", "quantize": "q8_0"}))
 
 
+def scanned_invoice() -> bytes:
+    """A scanned page (text drawn with the Nanum font), for the OCR result of an upload."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype("/usr/share/fonts/truetype/nanum/NanumGothic.ttf", 40)
+    page = Image.new("L", (1600, 520), 255)
+    draw = ImageDraw.Draw(page)
+    for number, line in enumerate(["거래명세서 / Invoice INV-2026-0412",
+                                   "공급가액 4,800,000원, 부가세 480,000원, 합계 5,280,000원",
+                                   "Payment is due within 30 days of receipt (terms NT30)."]):
+        draw.text((80, 120 + number * 72), line, font=font, fill=0)
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def shared_drive(folder: Path) -> Path:
+    """A folder as a mounted file share holds it: sample documents, a scan and a broken file."""
+    from appliance.knowledge.knowledge_base import sample_kb_path
+
+    for name in ("sales/delivery-and-shipping.html", "admin/vpn-remote-access.pdf"):
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample_kb_path() / name, target)
+    (folder / "scans").mkdir()
+    (folder / "scans" / "invoice-0412.png").write_bytes(scanned_invoice())
+    (folder / "scans" / "receipt-copy.pdf").write_bytes(b"%PDF-1.4 cut off during the copy")
+    return folder
+
+
 def settings_for(data: Path, cache: Path):
     from appliance.engine.model import resolve_model_path
-    from appliance.settings import load_settings
+    from appliance.settings import SourceSettings, load_settings
 
     settings = load_settings(data_dir=data)
     settings.auth.enabled = True
@@ -85,6 +117,9 @@ def settings_for(data: Path, cache: Path):
     settings.releases.golden_max_tokens = 24
     settings.releases.max_latency_seconds = 600
     settings.releases.probation_seconds = 0
+    settings.knowledge.sources = [SourceSettings(
+        name="shared-drive", path=str(shared_drive(data.parent / "shared-drive")),
+        groups=["all"], cron="30 2 * * *")]
     return settings
 
 
@@ -192,14 +227,21 @@ def drive(url: str, out: Path) -> None:
         admin.set_input_files("#upload-files", files=[
             {"name": "bonus-pool-2026.md", "mimeType": "text/markdown",
              "buffer": b"# Executive bonus pool 2026\n\nThe CEO approves the pool in March.\n"},
-            {"name": "scanned-invoice.pdf", "mimeType": "application/pdf",
-             "buffer": b"%PDF-1.4 truncated"},
+            {"name": "scanned-invoice.png", "mimeType": "image/png", "buffer": scanned_invoice()},
         ])
-        admin.wait_for_selector(".upload[data-name='scanned-invoice.pdf'] [data-status=failed]")
+        admin.wait_for_selector(".upload[data-name='scanned-invoice.png'] [data-status=added]")
         admin.fill("#search-query", "purchase order release approval")
         admin.press("#search-query", "Enter")
         admin.wait_for_selector("#search-results .result")
         shoot(admin, out / "admin-documents.png")
+
+        sources = admin.locator("#sources-table tr[data-id='shared-drive']")
+        sources.locator("button", has_text="Run now").click()
+        sources.locator(".badge", has_text="Done").wait_for(timeout=ANSWER_TIMEOUT)
+        sources.locator("[data-problems] summary").click()
+        admin.evaluate("document.getElementById('sources').scrollIntoView();"
+                       "window.scrollBy(0, -80)")  # below the sticky top bar
+        shoot(admin, out / "admin-sources.png")
 
         tab(admin, url, "models")
         admin.locator("#versions-table tr[data-id='erp-assistant/1.1.0']").locator(
@@ -222,6 +264,10 @@ def drive(url: str, out: Path) -> None:
         admin.click("#new-key-form button[type=submit]")
         admin.wait_for_selector("#secret-value")
         shoot(admin, out / "admin-keys.png")
+        admin.click("#secret-dialog button[value=ok]")
+        tab(admin, url, "usage")
+        admin.wait_for_selector("#quota-users-table")
+        shoot(admin, out / "admin-usage.png")
         browser.close()
 
 
@@ -256,9 +302,14 @@ def main() -> None:
             former = accounts.create_user("dohyun", "employee-password-3", groups=["all"],
                                           display_name="Choi Dohyun")
             accounts.update_user(former.id, active=False)
-            accounts.create_key(admin.id, "monitoring-export")
+            _, export_key = accounts.create_key(admin.id, "monitoring-export")
             _, old = accounts.create_key(employee.id, "excel-add-in")
             accounts.revoke_key(old.id)
+            _, sync_key = accounts.create_key(employee.id, "erp-sync")
+            quotas = appliance.app.state.quotas
+            quotas.set_override("user", employee.id, None, 300_000)
+            quotas.set_override("key", sync_key.id, 10, 20_000)
+            quotas.set_override("key", export_key.id, 120, None)
             drive(appliance.url, args.out)
         knowledge.close()
 

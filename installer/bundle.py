@@ -203,12 +203,16 @@ def build(
     models: list[str] = (),
     models_dir: Path | None = None,
     version: str | None = None,
-    llama: Path | None = None,
+    llama: str | Path = "portable",
     embedder: Path | None = None,
     refresh: bool = False,
     log=print,
 ) -> BuiltBundle:
-    """Build `erp-appliance-<version>-<platform>.tar.gz` (and its .sha256) in `out`."""
+    """Build `erp-appliance-<version>-<platform>.tar.gz` (and its .sha256) in `out`.
+
+    `llama`: "portable" (every CPU variant, compiled once per machine), "local" (the build this
+    environment runs, for this machine's CPU: tests, servers of the same kind) or a wheel file.
+    """
     started = time.monotonic()
     source = source.resolve()
     project = read_project(source)
@@ -217,8 +221,8 @@ def build(
     out.mkdir(parents=True, exist_ok=True)
     log_file = out / f"{name}-{version}-build.log"
     log_file.write_text("")
-    llama = llama or llama_wheel.portable_wheel(
-        llama_wheel.pinned_version(project.get("dependencies", [])), log=log
+    llama, llama_build = llama_wheel.choose(
+        llama, llama_wheel.pinned_version(project.get("dependencies", [])), log=log
     )
 
     with tempfile.TemporaryDirectory(prefix="bundle-", dir=out) as tmp:
@@ -247,8 +251,7 @@ def build(
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
             "platform": platform_tag(),
             "appliance_wheel": appliance.name,
-            "llama_cpp_cmake_args": (llama.parent / "cmake-args.txt").read_text().strip()
-            if (llama.parent / "cmake-args.txt").is_file() else "unknown (wheel given with --llama-wheel)",
+            "llama_cpp_build": llama_build,
             "models": shipped,
             "embedder": embedder is not None,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

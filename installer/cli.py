@@ -20,7 +20,7 @@ def _build(args) -> None:
     options = {"source": Path(args.source)} if args.source else {}
     result = build(Path(args.out), models=args.model, version=args.version,
                    models_dir=Path(args.models_dir) if args.models_dir else None,
-                   llama=Path(args.llama_wheel) if args.llama_wheel else None,
+                   llama=args.llama_wheel,
                    embedder=Path(args.embedder) if args.embedder else None,
                    refresh=args.refresh_wheels, log=_log, **options)
     _log(f"Bundle:  {result.archive}\nSize:    {result.size_bytes / 2**20:.1f} MiB\n"
@@ -30,15 +30,18 @@ def _build(args) -> None:
 def _install(args) -> None:
     from installer.target import install
 
-    install(Path(args.bundle), Path(args.prefix), user=args.user, create_user=not args.no_user,
-            memory_max=args.memory_max, self_test_timeout=args.self_test_timeout, log=_log)
+    install(Path(args.bundle), Path(args.prefix), **_service_options(args), log=_log)
 
 
 def _upgrade(args) -> None:
     from installer.target import upgrade
 
-    upgrade(Path(args.bundle), Path(args.prefix), memory_max=args.memory_max,
-            self_test_timeout=args.self_test_timeout, log=_log)
+    upgrade(Path(args.bundle), Path(args.prefix), **_service_options(args), log=_log)
+
+
+def _service_options(args) -> dict:
+    return {"user": args.user, "create_user": not args.no_user, "memory_max": args.memory_max,
+            "self_test_timeout": args.self_test_timeout}
 
 
 def _uninstall(args) -> None:
@@ -74,7 +77,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--models-dir", help="Where model versions live (default <source>/models).")
     b.add_argument("--version", help="Version to stamp on the appliance wheel (default: pyproject's).")
     b.add_argument("--source", help="The appliance project folder (default: this repository).")
-    b.add_argument("--llama-wheel", help="Use this llama-cpp-python wheel instead of the cached portable build.")
+    b.add_argument("--llama-wheel", default="portable", metavar="portable|local|FILE",
+                   help="The llama-cpp-python wheel to ship: portable (default; every x86-64 CPU "
+                   "variant, compiled once, then cached), local (the build this environment runs, for "
+                   "this machine's CPU: tests, servers of the same kind) or a wheel file.")
     b.add_argument("--embedder", help="Knowledge-base embedder artifact to ship (made by "
                    "`appliance-build embedder --out DIR`); without it the installed appliance answers ungrounded.")
     b.add_argument("--refresh-wheels", action="store_true",
@@ -86,18 +92,26 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--bundle", required=True, help="Bundle folder or .tar.gz (with its .sha256 beside it).")
         p.add_argument("--prefix", default="/", help="Install under this folder instead of / (tests).")
 
+    def service_options(p) -> None:  # install and upgrade take the same ones
+        p.add_argument("--user", help="System user the service runs as (install: default erp-appliance; "
+                       "upgrade: the installed one, which it keeps).")
+        p.add_argument("--no-user", action="store_true",
+                       help="Do not create the system user (tests, containers); the unit still names it.")
+        p.add_argument("--memory-max", help="systemd MemoryMax for the service (install: default 8G; "
+                       "upgrade: default the current one).")
+        p.add_argument("--self-test-timeout", type=float, default=600,
+                       help="Seconds the new version may take to become ready (default 600); a server "
+                       "that exits or answers /ready with an error fails at once.")
+
     i = sub.add_parser("install", help="Install from a bundle, then self-test.")
     target_options(i, True)
-    i.add_argument("--user", default="erp-appliance", help="System user the service runs as.")
-    i.add_argument("--no-user", action="store_true", help="Do not create the system user (tests, containers).")
-    i.add_argument("--memory-max", help="systemd MemoryMax for the service (default 8G).")
-    i.add_argument("--self-test-timeout", type=float, default=600, help="Seconds the self-test may take.")
+    service_options(i)
     i.set_defaults(func=_install)
 
-    u = sub.add_parser("upgrade", help="Install a newer bundle side by side; roll back if its self-test fails.")
+    u = sub.add_parser("upgrade", help="Install a newer bundle side by side, self-test it while the "
+                       "service keeps serving, then switch; put the previous version back if it fails.")
     target_options(u, True)
-    u.add_argument("--memory-max", help="New systemd MemoryMax (default: keep the current one).")
-    u.add_argument("--self-test-timeout", type=float, default=600, help="Seconds the self-test may take.")
+    service_options(u)
     u.set_defaults(func=_upgrade)
 
     r = sub.add_parser("uninstall", help="Remove the program; --purge-data also removes data and settings.")

@@ -1,4 +1,8 @@
-"""Start the installed server exactly as the unit does, on a free loopback port, and ask it one question."""
+"""Start the installed server exactly as the unit does, on a free loopback port, and ask it one question.
+
+Waiting for readiness ends at once when the server exits or when /ready answers anything but
+200 (ready) or 503 (still loading): only a slow start is worth the whole timeout.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +28,16 @@ from installer.service import ServiceCommand
 QUESTION = "How many hours of overtime are allowed per week?"
 # Present in versions that ship the knowledge base; then every answer must carry its sources.
 KNOWLEDGE_MODULE = "appliance.knowledge"
+# The test server needs the model and the knowledge base, nothing else: monitoring would schedule
+# the golden QA run, system samples and alert rules, and send alerts through the site's channels.
+BACKGROUND_WORK_OFF = {"APPLIANCE_MONITORING__ENABLED": "false"}
+
+# Waits up to the given seconds for the server to go away; returns why it did, or None.
+Watch = Callable[[float], str | None]
+
+
+class NotReady(Exception):
+    """The server will not become ready: it exited, /ready answered an error, or time ran out."""
 
 
 @dataclass
@@ -30,6 +45,7 @@ class SelfTestResult:
     answer: str
     sources_checked: bool
     seconds: float
+    ready_seconds: float  # from the start until /ready answered 200: what a restart costs
 
 
 def free_port() -> int:
@@ -45,10 +61,49 @@ def _request(url: str, body: dict | None = None, timeout: float = 10) -> tuple[i
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
+        raw = exc.read() or b"{}"
         try:
-            return exc.code, json.loads(exc.read() or b"{}")
+            return exc.code, json.loads(raw)
         except ValueError:
-            return exc.code, {}
+            return exc.code, {"body": raw[:300].decode("utf-8", "replace")}
+
+
+def wait_ready(base: str, watch: Watch, deadline: float, *, retrieval: bool = False) -> dict:
+    """Poll `base`/ready until it answers 200 (with `retrieval`, also until the knowledge base is
+    ready) and return its body; raise NotReady as soon as waiting longer cannot help."""
+    while True:
+        try:
+            status, body = _request(f"{base}/ready", timeout=5)
+        except (urllib.error.URLError, OSError, ValueError):
+            status, body = None, {}  # not listening yet
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        if status == 200:
+            state = body.get("retrieval") or {}
+            if not retrieval or state.get("status") == "ready":
+                return body
+            if state.get("status") == "unavailable":
+                raise NotReady(f"retrieval is unavailable: {state.get('message')}")
+        elif status == 503 and error.get("code") == "model_load_failed":
+            raise NotReady(f"the model failed to load: {error.get('message')}")
+        elif status is not None and status != 503:
+            raise NotReady(f"GET /ready answered HTTP {status}, which is neither ready (200) nor "
+                           f"still loading (503): {json.dumps(body)[:300]}")
+        if time.monotonic() > deadline:
+            what = "its knowledge base" if status == 200 else "it"
+            raise NotReady(f"{what} was not ready by the end of the self-test timeout.")
+        if (gone := watch(0.5)) is not None:
+            raise NotReady(gone)
+
+
+def watch_process(proc: subprocess.Popen) -> Watch:
+    def watch(seconds: float) -> str | None:
+        try:
+            code = proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return None
+        return f"the server exited with code {code} before it was ready."
+
+    return watch
 
 
 def has_knowledge_base(python: Path) -> bool:
@@ -68,10 +123,11 @@ def _run_as(user: str | None) -> dict:
 
 
 def run(command: ServiceCommand, *, python: Path, timeout: float = 600, log=print,
-        require_grounded: bool = False) -> SelfTestResult:
-    """Start the service's command line, wait for /ready, ask one question. With
-    `require_grounded` (an embedder is installed) retrieval must be ready and the answer grounded."""
-    """Raise SelfTestError unless the server becomes ready and gives a non-empty answer."""
+        require_grounded: bool = False, data_dir: Path | None = None) -> SelfTestResult:
+    """Start the service's command line, wait for /ready, ask one question; raise SelfTestError
+    unless the answer is not empty. With `require_grounded` (an embedder is installed) retrieval
+    must be ready and the answer grounded. `data_dir` runs it on another data folder than the
+    settings name (a scratch one, while the service keeps the real one)."""
     started = time.monotonic()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -86,9 +142,12 @@ def run(command: ServiceCommand, *, python: Path, timeout: float = 600, log=prin
         # A fresh install has no users or keys yet; this private loopback server, alive for the
         # test only, answers without them. The service keeps its own setting (auth on).
         "APPLIANCE_AUTH__ENABLED": "false",
+        **BACKGROUND_WORK_OFF,
+        **({"APPLIANCE_DATA_DIR": str(data_dir)} if data_dir is not None else {}),
     }
     want_sources = has_knowledge_base(python)
-    log(f"Self-test: starting `{' '.join(command.argv)}` on {base} ...")
+    where = f" with the data folder {data_dir}" if data_dir is not None else ""
+    log(f"Self-test: starting `{' '.join(command.argv)}` on {base}{where} ...")
     with tempfile.TemporaryFile(mode="w+") as output:
         run_as = _run_as(command.user)
         try:
@@ -105,39 +164,26 @@ def run(command: ServiceCommand, *, python: Path, timeout: float = 600, log=prin
         def fail(reason: str) -> SelfTestError:
             output.seek(0)
             tail = "".join(output.readlines()[-30:])
-            return SelfTestError(f"Self-test failed: {reason}\n--- server output (last lines) ---\n{tail}")
+            return SelfTestError(f"Self-test failed after {time.monotonic() - started:.1f} s: {reason}\n"
+                                 f"--- server output (last lines) ---\n{tail}")
 
         try:
             deadline = started + timeout
-            model = None
-            while model is None:
-                if proc.poll() is not None:
-                    raise fail(f"the server exited with code {proc.returncode} before it was ready.")
-                if time.monotonic() > deadline:
-                    raise fail(f"the server was not ready within {timeout:.0f} s.")
-                try:
-                    status, body = _request(f"{base}/ready", timeout=5)
-                    if status == 200:
-                        model = body.get("model") or ""
-                except (urllib.error.URLError, OSError, ValueError):
-                    pass
-                time.sleep(0.5)
-            while require_grounded:  # first start ingests the sample knowledge base
-                retrieval = (_request(f"{base}/ready", timeout=5)[1].get("retrieval") or {})
-                if retrieval.get("status") == "ready":
-                    break
-                if retrieval.get("status") == "unavailable":
-                    raise fail(f"retrieval is unavailable: {retrieval.get('message')}")
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise fail(f"retrieval was not ready within {timeout:.0f} s ({retrieval}).")
-                time.sleep(0.5)
-            log(f"Self-test: ready after {time.monotonic() - started:.1f} s; asking one question ...")
-            status, body = _request(f"{base}/v1/chat/completions", {
-                "model": model,
-                "messages": [{"role": "user", "content": QUESTION}],
-                "max_tokens": 48,
-                "temperature": 0,
-            }, timeout=max(30.0, deadline - time.monotonic()))
+            try:
+                body = wait_ready(base, watch_process(proc), deadline, retrieval=require_grounded)
+            except NotReady as exc:
+                raise fail(str(exc)) from None
+            ready = time.monotonic() - started
+            log(f"Self-test: ready after {ready:.1f} s; asking one question ...")
+            try:
+                status, body = _request(f"{base}/v1/chat/completions", {
+                    "model": body.get("model") or "",
+                    "messages": [{"role": "user", "content": QUESTION}],
+                    "max_tokens": 48,
+                    "temperature": 0,
+                }, timeout=max(30.0, deadline - time.monotonic()))
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                raise fail(f"POST /v1/chat/completions got no answer ({exc}).") from None
             if status != 200:
                 raise fail(f"POST /v1/chat/completions answered HTTP {status}: {body}")
             try:
@@ -152,7 +198,21 @@ def run(command: ServiceCommand, *, python: Path, timeout: float = 600, log=prin
                 raise fail(f"the answer is not grounded in the knowledge base: {body.get('retrieval_notice')}")
         finally:
             _stop(proc)
-    return SelfTestResult(answer, want_sources, time.monotonic() - started)
+    ocr = ocr_availability(python, env, run_as)
+    if ocr:
+        log(f"Self-test: {ocr}")
+    return SelfTestResult(answer, want_sources, time.monotonic() - started, ready)
+
+
+def ocr_availability(python: Path, env: dict, run_as: dict) -> str | None:
+    """The installed version's line on OCR of scanned documents; None for versions without it."""
+    probe = "from appliance.knowledge.ocr import availability; print(availability())"
+    try:
+        done = subprocess.run([str(python), "-c", probe], env=env, capture_output=True, text=True,
+                              timeout=60, **run_as)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from installer import selftest, service
 from installer.checksums import verify_archive, verify_sums
 from installer.errors import InstallerError, IntegrityError, SelfTestError
-from installer.layout import SERVICE_USER, Layout
+from installer.layout import SERVICE_USER, UNIT_NAME, Layout
 
 BUNDLE_META = "bundle.json"
 
@@ -140,12 +140,91 @@ def _install_embedder(layout: Layout, vdir: Path, user: str | None, *, log) -> b
 
 
 def _self_test(layout: Layout, timeout: float, log, *, grounded: bool = False) -> selftest.SelfTestResult:
+    """The self-test of the version `current` points at, on the real data folder."""
     command = service.service_command(layout.unit.read_text(encoding="utf-8"))
     result = selftest.run(command, python=layout.current / "venv" / "bin" / "python", timeout=timeout,
                           log=log, require_grounded=grounded)
+    _log_passed(result, log)
+    return result
+
+
+def _log_passed(result: selftest.SelfTestResult, log) -> None:
     log(f"Self-test passed in {result.seconds:.1f} s; answer: {result.answer[:120]!r}"
         + (" (with sources)" if result.sources_checked else ""))
+
+
+def _self_test_beside(layout: Layout, vdir: Path, unit: str, user: str, timeout: float, log, *,
+                      grounded: bool) -> selftest.SelfTestResult:
+    """The self-test of a version not yet in service: its own program, the real settings, and a
+    scratch data folder, so the service keeps serving from the real one meanwhile."""
+    command = service.service_command(unit)
+    current = str(layout.current)
+    command.argv = [str(vdir) + arg[len(current):] if arg.startswith(current + "/") else arg
+                    for arg in command.argv]
+    with _scratch_data(layout, user) as scratch:
+        result = selftest.run(command, python=vdir / "venv" / "bin" / "python", timeout=timeout,
+                              log=log, require_grounded=grounded, data_dir=scratch)
+    _log_passed(result, log)
     return result
+
+
+@contextlib.contextmanager
+def _scratch_data(layout: Layout, user: str):
+    """A fresh data folder for a self-test beside the service. It links the real folder's embedder
+    and re-encoded bundled model (caches written once, then only read) instead of copying them."""
+    scratch = Path(tempfile.mkdtemp(prefix="erp-appliance-check-"))
+    try:
+        (scratch / "models").mkdir()
+        for name in ("embedder", "bundled"):
+            if (layout.data / "models" / name).is_dir():
+                (scratch / "models" / name).symlink_to(layout.data / "models" / name)
+        for path in (scratch, scratch / "models"):
+            _chown(path, user)
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _switch_service(layout: Layout, vdir: Path, unit: str, timeout: float, log, *, grounded: bool) -> None:
+    """Put `vdir` in service with `unit` and start it on the real data: under systemd the service
+    stops (drains), then starts on the new version; it is down until /ready answers 200. Without
+    systemd nothing serves, so a self-test runs in place. Raise SelfTestError unless it is ready."""
+    started = time.monotonic()
+    # Stopped before the switch: a running program must not load modules of the next version.
+    service.stop(layout)
+    layout.unit.write_text(unit)
+    _switch_current(layout, vdir)
+    if not service.systemd_running(layout):
+        result = _self_test(layout, timeout, log, grounded=grounded)
+        log(f"Ready on the data folder {result.ready_seconds:.1f} s after its start (no systemd here; "
+            "a service would be down for its stop plus this).")
+        return
+    log("Starting the service on the new version ...")
+    service.start(layout)
+    try:
+        selftest.wait_ready(service.local_url(layout), service.watch_unit(), started + timeout)
+    except selftest.NotReady as exc:
+        raise SelfTestError(f"The service did not become ready on the new version after "
+                            f"{time.monotonic() - started:.1f} s: {exc}") from None
+    log(f"The service was down for {time.monotonic() - started:.1f} s (its stop, then the start "
+        "until /ready answered 200).")
+
+
+def _switch_back(layout: Layout, vdir: Path, unit: str, timeout: float, log) -> None:
+    """Put the previous version back in service; under systemd, wait until it is ready again."""
+    started = time.monotonic()
+    service.stop(layout)
+    layout.unit.write_text(unit)
+    _switch_current(layout, vdir)
+    if not service.systemd_running(layout):
+        return
+    service.start(layout)
+    try:
+        selftest.wait_ready(service.local_url(layout), service.watch_unit(), started + timeout)
+        log(f"The previous version serves again after {time.monotonic() - started:.1f} s.")
+    except selftest.NotReady as exc:
+        log(f"Warning: the previous version did not become ready either ({exc}); check "
+            f"`systemctl status {UNIT_NAME}`.")
 
 
 def _ensure_user(name: str, home: Path, *, log) -> bool:
@@ -172,11 +251,12 @@ def _chown(path: Path, user: str) -> None:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def install(bundle_path: Path, prefix: Path = Path("/"), *, user: str = SERVICE_USER, create_user: bool = True,
+def install(bundle_path: Path, prefix: Path = Path("/"), *, user: str | None = None, create_user: bool = True,
             memory_max: str | None = None, self_test_timeout: float = 600, log=print) -> dict:
     """Fresh install; on a failed self-test the program is removed again and the reason raised."""
     os.umask(0o022)  # the service user must be able to read what root installs
     layout = Layout(prefix.resolve())
+    user = user or SERVICE_USER
     with open_bundle(bundle_path, log=log) as (bundle, meta):
         if (state := layout.read_state()) is not None:
             raise InstallerError(f"Version {state['version']} is already installed under {layout.opt}; "
@@ -218,47 +298,60 @@ def install(bundle_path: Path, prefix: Path = Path("/"), *, user: str = SERVICE_
         return state
 
 
-def upgrade(bundle_path: Path, prefix: Path = Path("/"), *, memory_max: str | None = None,
-            self_test_timeout: float = 600, log=print) -> dict:
-    """Install side by side, switch, self-test; on failure switch back and raise why."""
+def upgrade(bundle_path: Path, prefix: Path = Path("/"), *, user: str | None = None, create_user: bool = True,
+            memory_max: str | None = None, self_test_timeout: float = 600, log=print) -> dict:
+    """Install side by side and self-test on a scratch data folder while the service keeps serving;
+    then switch and restart. A failed self-test switches nothing; a new version that does not
+    become ready on the real data is replaced by the previous one again. Raise why."""
     os.umask(0o022)
     layout = Layout(prefix.resolve())
     with open_bundle(bundle_path, log=log) as (bundle, meta):
         state = layout.read_state()
         if state is None:
             raise InstallerError(f"Nothing is installed under {layout.opt}; use ./install.sh first.")
-        old_version = state["version"]
-        if meta["version"] == old_version:
+        old_version, new_version = state["version"], meta["version"]
+        if new_version == old_version:
             raise InstallerError(f"Version {old_version} is already installed; nothing to upgrade.")
+        if user not in (None, state["user"]):
+            raise InstallerError(f"The service runs as {state['user']}; an upgrade keeps that user. To run "
+                                 f"it as {user}, uninstall (data and settings stay) and install with --user.")
+        user = state["user"]
+        if create_user and state.get("user_created"):
+            _ensure_user(user, layout.data, log=log)  # the user it created at install, if since removed
         old_vdir = layout.version_dir(old_version)
         old_unit = layout.unit.read_text(encoding="utf-8")
         memory_max = memory_max or service.unit_value(old_unit, "MemoryMax")
-        log(f"Upgrading {old_version} -> {meta['version']}; data in {layout.data} and settings in "
+        log(f"Upgrading {old_version} -> {new_version}; data in {layout.data} and settings in "
             f"{layout.config} stay as they are.")
-        vdir = _install_version(bundle, meta, layout, log=log)
         template = (bundle / "systemd" / "erp-appliance.service").read_text()
-        service.stop(layout)
-        layout.unit.write_text(service.render_unit(template, layout, user=state["user"], memory_max=memory_max))
-        _switch_current(layout, vdir)
-        grounded = _install_embedder(layout, vdir, state["user"], log=log)
+        unit = service.render_unit(template, layout, user=user, memory_max=memory_max)
+        vdir = _install_version(bundle, meta, layout, log=log)
+        grounded = _install_embedder(layout, vdir, user, log=log)
         try:
-            _self_test(layout, self_test_timeout, log, grounded=grounded)
+            _self_test_beside(layout, vdir, unit, user, self_test_timeout, log, grounded=grounded)
         except SelfTestError as exc:
-            _switch_current(layout, old_vdir)
-            layout.unit.write_text(old_unit)
-            service.start(layout)
             shutil.rmtree(vdir, ignore_errors=True)
-            state["history"].append({"action": "rollback", "version": meta["version"], "at": _now()})
-            layout.write_state(state)
-            raise SelfTestError(f"Upgrade to {meta['version']} failed, so {old_version} was put back "
-                                f"and is running again.\n{exc}") from exc
-        state.update(version=meta["version"], previous=old_version)
-        state["history"].append({"action": "upgrade", "version": meta["version"], "at": _now()})
-        layout.write_state(state)
-        service.start(layout)
-        _prune_versions(layout, keep={meta["version"], old_version})
-        log(f"Upgraded to {meta['version']}; {old_version} stays in {old_vdir} for a manual rollback.")
+            _record(layout, state, "refused", new_version)
+            raise SelfTestError(f"Upgrade to {new_version} refused: its self-test failed, so nothing was "
+                                f"switched and {old_version} kept serving.\n{exc}") from exc
+        try:
+            _switch_service(layout, vdir, unit, self_test_timeout, log, grounded=grounded)
+        except SelfTestError as exc:
+            _switch_back(layout, old_vdir, old_unit, self_test_timeout, log)
+            shutil.rmtree(vdir, ignore_errors=True)
+            _record(layout, state, "rollback", new_version)
+            raise SelfTestError(f"Upgrade to {new_version} failed on the data folder, so {old_version} "
+                                f"was put back.\n{exc}") from exc
+        state.update(version=new_version, previous=old_version)
+        _record(layout, state, "upgrade", new_version)
+        _prune_versions(layout, keep={new_version, old_version})
+        log(f"Upgraded to {new_version}; {old_version} stays in {old_vdir} for a manual rollback.")
         return state
+
+
+def _record(layout: Layout, state: dict, action: str, version: str) -> None:
+    state["history"].append({"action": action, "version": version, "at": _now()})
+    layout.write_state(state)
 
 
 def _prune_versions(layout: Layout, keep: set[str]) -> None:

@@ -255,6 +255,19 @@ class ApplianceProcess:
 
 
 @pytest.fixture(scope="session")
+def slapd(tmp_path_factory):
+    """A real OpenLDAP slapd on loopback (ldap:// with StartTLS, and ldaps://) holding a small
+    organisation with nested groups (tests/slapd.py); stopped when the session ends."""
+    from tests import slapd as harness
+
+    if not harness.available():
+        pytest.skip(harness.INSTALL_HINT)
+    server = harness.Slapd(tmp_path_factory.mktemp("slapd"), free_port(), free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def test_cache() -> Path:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     return CACHE_DIR
@@ -275,6 +288,45 @@ def embedder(embedder_dir):
     from appliance.knowledge.embedder import OnnxEmbedder
 
     return OnnxEmbedder(embedder_dir)
+
+
+PROMPTS = {"query": "query: ", "passage": "passage: "}
+
+
+@pytest.fixture(scope="session")
+def vendor_model_dir(test_cache) -> Path:
+    """A sentence-transformers folder as a vendor brings one: the bundled all-MiniLM-L6-v2's
+    weights (linked), with CLS pooling and e5-style query/passage prompts in its own config."""
+    import json
+    import shutil
+
+    from appliance_build.basemodel import bundled_embedder
+
+    bundled, path = bundled_embedder(), test_cache / "vendor-model"
+    if (path / "modules.json").is_file():
+        return path
+    tmp = test_cache / "vendor-model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(bundled, tmp, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    (tmp / "model.safetensors").symlink_to(bundled / "model.safetensors")
+    pooling = json.loads((tmp / "1_Pooling" / "config.json").read_text())
+    pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    (tmp / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    config = json.loads((tmp / "config_sentence_transformers.json").read_text())
+    (tmp / "config_sentence_transformers.json").write_text(json.dumps({**config, "prompts": PROMPTS}))
+    tmp.rename(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def vendor_embedder_dir(test_cache, vendor_model_dir) -> Path:
+    """`appliance-build embedder --from` the vendor's folder, exported once and cached."""
+    path = test_cache / "vendor-embedder"
+    if not (path / "embedder.json").is_file():
+        subprocess.run([sys.executable, "-c", "from appliance_build.cli import main; main()",
+                        "embedder", "--from", str(vendor_model_dir), "--name", "vendor-minilm-cls",
+                        "--out", str(path)], check=True, capture_output=True)
+    return path
 
 
 @pytest.fixture(scope="session")

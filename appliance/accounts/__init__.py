@@ -1,4 +1,5 @@
-"""Users, roles and groups; API keys, login sessions, the audit log and per-user conversations."""
+"""Users, roles and groups (local, or from an LDAP directory); API keys, login sessions, the audit
+log and per-user conversations."""
 
 from appliance.accounts.conversations import Conversations
 from appliance.accounts.store import LOCAL_USER, ROLES, Accounts, ApiKey, Session, User

@@ -49,10 +49,11 @@ def _fail(message: str) -> None:
 
 
 def _open(config_path: str | None, data_dir: str | None, *, create: bool = False,
-          reads_only: bool = False) -> tuple[Accounts | RemoteAccounts, list[str]]:
+          reads_only: bool = False, local: bool = False) -> tuple[Accounts | RemoteAccounts, list[str]]:
     """The accounts (the running server's, or accounts.db held by this command) and the default
     groups of new users; only creating commands may start a new accounts.db (a mistyped
-    --data-dir must not look like an empty appliance)."""
+    --data-dir must not look like an empty appliance). `local`: accounts.db even while a server
+    runs, for commands that read (SQLite lets them beside the server)."""
     try:
         settings = load_settings(config_path, **({"data_dir": Path(data_dir)} if data_dir else {}))
     except ApplianceError as exc:
@@ -60,13 +61,13 @@ def _open(config_path: str | None, data_dir: str | None, *, create: bool = False
     path = settings.resolved_data_dir() / "accounts.db"
     ctx = click.get_current_context()
     try:
-        server = find_server(settings.resolved_data_dir(), ctx.meta.get("api_key"))
+        server = None if local else find_server(settings.resolved_data_dir(), ctx.meta.get("api_key"))
         if server is not None:
             return RemoteAccounts(server), settings.knowledge.default_groups
         if not create and not path.exists():
             _fail(f"No accounts database at {path}: create the first admin with `appliance users "
                   "create-admin`, or point --data-dir / --config at the appliance's data.")
-        if not reads_only:  # one writer per data folder: this command, until it exits
+        if not reads_only and not local:  # one writer per data folder: this command, until it exits
             lock = DataFolderLock(settings.resolved_data_dir())
             lock.acquire("command", command=f"appliance {ctx.command_path.split(' ', 1)[-1]}")
             ctx.call_on_close(lock.release)
@@ -112,7 +113,7 @@ def _when(ts: float | None) -> str:
 
 def _user_line(user: User) -> str:
     state = "active" if user.active else "disabled"
-    login = "password" if user.has_password else "keys only"
+    login = "directory" if user.is_directory else "password" if user.has_password else "keys only"
     return (f"{user.id:>4}  {user.username:<24} {user.role:<9} {state:<9} {login:<10} "
             f"{','.join(user.groups) or '-':<24} last login {_when(user.last_login_at)}")
 
@@ -257,6 +258,43 @@ def delete(username, yes, config_path, data_dir) -> None:
         click.confirm(f"Delete {user.username} with their keys and conversations?", abort=True)
     _run(accounts, lambda: accounts.delete_user(user.id), "user_deleted", user.username)
     click.echo(f"Deleted {user.username}.")
+
+
+@users.command("directory")
+@click.option("--user", "username", help="Also look this user up (service account): DN, groups "
+              "and the role and access groups they would get.")
+@_with_data_options
+def directory(username, config_path, data_dir) -> None:
+    """Check directory sign-in (auth.directory): does the directory answer, what would a user get."""
+    from appliance.accounts.directory import Directory
+
+    try:
+        settings = load_settings(config_path, **({"data_dir": Path(data_dir)} if data_dir else {}))
+        found = Directory.from_settings(settings.auth.directory)
+    except ApplianceError as exc:
+        _fail(exc.message)
+    if found is None:
+        _fail("Directory sign-in is off: set auth.directory.url (see docs/configuration.md).")
+    status = found.status(probe=True)
+    click.echo(f"{status['url']} ({status['transport']}): "
+               + ("reachable" if status["reachable"] else f"NOT reachable: {status['error']}"))
+    if not status["reachable"]:
+        sys.exit(1)
+    click.echo(f"nested groups: {status['nested_groups']} -> {status['method']}; "
+               f"{status['mapped_groups']} mapped groups")
+    if username:
+        try:
+            user = found.lookup(username)
+        except ApplianceError as exc:
+            _fail(exc.message)
+        if user is None:
+            _fail(f"{username}: not found by auth.directory.user_filter under "
+                  f"{settings.auth.directory.user_search_base}.")
+        click.echo(f"{user.username}: {user.dn} ({user.display_name})")
+        for group in user.groups:
+            click.echo(f"  in {group}")
+        click.echo(f"  -> role {user.role}, access groups {', '.join(user.access_groups) or 'none'}"
+                   if user.allowed else "  -> refused: in none of the mapped groups")
 
 
 @click.group()

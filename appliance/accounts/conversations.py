@@ -1,4 +1,5 @@
-"""Per-user conversation history in accounts.db: questions, answers, their sources and ratings."""
+"""Per-user conversation history in accounts.db: questions, answers (their sources, how each was
+made, what was searched for it) and ratings."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import uuid
 from typing import Any
 
 from appliance.accounts.store import Accounts
+from appliance.answers.modes import EXTRACTIVE, GENERATED, GENERATED_WITH_REMOVALS
 from appliance.errors import InvalidRequest, NotFound
 
 MAX_TITLE = 120
 MESSAGE_ROLES = ("user", "assistant")
 RATINGS = ("up", "down")
+ANSWER_MODES = (EXTRACTIVE, GENERATED, GENERATED_WITH_REMOVALS)
+# What a chat response says about how its answer was made, kept with the saved answer.
+ANSWER_FIELDS = ("answer_mode", "support", "removed", "retrieval_query")
 
 
 class Conversations:
@@ -45,7 +50,8 @@ class Conversations:
             raise NotFound("No such conversation; it may have been deleted.")
         conversation = rows[0]
         messages = self.accounts.rows(
-            "SELECT id, role, content, sources, response_id, rating, created_at "
+            "SELECT id, role, content, sources, response_id, rating, answer_mode, support, removed, "
+            "retrieval_query, created_at "
             "FROM messages WHERE conversation_id = ? ORDER BY id", [conversation_id])
         for message in messages:
             message["sources"] = json.loads(message["sources"])
@@ -53,23 +59,27 @@ class Conversations:
         return conversation
 
     def append(self, user_id: int, conversation_id: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        """Add messages (each: role, content, optional sources and response_id) in one transaction."""
+        """Add messages in one transaction. Each has role and content, and optionally sources,
+        response_id and the response's answer_mode, support, removed and retrieval_query."""
         rows = []
         now = time.time()
         for message in messages:
             if message.get("role") not in MESSAGE_ROLES:
                 raise InvalidRequest(f"Message roles are {' or '.join(MESSAGE_ROLES)}.", param="role")
+            if message.get("answer_mode") not in (None, *ANSWER_MODES):
+                raise InvalidRequest(f"answer_mode is one of {', '.join(ANSWER_MODES)}, as the chat "
+                                     "response gave it.", param="answer_mode")
             rows.append([conversation_id, message["role"], message.get("content") or "",
                          json.dumps(message.get("sources") or [], ensure_ascii=False),
-                         message.get("response_id"), now])
+                         message.get("response_id"), *(message.get(name) for name in ANSWER_FIELDS), now])
         with self.accounts.write() as db:
             owned = db.execute("SELECT 1 FROM conversations WHERE id = ? AND user_id = ?",
                                [conversation_id, user_id]).fetchone()
             if owned is None:
                 raise NotFound("No such conversation; it may have been deleted.")
             db.executemany(
-                "INSERT INTO messages (conversation_id, role, content, sources, response_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", rows)
+                "INSERT INTO messages (conversation_id, role, content, sources, response_id, answer_mode, "
+                "support, removed, retrieval_query, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [now, conversation_id])
         return self.get(user_id, conversation_id)
 

@@ -101,5 +101,57 @@ def m005_conversations(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX messages_response ON messages(response_id)")
 
 
+@migration
+def m006_directory_users(db: sqlite_utils.Database) -> None:
+    # directory_dn marks a user who signs in through the LDAP directory (no password stored);
+    # directory_state is why the directory's last answer shut them out (NULL: it did not).
+    db.execute("ALTER TABLE users ADD COLUMN directory_dn TEXT")
+    db.execute("ALTER TABLE users ADD COLUMN directory_state TEXT")
+    db.execute("ALTER TABLE users ADD COLUMN directory_checked_at REAL")
+
+
+@migration
+def m007_quotas_and_usage(db: sqlite_utils.Database) -> None:
+    # Overrides of the role's limits: NULL inherits, 0 means no limit.
+    for owner, table in (("user", "users"), ("key", "api_keys")):
+        db.execute(f"""
+            CREATE TABLE {owner}_quotas (
+                {owner}_id INTEGER PRIMARY KEY REFERENCES {table}(id) ON DELETE CASCADE,
+                requests_per_minute INTEGER,
+                tokens_per_day INTEGER,
+                updated_at REAL NOT NULL
+            )""")
+    # One row per day (in quotas.timezone), user and key; key_id 0 is the web UI's session.
+    db.execute("""
+        CREATE TABLE daily_usage (
+            day TEXT NOT NULL,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            key_id INTEGER NOT NULL DEFAULT 0,
+            requests INTEGER NOT NULL DEFAULT 0,
+            refused INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, user_id, key_id)
+        )""")
+    db.execute("CREATE INDEX daily_usage_user ON daily_usage(user_id, day)")
+    # The last minute's admissions of each rate-limited user or key ("user:3", "key:7").
+    db.execute("""
+        CREATE TABLE quota_windows (
+            subject TEXT PRIMARY KEY,
+            stamps TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""")
+
+
+@migration
+def m008_message_answer_mode(db: sqlite_utils.Database) -> None:
+    # How a saved answer was made and what was searched for it, so a reopened conversation shows
+    # the same marks as the live one.
+    db.execute("ALTER TABLE messages ADD COLUMN answer_mode TEXT")
+    db.execute("ALTER TABLE messages ADD COLUMN support REAL")
+    db.execute("ALTER TABLE messages ADD COLUMN removed INTEGER")
+    db.execute("ALTER TABLE messages ADD COLUMN retrieval_query TEXT")
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     return migration.apply(db)

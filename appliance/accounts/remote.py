@@ -1,13 +1,16 @@
-"""The accounts of a running server, through its admin API, for commands run while it serves.
+"""The accounts and quotas of a running server, through its admin API, for commands run while
+it serves.
 
-It offers the methods of `Accounts` that the `users` and `keys` commands use, so they print the
-same lines either way; the server audits each change (as `cli:<os user>`), so `audit` is a no-op.
+They offer the methods of `Accounts` and `Quotas` that the `users`, `keys` and `quotas` commands
+use, so those print the same lines either way; the server audits each change (as
+`cli:<os user>`), so `audit` is a no-op.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from appliance.accounts.quotas import Override
 from appliance.accounts.store import LOCAL_USER, ApiKey, User
 from appliance.errors import NotFound
 from appliance.remote import RunningServer
@@ -73,6 +76,12 @@ class RemoteAccounts:
         params = {"user_id": user_id} if user_id is not None else {}
         return [_key(k) for k in self.server.call("GET", "/api/admin/keys", params=params)["keys"]]
 
+    def key(self, key_id: int) -> ApiKey:
+        for key in self.keys():
+            if key.id == key_id:
+                return key
+        raise NotFound(f"No API key with id {key_id}; `appliance keys list` shows them.")
+
     def revoke_key(self, key_id: int) -> ApiKey:
         return _key(self.server.call("DELETE", f"/api/admin/keys/{key_id}"))
 
@@ -86,3 +95,31 @@ class RemoteAccounts:
 
     def close(self) -> None:
         pass
+
+
+class RemoteQuotas:
+    """The running server's quotas, with the methods of `Quotas` the `quotas` commands use."""
+
+    def __init__(self, accounts: RemoteAccounts, zone):
+        self.accounts = accounts
+        self.server = accounts.server
+        self.zone = zone
+
+    def overview(self) -> dict[str, Any]:
+        return self.server.call("GET", "/api/admin/quotas")
+
+    def override(self, subject: tuple[str, int]) -> Override:
+        kind, ident = subject
+        rows = self.overview()["users" if kind == "user" else "keys"]
+        found = next((row["override"] for row in rows if row["id"] == ident), {})
+        return Override(found.get("requests_per_minute"), found.get("tokens_per_day"))
+
+    def set_override(self, kind: str, ident: int, requests_per_minute: int | None,
+                     tokens_per_day: int | None) -> Override:
+        self.server.call("PUT", f"/api/admin/quotas/{kind}s/{ident}", json={
+            "requests_per_minute": requests_per_minute, "tokens_per_day": tokens_per_day})
+        return Override(requests_per_minute, tokens_per_day)
+
+    def usage(self, since: str, until: str, *, user_id: int | None = None) -> list[dict[str, Any]]:
+        params = {"since": since, "until": until, **({"user_id": user_id} if user_id else {})}
+        return self.server.call("GET", "/api/admin/usage", params=params)["rows"]

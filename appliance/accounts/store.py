@@ -14,11 +14,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from appliance.accounts.directory import Directory, DirectoryRefusal, DirectoryUser
 from appliance.accounts.migrations import migrate
 from appliance.accounts.passwords import PasswordPolicy
 from appliance.database import Database
 from appliance.errors import (
     AuthenticationRequired,
+    ConfigError,
     Conflict,
     InvalidRequest,
     NotFound,
@@ -39,6 +41,10 @@ _GROUP = re.compile(r"^[\w.-]{1,64}$")
 _TOUCH_SECONDS = 60.0
 # A shared office address (NAT) sends many users' logins: it gets more failures than one name.
 _ADDRESS_FACTOR = 4
+WRONG_LOGIN = "Wrong user name or password."
+DISABLED_LOGIN = "This account is disabled; ask an admin."
+NOT_MAPPED_LOGIN = ("Your directory account is in none of the groups that may use this appliance; "
+                    "ask an admin.")
 
 
 def _digest(secret: str) -> str:
@@ -66,6 +72,8 @@ class User:
     created_at: float
     last_login_at: float | None
     has_password: bool = False
+    directory_dn: str | None = None  # set for users who sign in through the directory
+    directory_state: str | None = None  # not_found, disabled or not_mapped: shut out by it
 
     @property
     def is_admin(self) -> bool:
@@ -75,11 +83,17 @@ class User:
     def is_local(self) -> bool:
         return self.username == LOCAL_USER
 
+    @property
+    def is_directory(self) -> bool:
+        return self.directory_dn is not None
+
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "username": self.username, "display_name": self.display_name,
                 "role": self.role, "groups": list(self.groups), "active": self.active,
                 "has_password": self.has_password, "created_at": self.created_at,
-                "last_login_at": self.last_login_at}
+                "last_login_at": self.last_login_at,
+                "source": "directory" if self.is_directory else "local",
+                "directory_dn": self.directory_dn, "directory_state": self.directory_state}
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,8 @@ def _user(row: sqlite3.Row | dict) -> User:
     return User(id=row["id"], username=row["username"], display_name=row["display_name"],
                 role=row["role"], groups=tuple(json.loads(row["groups"])), active=bool(row["active"]),
                 created_at=row["created_at"], last_login_at=row["last_login_at"],
-                has_password=row["password_hash"] is not None)
+                has_password=row["password_hash"] is not None, directory_dn=row["directory_dn"],
+                directory_state=row["directory_state"])
 
 
 def _key(row: dict) -> ApiKey:
@@ -127,6 +142,13 @@ class Accounts:
         self.path = Path(path)
         self.settings = settings or AuthSettings()
         self.passwords = PasswordPolicy(self.settings.min_password_length)
+        # First: settings that cannot work stop the start before anything is opened.
+        self.directory = Directory.from_settings(self.settings.directory)
+        for mapping in self.settings.directory.groups:
+            try:
+                clean_groups(mapping.access_groups)
+            except InvalidRequest as exc:
+                raise ConfigError(f"auth.directory.groups ({mapping.group}): {exc.message}") from None
         self.db = Database(self.path, row_factory=sqlite3.Row)
         migrate(self.db)
 
@@ -220,6 +242,11 @@ class Accounts:
         if user.is_local and (active or role not in (None, "admin")):
             raise InvalidRequest(f"{LOCAL_USER!r} is the identity of local development with auth off; "
                                  "it cannot sign in. Create a user of your own instead.")
+        if user.is_directory and ((role is not None and role != user.role)
+                                  or (groups is not None and clean_groups(groups) != user.groups)):
+            raise InvalidRequest(f"The role and groups of {user.username} come from the directory at "
+                                 "every sign-in (auth.directory.groups); change their groups in the "
+                                 "directory, or the mapping.")
         changes: dict[str, Any] = {}
         if role is not None:
             self._check_role(role)
@@ -243,11 +270,25 @@ class Accounts:
                 db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
         return self.user(user_id)
 
-    def set_password(self, user_id: int, password: str) -> None:
-        """Change a password; every session of that user ends."""
+    def check_password_change(self, user_id: int, password: str) -> User:
+        """The user, if `password` may become their password (policy, an account of the
+        appliance's own); raises otherwise."""
+        user = self._own_password_user(user_id)
+        self.passwords.check(password)
+        return user
+
+    def _own_password_user(self, user_id: int) -> User:
         user = self.user(user_id)
         if user.is_local:
             raise InvalidRequest(f"{LOCAL_USER!r} cannot have a password; create a user of your own.")
+        if user.is_directory:
+            raise InvalidRequest(f"{user.username} signs in with their directory password, which "
+                                 "the appliance never stores; change it in the directory.")
+        return user
+
+    def set_password(self, user_id: int, password: str) -> None:
+        """Change a password; every session of that user ends."""
+        user = self.check_password_change(user_id, password)
         hashed = self.passwords.hash(password)
         with self.write() as db:
             db.execute("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
@@ -257,6 +298,7 @@ class Accounts:
 
     def change_password(self, user_id: int, current: str, new: str) -> None:
         """A user's own change: the current password must be right."""
+        self._own_password_user(user_id)
         rows = self.rows("SELECT password_hash FROM users WHERE id = ?", [user_id])
         if not rows or not self.passwords.verify(rows[0]["password_hash"], current):
             raise PermissionDenied("The current password is wrong.")
@@ -285,19 +327,24 @@ class Accounts:
         self._check_throttle(keys, now)
         rows = self.rows("SELECT * FROM users WHERE username = ?", [username])
         row = rows[0] if rows else None
-        ok = self.passwords.verify(row["password_hash"] if row else None, password)
-        if not ok or not row["active"]:
-            with self.write() as db:
-                db.execute("INSERT INTO login_failures (key, ts) VALUES (?, ?), (?, ?)",
-                           [keys[0], now, keys[1], now])
-                db.execute("DELETE FROM login_failures WHERE ts < ?",
-                           [now - self.settings.login_window_seconds])
-            raise AuthenticationRequired("Wrong user name or password." if not ok
-                                         else "This account is disabled; ask an admin.")
-        # Outside the lock: hashing takes tens of milliseconds. Parameters changed since the hash
-        # was made (a library upgrade) are applied now, while the password is at hand.
-        rehashed = (self.passwords.hasher.hash(password)
-                    if self.passwords.needs_rehash(row["password_hash"]) else None)
+        rehashed = None
+        # A local account keeps its name: the directory is asked only about other names.
+        if self.directory is not None and (row is None or row["directory_dn"] is not None):
+            try:
+                user_id = self._directory_sign_in(username, password)
+            except AuthenticationRequired:
+                self._login_failed(keys, now)
+                raise
+        else:
+            ok = self.passwords.verify(row["password_hash"] if row else None, password)
+            if not ok or not row["active"]:
+                self._login_failed(keys, now)
+                raise AuthenticationRequired(WRONG_LOGIN if not ok else DISABLED_LOGIN)
+            user_id = row["id"]
+            # Outside the lock: hashing takes tens of milliseconds. Parameters changed since the
+            # hash was made (a library upgrade) are applied now, while the password is at hand.
+            if self.passwords.needs_rehash(row["password_hash"]):
+                rehashed = self.passwords.hasher.hash(password)
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(24)
         with self.write() as db:
@@ -307,11 +354,121 @@ class Accounts:
             db.execute(
                 "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, ip, "
                 "user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [_digest(token), row["id"], csrf, now, now, ip, user_agent[:300]])
-            db.execute("UPDATE users SET last_login_at = ? WHERE id = ?", [now, row["id"]])
+                [_digest(token), user_id, csrf, now, now, ip, user_agent[:300]])
+            db.execute("UPDATE users SET last_login_at = ? WHERE id = ?", [now, user_id])
             if rehashed:
-                db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [rehashed, row["id"]])
-        return token, Session(self.user(row["id"]), csrf, self._expires(now, now))
+                db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [rehashed, user_id])
+        return token, Session(self.user(user_id), csrf, self._expires(now, now))
+
+    def _login_failed(self, keys: list[str], now: float) -> None:
+        with self.write() as db:
+            db.execute("INSERT INTO login_failures (key, ts) VALUES (?, ?), (?, ?)",
+                       [keys[0], now, keys[1], now])
+            db.execute("DELETE FROM login_failures WHERE ts < ?",
+                       [now - self.settings.login_window_seconds])
+
+    # -- directory users -----------------------------------------------------------------------
+
+    def _directory_sign_in(self, username: str, password: str) -> int:
+        """Check the password with the directory and bring the user's row in line with what it
+        says now (role, groups, name); the user's id. Blocking: network and SQLite."""
+        if not _NAME.match(username or "") or username.lower() == LOCAL_USER:
+            raise AuthenticationRequired(WRONG_LOGIN)  # not a name the appliance can hold
+        try:
+            found = self.directory.authenticate(username, password)
+        except DirectoryRefusal as refusal:
+            if refusal.reason in ("not_found", "disabled"):
+                self._directory_shut_out(username, refusal.reason)
+            raise
+        if not found.allowed:
+            self._directory_shut_out(username, "not_mapped")
+            raise AuthenticationRequired(NOT_MAPPED_LOGIN)
+        user = self._sync_directory_user(username, found)
+        if not user.active:
+            raise AuthenticationRequired(DISABLED_LOGIN)
+        return user.id
+
+    def _sync_directory_user(self, username: str, found: DirectoryUser) -> User:
+        """Create or update a directory user's row from the directory's answer; sessions end when
+        the role changes. Changes are audited as the directory's doing."""
+        groups = list(clean_groups(found.access_groups))
+        now = time.time()
+        with self.write() as db:
+            row = db.execute("SELECT * FROM users WHERE username = ?", [username]).fetchone()
+            if row is not None and row["directory_dn"] is None:
+                raise AuthenticationRequired(WRONG_LOGIN)  # a local account took the name meanwhile
+            if row is None:
+                user_id = db.execute(
+                    "INSERT INTO users (username, display_name, role, groups, password_hash, active, "
+                    "created_at, updated_at, directory_dn, directory_checked_at) "
+                    "VALUES (?, ?, ?, ?, NULL, 1, ?, ?, ?, ?)",
+                    [username, found.display_name.strip()[:200], found.role, json.dumps(groups),
+                     now, now, found.dn, now]).lastrowid
+                changed = {"created": True, "role": found.role, "groups": groups}
+            else:
+                user_id = row["id"]
+                changed = {k: v for k, v in (("role", found.role), ("groups", groups))
+                           if v != (json.loads(row[k]) if k == "groups" else row[k])}
+                if row["directory_state"] is not None:
+                    changed["restored"] = True
+                if "role" in changed:
+                    db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
+                db.execute(
+                    "UPDATE users SET display_name = ?, role = ?, groups = ?, directory_dn = ?, "
+                    "directory_state = NULL, directory_checked_at = ?, updated_at = ? WHERE id = ?",
+                    [found.display_name.strip()[:200], found.role, json.dumps(groups), found.dn, now,
+                     now, user_id])
+            if changed:
+                db.execute("INSERT INTO audit (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                           [now, "directory", "directory_user_synced", username,
+                            json.dumps({**changed, "dn": found.dn})])
+        return self.user(user_id)
+
+    def _directory_shut_out(self, username: str, reason: str) -> bool:
+        """Mark a directory user as shut out by the directory (`reason`); their sessions end and
+        their keys stop working. False when no such directory user is stored."""
+        now = time.time()
+        with self.write() as db:
+            row = db.execute("SELECT id, directory_state FROM users WHERE username = ? AND "
+                             "directory_dn IS NOT NULL", [username]).fetchone()
+            if row is None:
+                return False
+            db.execute("UPDATE users SET directory_state = ?, directory_checked_at = ? WHERE id = ?",
+                       [reason, now, row["id"]])
+            ended = db.execute("DELETE FROM sessions WHERE user_id = ?", [row["id"]]).rowcount
+            if row["directory_state"] != reason or ended:
+                db.execute("INSERT INTO audit (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                           [now, "directory", "directory_access_ended", username,
+                            json.dumps({"reason": reason, "sessions_ended": ended})])
+        return True
+
+    def check_directory_users(self) -> dict[str, int]:
+        """Ask the directory (through its service account) about every directory user who could
+        act now, with a session or a live API key: those removed, disabled or outside every
+        mapped group are shut out, the others get their current role and groups. If the directory
+        cannot answer, DirectoryUnavailable is raised and nothing changes on a guess."""
+        counts = {"checked": 0, "shut_out": 0}
+        if self.directory is None or not self.directory.can_check:
+            return counts
+        names = [r["username"] for r in self.rows(
+            "SELECT username FROM users u WHERE directory_dn IS NOT NULL AND directory_state IS NULL "
+            "AND active = 1 AND (EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = u.id) OR "
+            "EXISTS (SELECT 1 FROM api_keys k WHERE k.user_id = u.id AND k.revoked_at IS NULL)) "
+            "ORDER BY username")]
+        for name, found in self.directory.lookup_many(names).items():
+            counts["checked"] += 1
+            if found is None or not found.allowed:
+                self._directory_shut_out(name, "not_found" if found is None else "not_mapped")
+                counts["shut_out"] += 1
+            else:
+                self._sync_directory_user(name, found)
+        return counts
+
+    def directory_status(self, *, probe: bool = True) -> dict[str, Any]:
+        """The directory's settings in short, whether it answers now, and its recent errors."""
+        if self.directory is None:
+            return {"configured": False}
+        return self.directory.status(probe=probe)
 
     @property
     def lifetime(self) -> float:
@@ -344,7 +501,7 @@ class Accounts:
         rows = self.rows("SELECT s.csrf_token, s.created_at AS session_created_at, s.last_seen_at, "
                          "u.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
                          [_digest(token)])
-        if not rows or not rows[0]["active"]:
+        if not rows or not rows[0]["active"] or rows[0]["directory_state"]:
             return None
         row = rows[0]
         if self._expires(row["session_created_at"], row["last_seen_at"]) < now:
@@ -434,7 +591,8 @@ class Accounts:
         rows = self.rows("SELECT k.id AS key_id, k.name, k.prefix, k.created_at AS key_created_at, "
                          "k.last_used_at, k.revoked_at, u.* FROM api_keys k JOIN users u "
                          "ON u.id = k.user_id WHERE k.key_hash = ?", [_digest(secret)])
-        if not rows or rows[0]["revoked_at"] is not None or not rows[0]["active"]:
+        if (not rows or rows[0]["revoked_at"] is not None or not rows[0]["active"]
+                or rows[0]["directory_state"]):
             return None
         row = rows[0]
         now = time.time()

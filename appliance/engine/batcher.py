@@ -380,7 +380,7 @@ class Engine:
         request.slot = slot
         request.n_prompt_done = best_len
         request.reused_tokens = best_len
-        request.sampler = build_sampler(self.model.n_vocab, request.params, prompt)
+        request.sampler = build_sampler(self.model.n_vocab, request.params, prompt, self.model.vocab)
         request.text = TextAssembler(request.params.stop)
         self.reserved += request.reservation
         self.active.append(request)

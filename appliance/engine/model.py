@@ -97,7 +97,7 @@ class Model:
     the last use ends, so nothing ever reads freed memory.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, extra_buffers: bool = False):
         init_backend()
         self.path = Path(path)
         if not self.path.is_file():
@@ -111,7 +111,7 @@ class Model:
         params = llama.llama_model_default_params()
         # Extra CPU buffer types (AMX tiles, repacked weights) crash on some AMX machines (seen
         # in ggml_backend_amx_mul_mat on a Sapphire Rapids VM); plain CPU buffers run everywhere.
-        params.use_extra_bufts = False
+        params.use_extra_bufts = extra_buffers
         self.ptr = llama.llama_model_load_from_file(str(self.path).encode(), params)
         if not self.ptr:
             raise ModelLoadError(f"llama.cpp could not load {self.path}; the file may be truncated.")

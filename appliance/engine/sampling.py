@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import codecs
+import ctypes
 
 import llama_cpp as llama
 
 from appliance.llm.base import SamplingParams
 
 PENALTY_LAST_N = 64
+# Where a DRY repeat stops counting: line breaks, and the punctuation that ends list labels.
+DRY_BREAKERS = (b"\n", b":", b'"', b"*")
 
 
-def build_sampler(n_vocab: int, params: SamplingParams, recent_prompt: list[int]):
-    """A fresh sampler chain for one request; the caller frees it with `llama_sampler_free`."""
+def build_sampler(n_vocab: int, params: SamplingParams, recent_prompt: list[int], vocab=None):
+    """A fresh sampler chain for one request; the caller frees it with `llama_sampler_free`.
+
+    `vocab` (the model's llama_vocab) is needed for DRY; the whole context counts for it, so
+    prompt tokens are fed to the chain too.
+    """
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
     add = lambda sampler: llama.llama_sampler_chain_add(chain, sampler)  # noqa: E731
+    dry = params.dry_multiplier > 0 and vocab is not None
+    if dry:
+        breakers = (ctypes.c_char_p * len(DRY_BREAKERS))(*DRY_BREAKERS)
+        add(llama.llama_sampler_init_dry(vocab, params.dry_multiplier, params.dry_base,
+                                         params.dry_allowed_length, -1, breakers, len(DRY_BREAKERS)))
     penalised = (
         params.repeat_penalty != 1.0 or params.presence_penalty != 0 or params.frequency_penalty != 0
     )
@@ -40,7 +52,10 @@ def build_sampler(n_vocab: int, params: SamplingParams, recent_prompt: list[int]
         add(llama.llama_sampler_init_temp(params.temperature))
         seed = llama.LLAMA_DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
         add(llama.llama_sampler_init_dist(seed))
-    if penalised:
+    if dry:
+        for token in recent_prompt:
+            llama.llama_sampler_accept(chain, token)
+    elif penalised:
         for token in recent_prompt[-PENALTY_LAST_N:]:
             llama.llama_sampler_accept(chain, token)
     return chain

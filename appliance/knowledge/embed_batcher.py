@@ -47,6 +47,13 @@ class EmbeddingBatcher:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.submit(texts).result()
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Questions with the embedder's query prefix (a batcher serves one embedder)."""
+        return self.embed([self.embedder.query_prefix + t for t in texts])
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed([self.embedder.passage_prefix + t for t in texts])
+
     def close(self, wait: bool = True) -> None:
         with self._closing:
             self._closed = True

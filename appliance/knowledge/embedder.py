@@ -1,4 +1,8 @@
-"""The embedder seam and its built-in implementation: an int8 ONNX export run by onnxruntime."""
+"""The embedder seam and its built-in implementation: an int8 ONNX export run by onnxruntime.
+
+Some embedders are trained with an instruction before each text ("query: ", "passage: "): the
+artifact names them, and callers say which side a text is on (`embed_queries`, `embed_passages`).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from appliance.errors import ApplianceError
 
 BOOTSTRAP_HINT = "appliance-build embedder --out {path}"
 ARTIFACT_FILES = ("model.onnx", "tokenizer.json", "embedder.json")
+POOLINGS = ("mean", "cls", "last", "max")
 
 
 class EmbedderMissing(ApplianceError):
@@ -24,12 +29,15 @@ class EmbedderMissing(ApplianceError):
 
 
 class Embedder(ABC):
-    """Turns texts into unit-length float32 vectors of `dim` dimensions."""
+    """Turns texts into float32 vectors of `dim` dimensions (unit length unless the artifact
+    says otherwise); `embed` takes texts as they are, the other two add the side's prefix."""
 
     name: str
     dim: int
     max_batch = 32
     path: Path | None = None  # the artifact folder it was loaded from, when there is one
+    query_prefix = ""
+    passage_prefix = ""
 
     @cached_property
     def fingerprint(self) -> str:
@@ -51,6 +59,14 @@ class Embedder(ABC):
             picked = order[start:start + self.max_batch]
             out[picked] = self.embed_batch([texts[i] for i in picked])
         return out
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Questions, as searches embed them."""
+        return self.embed([self.query_prefix + t for t in texts])
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Passages, as the vector index holds them."""
+        return self.embed([self.passage_prefix + t for t in texts])
 
     def close(self) -> None:
         """Release sessions and threads."""
@@ -74,11 +90,18 @@ class OnnxEmbedder(Embedder):
         self.name = spec["name"]
         self.dim = int(spec["dim"])
         self.pooling = spec.get("pooling", "mean")
+        if self.pooling not in POOLINGS:
+            raise EmbedderMissing(f"The embedder in {path} pools with {self.pooling!r}, which this "
+                                  f"version cannot run (it knows {', '.join(POOLINGS)}); export it "
+                                  "again with `appliance-build embedder --from`.")
         self.normalize = bool(spec.get("normalize", True))
+        self.query_prefix = spec.get("query_prefix", "")
+        self.passage_prefix = spec.get("passage_prefix", "")
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(int(spec.get("max_length", 256)))
         self.tokenizer.no_padding()  # batches are padded here, to their own longest text
-        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        pad_id = spec.get("pad_token_id")
+        self.pad_id = int(pad_id) if pad_id is not None else self.tokenizer.token_to_id("[PAD]") or 0
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -86,8 +109,12 @@ class OnnxEmbedder(Embedder):
             str(path / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
         self.inputs = {i.name for i in self.session.get_inputs()}
-        outputs = [o.name for o in self.session.get_outputs()]
-        self.output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        self.output = "last_hidden_state" if "last_hidden_state" in outputs else next(iter(outputs))
+        width = outputs[self.output].shape[-1]
+        if isinstance(width, int) and width != self.dim:
+            raise EmbedderMissing(f"The embedder in {path} says {self.dim} dimensions in "
+                                  f"embedder.json, but its model returns {width}; export it again.")
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Batches of similar token counts: Korean text takes several tokens per character, so
@@ -114,15 +141,25 @@ class OnnxEmbedder(Embedder):
             mask[row, : len(tokens)] = 1
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         hidden = self.session.run([self.output], {k: v for k, v in feed.items() if k in self.inputs})[0]
-        if self.pooling == "cls":
-            vectors = hidden[:, 0]
-        else:
-            weights = mask[..., None].astype(np.float32)
-            vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        vectors = vectors.astype(np.float32)
-        if self.normalize:
-            vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
-        return vectors
+        return pool(hidden, mask, self.pooling, self.normalize)
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, pooling: str, normalize: bool) -> np.ndarray:
+    """Token states (batch, tokens, dim) to one vector per text, as sentence-transformers pools
+    them; `mask` marks the real tokens (padding is on the right)."""
+    if pooling == "cls":
+        vectors = hidden[:, 0]
+    elif pooling == "last":
+        vectors = hidden[np.arange(len(hidden)), mask.sum(axis=1) - 1]
+    elif pooling == "max":
+        vectors = np.where(mask[..., None] > 0, hidden, -1e9).max(axis=1)
+    else:
+        weights = mask[..., None].astype(np.float32)
+        vectors = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    vectors = vectors.astype(np.float32)
+    if normalize:
+        vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    return vectors
 
 
 EMBEDDERS = {"onnx": OnnxEmbedder}

@@ -250,6 +250,24 @@ class KeywordIndex:
             keep = (slots >= 0) & in_language(self._korean.data[slots], language)
         return [c for c, ok in zip(chunk_ids, keep.tolist()) if ok]
 
+    def unseen_idf(self) -> float:
+        """The IDF a term no chunk has gets (the largest there is)."""
+        n = len(self._slots)
+        return math.log(1 + (n + 0.5) / 0.5)
+
+    def idf(self, terms: Sequence[str]) -> dict[str, float]:
+        """BM25's IDF of each term over the live chunks; a term no chunk has weighs the most."""
+        with self._lock:
+            n = len(self._slots)
+            out = {}
+            for term in terms:
+                column = self._vocab.get(term)
+                postings = [] if column is None else self._term_postings(column)
+                df = sum(len(s) if not self._dead else int(np.count_nonzero(self._alive.view[s]))
+                         for s, _ in postings)
+                out[term] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            return out
+
     def _term_postings(self, column: int) -> list[tuple[np.ndarray, np.ndarray]]:
         out = []
         if column + 1 < len(self._indptr):

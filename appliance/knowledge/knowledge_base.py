@@ -12,15 +12,20 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import ApplianceError, Conflict
+from appliance.knowledge import sections
 from appliance.knowledge.access import AccessIndex
 from appliance.knowledge.analyzer import Analyzer
+from appliance.knowledge.chunking import Chunk
 from appliance.knowledge.embed_batcher import EmbeddingBatcher
 from appliance.knowledge.embedder import Embedder, artifact_fingerprint, load_embedder
 from appliance.knowledge.glossary import Glossary
-from appliance.knowledge.ingest import Ingestor, IngestReport
+from appliance.knowledge.ingest import Ingestor, IngestReport, index_terms
 from appliance.knowledge.keyword import KeywordIndex
+from appliance.knowledge.ocr import Tesseract
+from appliance.knowledge.rechunk import Rechunk
 from appliance.knowledge.reembed import IndexBuild, IndexRecord, ReembedCancelled
 from appliance.knowledge.retrieval import Hit, Retriever
+from appliance.knowledge.sources import WatchedSources
 from appliance.knowledge.store import DocumentStore
 from appliance.knowledge.vectors import (
     VectorStore,
@@ -29,6 +34,7 @@ from appliance.knowledge.vectors import (
     open_vector_store,
 )
 from appliance.settings import KnowledgeSettings, Settings
+from appliance.threadnames import start_named_thread
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +66,26 @@ class KnowledgeBase:
         self.folder = folder
         self._build: IndexBuild | None = None  # a re-embedding in progress
         self.last_build: IndexBuild | None = None
+        self.rechunking: Rechunk | None = None  # the current (or last) re-chunking
         self.analyzer = analyzer or Analyzer()
         self.keywords = KeywordIndex()
         self.access = AccessIndex()
         self.batcher = EmbeddingBatcher(embedder, max_batch=settings.embed_batch,
                                         window_ms=settings.embed_window_ms)
         self.retriever = Retriever(
-            store, vectors, self.keywords, self.access, self.batcher.embed, self.analyzer,
+            store, vectors, self.keywords, self.access, self.batcher.embed_queries, self.analyzer,
             candidates=settings.candidates, rrf_k=settings.rrf_k,
             dense_weight=settings.dense_weight, korean_dense_weight=settings.korean_dense_weight,
             min_similarity=settings.min_similarity, min_keyword_coverage=settings.min_keyword_coverage,
             glossary=Glossary(self.analyzer) if settings.glossary else None,
             translated_weight=settings.translated_weight,
         )
-        self.ingestor = Ingestor(self, chunk_chars=settings.chunk_chars,
-                                 chunk_overlap=settings.chunk_overlap)
+        self.ocr = Tesseract.from_settings(settings)
+        self.ingestor = Ingestor(self, chunk_tokens=settings.chunk_tokens,
+                                 chunk_max_tokens=settings.chunk_max_tokens,
+                                 heading_weight=settings.heading_weight, ocr=self.ocr,
+                                 ocr_min_confidence=settings.ocr_min_confidence)
+        self.sources = WatchedSources(self, settings.sources)
         # Index updates follow SQLite commits in the same order; one writer at a time.
         self._write_lock = threading.Lock()
         self.repair()
@@ -133,7 +144,7 @@ class KnowledgeBase:
             for start in range(0, len(missing), 256):
                 batch = missing[start:start + 256]
                 texts = self.store.chunk_texts(batch)
-                self.vectors.add(batch, self.embedder.embed([texts[i] for i in batch]))
+                self.vectors.add(batch, self.embedder.embed_passages([texts[i] for i in batch]))
             if self.store.meta("analyzer") != self.analyzer.version:
                 self._reanalyze()
             self.keywords.rebuild(self.store.iter_terms())
@@ -151,9 +162,11 @@ class KnowledgeBase:
     def _reanalyze(self) -> None:
         """Recompute every chunk's stored terms after the analyzer changed."""
         ids = sorted(self.store.chunk_ids())
+        weight = self.settings.heading_weight
         for start in range(0, len(ids), 500):
-            texts = self.store.chunk_texts(ids[start:start + 500])
-            self.store.set_terms({i: " ".join(self.analyzer.terms(t)) for i, t in texts.items()})
+            rows = self.store.chunks(ids[start:start + 500])
+            self.store.set_terms({i: " ".join(index_terms(
+                self.analyzer, r.title, Chunk(0, r.text, r.heading), weight)) for i, r in rows.items()})
         self.store.set_meta("analyzer", self.analyzer.version)
 
     def embed_for_write(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -163,25 +176,31 @@ class KnowledgeBase:
             targets = [(self.index.name, self.embedder)]
             if self._build is not None:
                 targets.append((self._build.record.name, self._build.embedder))
-        return {name: embedder.embed(texts) for name, embedder in targets}
+        return {name: embedder.embed_passages(texts) for name, embedder in targets}
 
     def apply(self, new_ids: Sequence[int], vectors: Mapping[str, np.ndarray], terms: Sequence[str],
               removed: Sequence[int], texts: Sequence[str], groups: Sequence[str]) -> None:
         """Bring the indexes up to a committed document change (`texts`: the chunks' embedding
         input; `groups`: the document's access groups)."""
         with self._write_lock:
-            self._remove_locked(removed)
-            self.access.set(new_ids, groups)
-            # An embedder switch (or a build that started) since `embed_for_write` leaves an index
-            # without its vectors: embed those few chunks here rather than leave them out.
-            live = vectors.get(self.index.name)
-            self.vectors.add(new_ids, live if live is not None else self.embedder.embed(texts))
-            build = self._build
-            if build is not None:
-                extra = vectors.get(build.record.name)
-                build.vectors.add(new_ids, extra if extra is not None else build.embedder.embed(texts))
-            for chunk_id, joined in zip(new_ids, terms):
-                self.keywords.add(chunk_id, joined.split())
+            self._apply_locked(new_ids, vectors, terms, removed, texts, groups)
+
+    def _apply_locked(self, new_ids: Sequence[int], vectors: Mapping[str, np.ndarray],
+                      terms: Sequence[str], removed: Sequence[int], texts: Sequence[str],
+                      groups: Sequence[str]) -> None:
+        self._remove_locked(removed)
+        self.access.set(new_ids, groups)
+        # An embedder switch (or a build that started) since `embed_for_write` leaves an index
+        # without its vectors: embed those few chunks here rather than leave them out.
+        live = vectors.get(self.index.name)
+        self.vectors.add(new_ids, live if live is not None else self.embedder.embed_passages(texts))
+        build = self._build
+        if build is not None:
+            extra = vectors.get(build.record.name)
+            build.vectors.add(new_ids, extra if extra is not None
+                              else build.embedder.embed_passages(texts))
+        for chunk_id, joined in zip(new_ids, terms):
+            self.keywords.add(chunk_id, joined.split())
 
     def regroup(self, document_id: int, groups: Sequence[str]) -> None:
         """Change a document's access groups (SQLite first, then the in-memory filter)."""
@@ -259,7 +278,7 @@ class KnowledgeBase:
             self.vectors, self.embedder, self.index = build.vectors, build.embedder, build.record
             self.batcher = EmbeddingBatcher(build.embedder, max_batch=self.settings.embed_batch,
                                             window_ms=self.settings.embed_window_ms)
-            self.retriever.use_dense(self.vectors, self.batcher.embed)
+            self.retriever.use_dense(self.vectors, self.batcher.embed_queries)
             self._build = None
             build.finish("installed")
         old_batcher.close(wait=False)  # what it queued is still served; late callers embed inline
@@ -297,6 +316,67 @@ class KnowledgeBase:
         build = self._build or self.last_build
         return build.status() if build is not None else None
 
+    # -- re-chunking after the chunker changed ---------------------------------------------------
+    def begin_rechunk(self) -> Rechunk | None:
+        """A job for every document another chunker (or other chunk settings) cut; None when
+        all are current. `Rechunk.run(kb)` does the work, or `start_rechunk` in the background."""
+        chunker = self.ingestor.chunker
+        with self._write_lock:
+            if self.rechunking is not None and self.rechunking.state == "running":
+                raise Conflict("The knowledge base is already being re-chunked; wait for it to finish.")
+            stale = self.store.stale_documents(chunker)
+            if not stale:
+                self.note_chunker()
+                return None
+            self.rechunking = Rechunk(chunker, stale, self.store.meta("chunker"))
+        log.info("re-chunking %d documents with %s (their chunks were cut by another chunker or "
+                 "other chunk settings)", len(stale), chunker)
+        return self.rechunking
+
+    def start_rechunk(self) -> Rechunk | None:
+        """Re-chunk in a background thread whatever needs it; search serves meanwhile."""
+        job = self.begin_rechunk()
+        if job is not None:
+            job.thread = start_named_thread(lambda: self._rechunk_in_background(job), "rechunk")
+        return job
+
+    def _rechunk_in_background(self, job: Rechunk) -> None:
+        try:
+            job.run(self)
+        except Exception:
+            log.exception("re-chunking stopped after %d of %d documents; the next start resumes it",
+                          job.done, job.total)
+
+    def rechunk_document(self, document_id: int) -> tuple[int, int] | None:
+        """Cut one document again with the current chunker and swap it in (SQLite in one
+        transaction, then the indexes, under the write lock). Returns (chunks before, after),
+        or None when it was deleted or re-ingested meanwhile."""
+        found = self.store.rechunk_input(document_id)
+        if found is None or found[2] == self.ingestor.chunker:
+            return None
+        title, stored, _, old_ids, old_chunks = found
+        doc = sections.from_json(title, stored) if stored is not None \
+            else sections.from_chunks(title, old_chunks)
+        chunks, contexts, terms = self.ingestor.chunks(doc)
+        vectors = self.embed_for_write(contexts)
+        with self._write_lock:
+            swapped = self.store.rechunk_document(document_id, old_ids, chunks, terms,
+                                                  sections.to_json(doc), self.ingestor.chunker)
+            if swapped is None:
+                return None
+            new_ids, removed, groups = swapped
+            self._apply_locked(new_ids, vectors, terms, removed, contexts, groups)
+        return len(removed), len(new_ids)
+
+    def note_chunker(self) -> None:
+        """Record the chunker as the knowledge base's once no document waits for it."""
+        chunker = self.ingestor.chunker
+        if self.store.meta("chunker") != chunker and not self.store.stale_documents(chunker):
+            self.store.set_meta("chunker", chunker)
+
+    def rechunk_status(self) -> dict | None:
+        return self.rechunking.status() if self.rechunking is not None else None
+
     # -- operations ------------------------------------------------------------------------------
     @property
     def version(self) -> str:
@@ -314,30 +394,55 @@ class KnowledgeBase:
         self.persist()
         return report
 
-    def delete(self, document_id: int) -> None:
+    def delete(self, document_id: int, *, persist: bool = True) -> None:
+        """Delete a document everywhere; `persist=False` leaves writing the vector index to a
+        later `persist()` (a batch of deletions)."""
         removed = self.store.delete_document(document_id)
         with self._write_lock:
             self._remove_locked(removed)
-        self.persist()
+        if persist:
+            self.persist()
 
     def search(self, query: str, k: int = 5, *, groups: Iterable[str] | None = None,
                mode: str = "hybrid") -> list[Hit]:
         return self.retriever.search(query, k, groups=groups, mode=mode)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed through the micro-batcher (concurrent callers share model calls)."""
-        return self.batcher.embed(texts)
+    def next_passage(self, chunk_id: int, groups: Iterable[str] | None = None) -> Hit | None:
+        """The passage after `chunk_id` in its document, as a hit (a list continues there)."""
+        row = self.store.next_chunk(chunk_id, groups)
+        if row is None:
+            return None
+        return Hit(row.id, row.document_id, row.source, row.title, row.heading, row.page, row.sheet,
+                   row.text, 0.0, None, None, 0.0)
+
+    def document_text(self, source: str) -> str:
+        return self.store.document_text(source)
+
+    def embed(self, texts: Sequence[str], input_type: str | None = None) -> np.ndarray:
+        """Embed through the micro-batcher (concurrent callers share model calls): as they are,
+        or as questions ("query") or passages ("passage") with the embedder's prefix."""
+        batcher = self.batcher
+        if input_type == "query":
+            return batcher.embed_queries(texts)
+        if input_type == "passage":
+            return batcher.embed_passages(texts)
+        return batcher.embed(texts)
 
     def status(self) -> dict:
         return {"documents": len(self.store.documents()), "chunks": self.store.chunk_count(),
                 "vectors": len(self.vectors), "version": self.version,
                 "embedder": self.embedder.name, "embedder_dim": self.embedder.dim,
                 "index": self.index.name or "vectors", "vector_store": self.settings.vector_store,
-                "embed_batches": self.batcher.batches, "reembed": self.reembed_status()}
+                "embed_batches": self.batcher.batches, "reembed": self.reembed_status(),
+                "chunker": self.ingestor.chunker, "rechunk": self.rechunk_status()}
 
     def close(self) -> None:
         if self._build is not None:
             self._build.cancel()
+        job = self.rechunking
+        if job is not None and job.thread is not None:
+            job.cancel()  # it stops after the document in hand; the next start resumes it
+            job.thread.join(timeout=60)
         self.batcher.close()
         self.persist()
         self.vectors.close()

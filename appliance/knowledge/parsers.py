@@ -1,4 +1,8 @@
-"""File parsers: each format becomes a title plus structured sections (heading path, page, sheet)."""
+"""File parsers: each format becomes a title plus structured sections (heading path, page, sheet).
+
+Scanned PDF pages and images go through OCR (`ocr.py`); the pages it read, or could not, are
+listed on the parsed document with their confidence or the reason.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.errors import InvalidRequest
+from appliance.knowledge.ocr import (
+    PDF_DPI,
+    OcrFailed,
+    OcrPage,
+    Tesseract,
+    blank_pdf_pages,
+    image_pages,
+    render_pdf_pages,
+)
 
 
 class ParseError(InvalidRequest):
@@ -32,16 +45,26 @@ class Section:
 class ParsedDocument:
     title: str
     sections: list[Section] = field(default_factory=list)
+    ocr: list[OcrPage] = field(default_factory=list)  # pages OCR read, or that needed it
+
+    @property
+    def needs_ocr(self) -> bool:
+        """Some page had no text and OCR could not read it."""
+        return any(p.error for p in self.ocr)
 
 
-Parser = Callable[[bytes, str], ParsedDocument]
+Parser = Callable[..., ParsedDocument]  # (data, stem), or (data, stem, ocr) for OCR formats
 PARSERS: dict[str, Parser] = {}
+OCR_FORMATS: set[str] = set()  # formats whose parser takes the OCR engine
+_default_ocr: Tesseract | None = None
 
 
-def parser(*extensions: str):
+def parser(*extensions: str, ocr: bool = False):
     def register(func: Parser) -> Parser:
         for ext in extensions:
             PARSERS[ext] = func
+            if ocr:
+                OCR_FORMATS.add(ext)
         return func
 
     return register
@@ -51,8 +74,18 @@ def supported(name: str) -> bool:
     return Path(name).suffix.lower() in PARSERS
 
 
-def parse(data: bytes, name: str) -> ParsedDocument:
-    """Parse file bytes by the name's extension; raises ParseError saying why it failed."""
+def default_ocr() -> Tesseract:
+    global _default_ocr
+    if _default_ocr is None:
+        _default_ocr = Tesseract()
+    return _default_ocr
+
+
+def parse(data: bytes, name: str, ocr: Tesseract | None = None) -> ParsedDocument:
+    """Parse file bytes by the name's extension; raises ParseError saying why it failed.
+
+    `ocr` reads scanned pages (default: Tesseract with kor+eng, when installed).
+    """
     ext = Path(name).suffix.lower()
     func = PARSERS.get(ext)
     if func is None:
@@ -61,14 +94,23 @@ def parse(data: bytes, name: str) -> ParsedDocument:
             f"supported: {', '.join(sorted(PARSERS))}."
         )
     try:
-        doc = func(data, Path(name).stem)
+        if ext in OCR_FORMATS:
+            doc = func(data, Path(name).stem, ocr or default_ocr())
+        else:
+            doc = func(data, Path(name).stem)
     except ParseError:
         raise
     except Exception as exc:  # each library fails its own way on corrupt input
         raise ParseError(f"{name}: not a readable {ext[1:]} file ({type(exc).__name__}: {exc}).") from exc
     doc.sections = [s for s in doc.sections if any(p.strip() for p in s.paragraphs)]
     if not doc.sections:
-        raise ParseError(f"{name}: no text found (scanned images are not supported).")
+        unread = next((p.error for p in doc.ocr if p.error), None)
+        if unread:
+            raise ParseError(f"{name}: no text layer; {unread}.")
+        if doc.ocr:
+            raise ParseError(f"{name}: OCR found no text (a blank or unreadable scan?); "
+                             "check the scan, or rescan it at 300 dpi.")
+        raise ParseError(f"{name}: no text found.")
     return doc
 
 
@@ -191,23 +233,143 @@ def parse_html(data: bytes, stem: str) -> ParsedDocument:
     return ParsedDocument(title, outline.done())
 
 
-@parser(".pdf")
-def parse_pdf(data: bytes, stem: str) -> ParsedDocument:
+@parser(".pdf", ocr=True)
+def parse_pdf(data: bytes, stem: str, ocr: Tesseract) -> ParsedDocument:
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(data))
     if reader.is_encrypted:
         raise ParseError("the PDF is password-protected; save an unprotected copy.")
-    sections = []
-    for number, page in enumerate(reader.pages, start=1):
+    pages = []
+    for page in reader.pages:
         text = page.extract_text() or ""
-        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-        if len(paragraphs) <= 1:  # many PDFs have no blank lines: fall back to lines
-            paragraphs = [p.strip() for p in text.splitlines() if p.strip()]
-        sections.append(Section(paragraphs, page=number))
-    meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    first = next((p for s in sections for p in s.paragraphs), stem)
-    return ParsedDocument(meta_title.strip() or first.splitlines()[0][:200], sections)
+        # Justified text comes out with runs of spaces between words.
+        pages.append([re.sub(r"[ \t\u00a0]{2,}", " ", line).strip() for line in text.splitlines()])
+    # A page without a text layer (a scanner's page number aside) is an image: OCR reads it.
+    scanned = [n for n, lines in enumerate(pages, start=1)
+               if not any(ch.isalpha() for line in lines for ch in line)]
+    records: list[OcrPage] = []
+    if scanned:
+        blank = blank_pdf_pages(data, scanned)
+        scanned = [n for n in scanned if n not in blank]
+    if scanned:
+        images = ((n, image, PDF_DPI) for n, image in render_pdf_pages(data, scanned, PDF_DPI)) \
+            if ocr.available else None
+        read, records = _ocr_pages(ocr, images, scanned)
+        for number, lines in read.items():
+            pages[number - 1] = lines
+    meta_title = ((reader.metadata.title if reader.metadata else None) or "").strip()
+    doc = _paged_document(pages, meta_title, stem)
+    doc.ocr = records
+    return doc
+
+
+@parser(".png", ".jpg", ".jpeg", ".tif", ".tiff", ocr=True)
+def parse_image(data: bytes, stem: str, ocr: Tesseract) -> ParsedDocument:
+    """A scanned page, or a multi-page TIFF: OCR is the only way in."""
+    frames = list(image_pages(data))
+    numbers = list(range(1, len(frames) + 1))
+    images = [(n, image, dpi) for n, (image, dpi) in zip(numbers, frames)] if ocr.available else None
+    read, records = _ocr_pages(ocr, images, numbers)
+    doc = _paged_document([read.get(n, []) for n in numbers], "", stem)
+    doc.ocr = records
+    return doc
+
+
+def _ocr_pages(ocr: Tesseract, images, numbers: list[int]) -> tuple[dict[int, list[str]], list[OcrPage]]:
+    """OCR each (page number, image, dpi); a page that fails is recorded with the reason and the
+    rest go on. Without OCR (`images` None) every page records what to install."""
+    if images is None:
+        return {}, [OcrPage(n, None, f"needs OCR: {ocr.problem}") for n in numbers]
+    read: dict[int, list[str]] = {}
+    records = []
+    for number, image, dpi in images:
+        try:
+            page = ocr.read(image, dpi)
+        except OcrFailed as exc:
+            records.append(OcrPage(number, None, exc.message))
+            continue
+        read[number] = page.lines
+        records.append(OcrPage(number, page.confidence))
+    return read, records
+
+
+def _paged_document(pages: list[list[str]], meta_title: str, stem: str) -> ParsedDocument:
+    """Lines per page to sections: running headers and footers dropped, wrapped lines joined,
+    numbered lines become headings."""
+    running = _running_lines(pages)
+    sections: list[Section] = []
+    first = None  # the document's first line, heading or not: its title without metadata
+    for number, lines in enumerate(pages, start=1):
+        lines = [line for line in lines if line and _page_mark(line) not in running]
+        path = sections[-1].heading if sections else ()
+        current = Section([], path, page=number)
+        for paragraph in _pdf_paragraphs(lines):
+            first = first or paragraph
+            if _is_pdf_heading(paragraph):
+                if current.paragraphs:
+                    sections.append(current)
+                level = paragraph.split()[0].rstrip(".").count(".") + 1
+                path = tuple(current.heading[: level - 1]) + (paragraph,)
+                current = Section([], path, page=number)
+            else:
+                current.paragraphs.append(paragraph)
+        if current.paragraphs:
+            sections.append(current)
+    title = meta_title or (first or stem).splitlines()[0][:200]
+    # The title line itself is no content, unless it is a sentence or all there is.
+    rest = [[p for p in section.paragraphs if p != title] for section in sections]
+    if len(title) <= TITLE_LINE_CHARS and any(rest):
+        for section, paragraphs in zip(sections, rest):
+            section.paragraphs = paragraphs
+    return ParsedDocument(title, sections)
+
+
+TITLE_LINE_CHARS = 100
+_PDF_HEADING = re.compile(r"^\d{1,2}(\.\d{1,2})*\.?\s+\S.{0,60}$")
+_PDF_ITEM = re.compile(r"^(?:[-*•·▪◦]|\(?\d{1,2}[.)]|[①-⑳])\s*\S")
+_PDF_END = (".", "다", "요", ":", "?", "!", ")", "]", "다.")
+
+
+def _is_pdf_heading(line: str) -> bool:
+    """A short numbered line that does not end like a sentence ("2.1 Approval limits")."""
+    return bool(_PDF_HEADING.match(line)) and not line.endswith((".", "다", ":"))
+
+
+def _page_mark(line: str) -> str:
+    return re.sub(r"\d+", "#", line)
+
+
+def _running_lines(pages: list[list[str]]) -> set[str]:
+    """Headers and footers: lines (digits aside, for page numbers) at the top or bottom of most pages."""
+    if len(pages) < 2:
+        return set()
+    counts: dict[str, int] = {}
+    for lines in pages:
+        edge = [line for line in lines if line][:2] + [line for line in lines if line][-2:]
+        for mark in {_page_mark(line) for line in edge}:
+            counts[mark] = counts.get(mark, 0) + 1
+    return {mark for mark, n in counts.items() if n >= max(2, len(pages) // 2 + 1)}
+
+
+def _pdf_paragraphs(lines: list[str]) -> list[str]:
+    """Lines wrapped at the page width are joined back into their sentence; short lines, list
+    items and headings stay lines of their own."""
+    if not lines:
+        return []
+    widths = sorted(len(line) for line in lines)
+    full = widths[int(0.8 * (len(widths) - 1))]
+    out: list[str] = []
+    for line in lines:
+        previous = out[-1] if out else ""
+        wrapped = previous and len(previous.splitlines()[-1]) >= 0.75 * full and \
+            not previous.endswith(_PDF_END) and not _PDF_ITEM.match(line) and \
+            not _PDF_HEADING.match(line) and not _is_pdf_heading(previous)
+        if wrapped:
+            out[-1] = f"{previous} {line}"
+        else:
+            out.append(line)
+    return out
 
 
 @parser(".docx")

@@ -105,7 +105,7 @@ class IndexBuild:
             batch = todo[start:start + BATCH]
             texts = store.chunk_texts(batch)  # chunks deleted meanwhile are simply absent
             ids = [i for i in batch if i in texts]
-            vectors = self.embedder.embed([texts[i] for i in ids])
+            vectors = self.embedder.embed_passages([texts[i] for i in ids])
             with lock:
                 keep = [k for k, chunk_id in enumerate(ids) if chunk_id not in self.removed]
                 self.vectors.add([ids[k] for k in keep], vectors[keep])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -33,8 +34,7 @@ class Hit:
 
     @property
     def snippet(self) -> str:
-        flat = " ".join(self.text.split())
-        return flat if len(flat) <= 240 else flat[:239] + "…"
+        return snippet(self.text)
 
     def source(self) -> dict:
         """The citation shown to users: enough to find the passage again."""
@@ -45,6 +45,19 @@ class Hit:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "snippet": self.snippet}
+
+
+_RULE_LINE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$", re.M)
+
+
+def snippet(text: str, limit: int = 240) -> str:
+    """Text for a source card: one line, without Markdown table pipes, rules and emphasis."""
+    text = _RULE_LINE.sub(" ", text)
+    text = re.sub(r"^\s*#{1,6}\s+", "", text, flags=re.M)
+    text = re.sub(r"\s*\|\s*", " · ", text.replace("**", "").replace("__", ""))
+    flat = " ".join(text.split()).strip(" ·")
+    flat = re.sub(r"(?:· )+", "· ", flat)
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def reciprocal_rank_fusion(rankings: Sequence[tuple[float, Sequence[int]]], k: int = 60) -> dict[int, float]:
@@ -119,7 +132,7 @@ class Retriever:
                 ranking = self.keywords.in_language(list(dense), languages[True])
                 pools[True].append((weight, ranking[: self.candidates]))
         if mode in ("hybrid", "keyword"):
-            terms = self.analyzer.terms(query)
+            terms = self.analyzer.query_terms(query)
             translated = self.glossary.translate(query, terms) if self.glossary else []
             # The other language's chunks match the question's glossary translations, and its
             # codes and loan words.

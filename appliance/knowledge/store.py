@@ -14,6 +14,7 @@ from appliance.database import Database
 from appliance.errors import NotFound
 from appliance.knowledge.chunking import Chunk
 from appliance.knowledge.migrations import migrate
+from appliance.knowledge.sections import OldChunk
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,17 @@ class DocumentRecord:
     size: int
     chunk_count: int
     ingested_at: float
+    origin: str = ""  # the watched source it came from; "" for uploads and the CLI
+    modified: float | None = None  # the file's mtime when a watched source read it
+    ocr: tuple[dict, ...] = ()  # per OCR'd page: {"page", "confidence", "error"}
 
     def as_dict(self) -> dict:
-        return {**self.__dict__, "groups": list(self.groups)}
+        return {**self.__dict__, "groups": list(self.groups), "ocr": list(self.ocr)}
+
+    @property
+    def needs_ocr(self) -> bool:
+        """Some page had no text and could not be read (OCR was missing or failed)."""
+        return any(page.get("error") for page in self.ocr)
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,16 @@ class ChunkRecord:
     groups: tuple[str, ...]
 
 
+RUN_COUNTS = ("added", "updated", "unchanged", "removed", "skipped", "failed")
+
+
 def _document(row: dict) -> DocumentRecord:
-    return DocumentRecord(**{**row, "groups": tuple(json.loads(row["groups"]))})
+    return DocumentRecord(**{**row, "groups": tuple(json.loads(row["groups"])),
+                             "ocr": tuple(json.loads(row["ocr"] or "[]"))})
+
+
+def _run(row: dict) -> dict:
+    return {**row, "errors": json.loads(row["errors"]), "warnings": json.loads(row["warnings"])}
 
 
 def visible(doc_groups: Iterable[str], caller_groups: Iterable[str] | None) -> bool:
@@ -97,6 +114,17 @@ class DocumentStore:
         if not rows:
             raise NotFound(f"No document with id {document_id}; GET /api/documents lists them.")
         return _document(rows[0])
+
+    def documents_from(self, origin: str) -> list[DocumentRecord]:
+        """The documents a watched source ingested."""
+        with self._lock:
+            return [_document(r) for r in self.db.query(
+                "select * from documents where origin = ? order by source", [origin])]
+
+    def origin_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {r["origin"]: r["n"] for r in self.db.query(
+                "select origin, count(*) as n from documents where origin != '' group by origin")}
 
     def by_source(self, source: str) -> DocumentRecord | None:
         with self._lock:
@@ -160,6 +188,29 @@ class DocumentStore:
                 "sheet": record.sheet, "text": record.text,
                 "previous": around.get(-1), "next": around.get(1)}
 
+    def next_chunk(self, chunk_id: int, groups: Iterable[str] | None = None) -> ChunkRecord | None:
+        """The chunk after `chunk_id` in its document (None at the end, or if hidden)."""
+        with self._lock:
+            rows = list(self.db.query(
+                "select n.id from chunks c join chunks n on n.document_id = c.document_id "
+                "and n.ordinal = c.ordinal + 1 where c.id = ?", [chunk_id]))
+        if not rows:
+            return None
+        return self.chunks([rows[0]["id"]], groups).get(rows[0]["id"])
+
+    def document_text(self, source: str) -> str:
+        """A document's title, headings and text in order (what answers are checked against)."""
+        with self._lock:
+            rows = list(self.db.query(
+                "select d.title, c.heading, c.text from chunks c join documents d on d.id = c.document_id "
+                "where d.source = ? order by c.ordinal", [source]))
+        if not rows:
+            return ""
+        parts = [rows[0]["title"]]
+        for row in rows:
+            parts += [row["heading"] or "", row["text"]]
+        return "\n".join(p for p in parts if p)
+
     def iter_chunk_groups(self) -> Iterator[tuple[tuple[str, ...], list[int]]]:
         """(groups, chunk ids) per document."""
         with self._lock:
@@ -176,6 +227,31 @@ class DocumentStore:
             return [r[0] for r in self.db.execute(
                 "select id from chunks where document_id = ?", [document_id])]
 
+    def stale_documents(self, chunker: str) -> list[int]:
+        """Ids of the documents whose chunks another chunker (or chunk setting) cut."""
+        with self._lock:
+            return [r[0] for r in self.db.execute(
+                "select d.id from documents d left join document_sections s on s.document_id = d.id "
+                "where s.chunker is null or s.chunker != ? order by d.id", [chunker])]
+
+    def rechunk_input(self, document_id: int) -> tuple[str, str | None, str | None, list[int],
+                                                        list[OldChunk]] | None:
+        """What re-chunking a document starts from, read at one moment: (title, stored sections
+        JSON or None, the chunker that cut its chunks or None, chunk ids, chunks in order); None
+        if the document is gone."""
+        with self._lock:
+            rows = list(self.db.query("select title from documents where id = ?", [document_id]))
+            if not rows:
+                return None
+            stored = list(self.db.query("select sections, chunker from document_sections "
+                                        "where document_id = ?", [document_id]))
+            chunks = list(self.db.query(
+                "select id, text, heading, page, sheet from chunks where document_id = ? "
+                "order by ordinal", [document_id]))
+        return (rows[0]["title"], stored[0]["sections"] if stored else None,
+                stored[0]["chunker"] if stored else None, [c["id"] for c in chunks],
+                [OldChunk(c["text"], c["heading"] or "", c["page"], c["sheet"]) for c in chunks])
+
     def iter_terms(self) -> Iterator[tuple[int, str]]:
         with self._lock:
             rows = self.db.execute("select id, terms from chunks").fetchall()
@@ -184,23 +260,27 @@ class DocumentStore:
     # -- writes --------------------------------------------------------------------------------
     def replace_document(
         self, *, source: str, title: str, format: str, content_hash: str, groups: Sequence[str],
-        size: int, chunks: Sequence[Chunk], terms: Sequence[str],
+        size: int, chunks: Sequence[Chunk], terms: Sequence[str], origin: str = "",
+        modified: float | None = None, ocr: Sequence[dict] = (), sections: str | None = None,
+        chunker: str | None = None,
     ) -> tuple[int, list[int], list[int]]:
-        """Insert or replace a document and its chunks in one transaction.
+        """Insert or replace a document and its chunks in one transaction; `sections` (JSON) and
+        `chunker` (what cut the chunks) let it be re-chunked later without the file.
 
         Returns (document id, new chunk ids, removed chunk ids).
         """
         # Plain SQL: sqlite-utils' write helpers commit on their own, which would split the
         # document's transaction and let a crash leave half of it behind.
         record = (source, title, format, content_hash, json.dumps(sorted(set(groups))), size,
-                  len(chunks), time.time())
+                  len(chunks), time.time(), origin, modified, json.dumps(list(ocr)))
         with self._transaction() as db:
             old = self.by_source(source)
             removed: list[int] = []
             if old is None:
                 document_id = db.execute(
                     "insert into documents (source, title, format, content_hash, groups, size, "
-                    "chunk_count, ingested_at) values (?, ?, ?, ?, ?, ?, ?, ?)", record).lastrowid
+                    "chunk_count, ingested_at, origin, modified, ocr) "
+                    "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", record).lastrowid
             else:
                 document_id = old.id
                 removed = [r[0] for r in db.execute(
@@ -208,20 +288,55 @@ class DocumentStore:
                 db.execute("delete from chunks where document_id = ?", [old.id])
                 db.execute(
                     "update documents set source = ?, title = ?, format = ?, content_hash = ?, "
-                    "groups = ?, size = ?, chunk_count = ?, ingested_at = ? where id = ?",
-                    (*record, old.id))
-            start = int(self._meta_in(db, "next_chunk_id") or 1)
-            ids = list(range(start, start + len(chunks)))
-            db.executemany(
-                "insert into chunks (id, document_id, ordinal, text, heading, page, sheet, terms) "
-                "values (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(i, document_id, c.ordinal, c.text, c.heading, c.page, c.sheet, t)
-                 for i, c, t in zip(ids, chunks, terms)])
-            # Chunk ids are never reused, so a stale vector can never be taken for a new chunk.
-            db.execute("insert or replace into meta (key, value) values ('next_chunk_id', ?)",
-                       [str(start + len(chunks))])
+                    "groups = ?, size = ?, chunk_count = ?, ingested_at = ?, origin = ?, "
+                    "modified = ?, ocr = ? where id = ?", (*record, old.id))
+            ids = self._insert_chunks(db, document_id, chunks, terms)
+            self._set_sections(db, document_id, sections, chunker)
             self._bump(db)
         return document_id, ids, removed
+
+    def rechunk_document(self, document_id: int, replaces: Sequence[int], chunks: Sequence[Chunk],
+                         terms: Sequence[str], sections: str,
+                         chunker: str) -> tuple[list[int], list[int], list[str]] | None:
+        """Swap a document's chunks for new ones in one transaction, if its chunks are still
+        `replaces` (None if it was changed or deleted meanwhile: that write re-chunked it).
+
+        Returns (new chunk ids, removed chunk ids, the document's groups).
+        """
+        with self._transaction() as db:
+            row = db.execute("select groups from documents where id = ?", [document_id]).fetchone()
+            current = [r[0] for r in db.execute(
+                "select id from chunks where document_id = ? order by id", [document_id])]
+            if row is None or current != sorted(replaces):
+                return None
+            db.execute("delete from chunks where document_id = ?", [document_id])
+            ids = self._insert_chunks(db, document_id, chunks, terms)
+            db.execute("update documents set chunk_count = ? where id = ?", [len(chunks), document_id])
+            self._set_sections(db, document_id, sections, chunker)
+            self._bump(db)
+        return ids, current, json.loads(row[0])
+
+    def _insert_chunks(self, db: sqlite3.Connection, document_id: int, chunks: Sequence[Chunk],
+                       terms: Sequence[str]) -> list[int]:
+        start = int(self._meta_in(db, "next_chunk_id") or 1)
+        ids = list(range(start, start + len(chunks)))
+        db.executemany(
+            "insert into chunks (id, document_id, ordinal, text, heading, page, sheet, terms) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, document_id, c.ordinal, c.text, c.heading, c.page, c.sheet, t)
+             for i, c, t in zip(ids, chunks, terms)])
+        # Chunk ids are never reused, so a stale vector can never be taken for a new chunk.
+        db.execute("insert or replace into meta (key, value) values ('next_chunk_id', ?)",
+                   [str(start + len(chunks))])
+        return ids
+
+    @staticmethod
+    def _set_sections(db: sqlite3.Connection, document_id: int, sections: str | None,
+                      chunker: str | None) -> None:
+        db.execute("delete from document_sections where document_id = ?", [document_id])
+        if sections is not None:
+            db.execute("insert into document_sections (document_id, chunker, sections) "
+                       "values (?, ?, ?)", [document_id, chunker, sections])
 
     def set_terms(self, terms: dict[int, str]) -> None:
         with self._transaction() as db:
@@ -235,6 +350,12 @@ class DocumentStore:
                        [json.dumps(sorted(set(groups))), document_id])
             self._bump(db)
 
+    def set_origin(self, document_id: int, origin: str, modified: float | None) -> None:
+        """Record which watched source holds an unchanged document, and its file's mtime."""
+        with self._transaction() as db:
+            db.execute("update documents set origin = ?, modified = ? where id = ?",
+                       [origin, modified, document_id])
+
     def delete_document(self, document_id: int) -> list[int]:
         """Delete a document and its chunks; returns the removed chunk ids."""
         with self._transaction() as db:
@@ -242,9 +363,54 @@ class DocumentStore:
             removed = [r[0] for r in db.execute(
                 "select id from chunks where document_id = ?", [document_id])]
             db.execute("delete from chunks where document_id = ?", [document_id])
+            db.execute("delete from document_sections where document_id = ?", [document_id])
             db.execute("delete from documents where id = ?", [document_id])
             self._bump(db)
         return removed
+
+    # -- watched-source runs (append-only history) ---------------------------------------------
+    def start_source_run(self, source: str, trigger: str) -> dict:
+        with self._transaction() as db:
+            run_id = db.execute(
+                "insert into source_runs (source, trigger, state, started_at) values (?, ?, ?, ?)",
+                [source, trigger, "running", time.time()]).lastrowid
+        return self.source_run(run_id)
+
+    def finish_source_run(self, run_id: int, state: str, counts: dict[str, int],
+                          errors: list[dict], warnings: list[dict], message: str = "") -> dict:
+        fields = {**{k: int(counts.get(k, 0)) for k in RUN_COUNTS}, "state": state,
+                  "finished_at": time.time(), "errors": json.dumps(errors, ensure_ascii=False),
+                  "warnings": json.dumps(warnings, ensure_ascii=False), "message": message}
+        with self._transaction() as db:
+            db.execute(f"update source_runs set {', '.join(f'{k} = ?' for k in fields)} where id = ?",
+                       [*fields.values(), run_id])
+        return self.source_run(run_id)
+
+    def source_run(self, run_id: int) -> dict:
+        with self._lock:
+            rows = list(self.db.query("select * from source_runs where id = ?", [run_id]))
+        if not rows:
+            raise NotFound(f"No watched-source run {run_id}.")
+        return _run(rows[0])
+
+    def source_runs(self, source: str | None = None, limit: int = 20) -> list[dict]:
+        """Runs newest first, of one source or all."""
+        where, args = ("where source = ?", [source]) if source else ("", [])
+        with self._lock:
+            return [_run(r) for r in self.db.query(
+                f"select * from source_runs {where} order by id desc limit ?", [*args, limit])]
+
+    def last_source_runs(self) -> dict[str, dict]:
+        """Each source's latest run."""
+        with self._lock:
+            return {r["source"]: _run(r) for r in self.db.query(
+                "select * from source_runs where id in (select max(id) from source_runs group by source)")}
+
+    def abandon_source_runs(self, message: str) -> int:
+        """Mark runs still 'running' (their process ended mid-run) as failed."""
+        with self._transaction() as db:
+            return db.execute("update source_runs set state = 'failed', finished_at = ?, message = ? "
+                              "where state = 'running'", [time.time(), message]).rowcount
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -22,6 +22,11 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     max_tokens: int | None = None
+    # DRY ("don't repeat yourself"): penalises tokens that would extend a sequence already in the
+    # context; 0 turns it off. Grounded answers turn it on, so a small model cannot loop.
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
 
     @property
     def deterministic(self) -> bool:

@@ -50,7 +50,7 @@ class LocalBackend(LLMBackend):
             settings.model_path, bundled_type=settings.bundled_model_type, cache_dir=cache_dir
         )
         self.listeners: list = []
-        self.model = Model(self.path)
+        self.model = Model(self.path, extra_buffers=settings.cpu_extra_buffers)
         # A registry version (name/version) is immutable, checksum-verified, so it can be the label.
         self._version = version_label or f"{settings.model_id}@{_file_fingerprint(self.path)}"
         try:

@@ -39,6 +39,9 @@ class RequestEvent:
     backend: str | None = None
     stream: bool = False
     user_id: int | None = None  # the signed-in caller, with auth on
+    answer_mode: str | None = None  # extractive, generated, generated_with_removals
+    support: float | None = None  # share of the evidence match (quoted) or kept (generated)
+    removed: int | None = None  # generated sentences verification removed
 
     def row(self) -> dict:
         row = asdict(self)

@@ -144,5 +144,13 @@ def m007_users(db: sqlite_utils.Database) -> None:
     db["feedback"].add_column("username", str)
 
 
+@migration
+def m008_answer_modes(db: sqlite_utils.Database) -> None:
+    # How each grounded answer was made: quoted or generated, and how much of it verification kept.
+    db["requests"].add_column("answer_mode", str)
+    db["requests"].add_column("support", float)
+    db["requests"].add_column("removed", int)
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     return migration.apply(db)

@@ -239,7 +239,7 @@ class AdminController(Controller):
 
         def change():
             if data.password is not None:  # checked first: a bad password changes nothing
-                accounts.passwords.check(data.password)
+                accounts.check_password_change(user_id, data.password)
             user = accounts.update_user(user_id, role=data.role, groups=data.groups,
                                         display_name=data.display_name, active=data.active)
             if data.password is not None:
@@ -260,6 +260,10 @@ class AdminController(Controller):
         user = await anyio.to_thread.run_sync(accounts.delete_user, user_id)
         note_audit(request, user.username, user_id=user.id)
         return {"deleted": user.id, "username": user.username}
+
+    @get("/directory", summary="Directory sign-in: settings in short, whether it answers now, recent errors")
+    async def directory(self, accounts: NamedDependency[Accounts]) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(accounts.directory_status)
 
     @get("/keys", summary="API keys (never their secrets)")
     async def keys(self, accounts: NamedDependency[Accounts],

@@ -17,10 +17,11 @@ from litestar.openapi.spec import Components
 
 from appliance import __version__
 from appliance.accounts import Accounts
+from appliance.accounts.quotas import Quotas
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
 from appliance.datafolder import DataFolderLock
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, DirectoryUnavailable
 from appliance.llm.base import LLMBackend
 from appliance.monitoring.monitor import Monitor
 from appliance.remote import connect_url
@@ -34,11 +35,13 @@ from appliance.server.auth import (
 )
 from appliance.server.conversations import ConversationsController
 from appliance.server.errors import exception_handlers
+from appliance.server.exports import ExportsController
 from appliance.server.health import HealthController
-from appliance.server.knowledge import KnowledgeController
+from appliance.server.knowledge import KnowledgeController, SourcesController
 from appliance.server.models_admin import ModelsController
 from appliance.server.monitoring import MonitoringController
 from appliance.server.openai import OpenAIController
+from appliance.server.quotas import QuotaMiddleware, QuotasController, UsageController, write_usage
 from appliance.server.request_metrics import RequestMetricsMiddleware
 from appliance.server.ui import ui_router
 from appliance.settings import Settings
@@ -130,6 +133,7 @@ def open_knowledge(settings: Settings, assistant: Assistant, state: State) -> No
     kb.store.set_meta("sample_ingested", "1")
     assistant.knowledge = kb
     state.knowledge_status = "ready"
+    kb.start_rechunk()  # documents cut by an older chunker: search serves them meanwhile
 
 
 def open_accounts(settings: Settings, state: State) -> Accounts:
@@ -146,7 +150,31 @@ def open_accounts(settings: Settings, state: State) -> Accounts:
     elif accounts.admin_count() == 0:
         log.warning("no admin account yet: create one with `appliance users create-admin --username NAME` "
                     "(same data dir), then sign in at the web UI or create API keys")
+    directory = accounts.directory
+    if settings.auth.enabled and directory is not None:
+        log.info("directory sign-in through %s (%s), %d mapped groups", directory.settings.url,
+                 directory.transport, len(directory.settings.groups))
+        if not directory.can_check:
+            log.warning("no directory service account (auth.directory.bind_dn): a user removed or "
+                        "disabled in the directory keeps their sessions and keys until they expire")
     return accounts
+
+
+async def directory_checks(accounts: Accounts, interval: float) -> None:
+    """Re-check directory users who hold sessions or keys every `interval` seconds, until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            done = await anyio.to_thread.run_sync(accounts.check_directory_users)
+        except DirectoryUnavailable as exc:  # nothing is cut on a guess; the next round retries
+            log.warning("directory check skipped: %s", exc.message)
+            continue
+        except Exception:
+            log.exception("directory check failed; it runs again in %.0f s", interval)
+            continue
+        if done["shut_out"]:
+            log.info("directory check: %d of %d users shut out (removed, disabled or unmapped)",
+                     done["shut_out"], done["checked"])
 
 
 async def housekeeping(accounts: Accounts) -> None:
@@ -187,10 +215,11 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     """Build the app. Without `backend`, the model loads in the background after start-up;
     without `knowledge`, the knowledge base opens (and on first start ingests) in the background."""
     cache = ResponseCache(settings.cache.max_entries, settings.cache.ttl_seconds, settings.cache.enabled)
-    assistant = Assistant(backend, cache, knowledge=knowledge, knowledge_settings=settings.knowledge)
+    assistant = Assistant(backend, cache, knowledge=knowledge, knowledge_settings=settings.knowledge,
+                          answer_settings=settings.answers)
     monitor = Monitor(settings, assistant) if settings.monitoring.enabled else None
     state = State({"settings": settings, "assistant": assistant, "model_error": None,
-                   "monitor": monitor, "accounts": None, "local_principal": None,
+                   "monitor": monitor, "accounts": None, "quotas": None, "local_principal": None,
                    "data_folder": None, "local_token": None,
                    "knowledge_status": "ready" if knowledge is not None else "opening"})
     holder: dict = {}  # the release manager opens in the lifespan, where the data dir exists
@@ -214,6 +243,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     @asynccontextmanager
     async def _serving(app: Litestar) -> AsyncIterator[None]:
         accounts = await anyio.to_thread.run_sync(open_accounts, settings, state)
+        quotas = state.quotas = await anyio.to_thread.run_sync(Quotas, accounts, settings.quotas)
         from appliance.releases import ReleaseManager
         from appliance.releases.backends import backend_factory
         from appliance.releases.reembed import KnowledgeIndexSwitch
@@ -228,6 +258,13 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         cleaner = asyncio.create_task(housekeeping(accounts), name="accounts housekeeping")
         backups = asyncio.create_task(scheduled_backups(settings), name="scheduled backups") \
             if settings.backup.schedule else None
+        checker = None
+        check_minutes = settings.auth.directory.check_minutes
+        if settings.auth.enabled and accounts.directory is not None and accounts.directory.can_check \
+                and check_minutes > 0:
+            checker = asyncio.create_task(directory_checks(accounts, check_minutes * 60),
+                                          name="directory checks")
+        usage_writer = asyncio.create_task(write_usage(quotas), name="usage writer")
         loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
@@ -237,12 +274,17 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             knowledge_task = asyncio.create_task(_open_knowledge())
         if monitor is not None:
             monitor.start()
+        if assistant.knowledge is not None:
+            await _start_sources()
         try:
             yield
         finally:
+            holder["stopping"] = True
             cleaner.cancel()
             if backups is not None:
                 backups.cancel()
+            if checker is not None:
+                checker.cancel()
             if loader is not None and not loader.done():
                 loader.cancel()
             await releases.stop()
@@ -251,13 +293,37 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             if knowledge_task is not None:
                 # A sample ingest in flight finishes its document; repair covers the rest.
                 await asyncio.wait({knowledge_task}, timeout=settings.server.drain_seconds)
+            await _stop_sources()
             if assistant.knowledge is not None and knowledge is None:
                 await anyio.to_thread.run_sync(assistant.knowledge.close)
             releases.close()
             if monitor is not None:  # last, so the drained requests are recorded too
                 await monitor.stop()
-            await asyncio.gather(cleaner, return_exceptions=True)  # a clean-up in flight ends first
+            # A clean-up or directory check in flight ends first.
+            await asyncio.gather(cleaner, *([checker] if checker else []), return_exceptions=True)
+            usage_writer.cancel()
+            await asyncio.gather(usage_writer, return_exceptions=True)
+            await anyio.to_thread.run_sync(quotas.flush)  # the drained requests' usage too
             accounts.close()
+
+    async def _start_sources() -> None:
+        """Watched sources run once the knowledge base is open (on the event loop's scheduler)."""
+        from appliance.knowledge.sources import SourceScheduler
+
+        if holder.get("stopping"):  # the knowledge base opened while the server was stopping
+            return
+        scheduler = SourceScheduler(assistant.knowledge.sources, settings.releases.timezone)
+        try:
+            scheduler.start()
+        except Exception:  # answering goes on; only the watched folders wait for a restart
+            log.exception("watched sources could not start")
+            return
+        holder["sources"] = scheduler
+
+    async def _stop_sources() -> None:
+        scheduler = holder.pop("sources", None)
+        if scheduler is not None:  # a run in progress stops after its current file
+            await anyio.to_thread.run_sync(scheduler.stop, settings.server.drain_seconds)
 
     async def _open_knowledge() -> None:
         try:
@@ -271,6 +337,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             state.knowledge_status = "unavailable"
             assistant.knowledge_error = "The knowledge base failed to open; the server log has details."
             log.exception("knowledge base failed to open")
+        else:
+            await _start_sources()
 
     async def _load(app: Litestar) -> None:
         try:
@@ -298,8 +366,10 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     # Outermost first: request metrics also count the requests that authentication refuses.
     middleware = [DefineMiddleware(RequestMetricsMiddleware, monitor=monitor)] if monitor else []
     middleware.append(DefineMiddleware(AuthMiddleware, settings=settings))
-    handlers = [HealthController, OpenAIController, KnowledgeController, MonitoringController,
-                ModelsController, AuthController, AdminController, ConversationsController]
+    middleware.append(DefineMiddleware(QuotaMiddleware))  # inside auth: it needs the caller
+    handlers = [HealthController, OpenAIController, KnowledgeController, SourcesController,
+                MonitoringController, ModelsController, AuthController, AdminController,
+                ConversationsController, UsageController, QuotasController, ExportsController]
     if settings.server.ui:
         handlers.append(ui_router())
     return Litestar(
@@ -308,6 +378,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             "assistant": Provide(lambda: assistant, sync_to_thread=False),
             "model_error": Provide(_model_error, sync_to_thread=False),
             "releases": Provide(lambda: holder["releases"], sync_to_thread=False),
+            "sources": Provide(lambda: holder.get("sources"), sync_to_thread=False),
             "accounts": Provide(lambda: state.accounts, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
         },

@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import anyio
-from litestar import Controller, Request, delete, get, patch, post
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta, Struct
 
 from appliance.accounts import Conversations
+from appliance.accounts.exports import (
+    content_disposition,
+    conversation_json,
+    conversation_markdown,
+    filename,
+)
 from appliance.server.auth import require_principal, signed_in
+from appliance.server.quotas import quotas_of
 
 ConversationId = Annotated[str, PathParameter(min_length=1, max_length=64)]
 Title = Annotated[str, Meta(max_length=1000)]
@@ -21,6 +30,11 @@ class MessageIn(Struct, forbid_unknown_fields=True):
     content: Annotated[str, Meta(max_length=200_000)]
     sources: Annotated[list[dict[str, Any]], Meta(max_length=100)] | None = None
     response_id: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    # As the chat response gave them: how the answer was made, and the follow-up's search text.
+    answer_mode: Literal["extractive", "generated", "generated_with_removals"] | None = None
+    support: Annotated[float, Meta(ge=0, le=1)] | None = None
+    removed: Annotated[int, Meta(ge=0)] | None = None
+    retrieval_query: Annotated[str, Meta(max_length=20_000)] | None = None
 
 
 class NewConversation(Struct, forbid_unknown_fields=True):
@@ -61,13 +75,30 @@ class ConversationsController(Controller):
         conversations, user_id = _owner(request)
         return await anyio.to_thread.run_sync(conversations.get, user_id, conversation_id)
 
+    @get("/{conversation_id:str}/export", summary="Download a conversation as Markdown or JSON")
+    async def export(self, conversation_id: ConversationId, request: Request, state: State,
+                     export_format: Annotated[Literal["md", "json"], QueryParameter(query="format")] = "md",
+                     lang: Literal["en", "ko"] = "en") -> Response:
+        conversations, user_id = _owner(request)
+        conversation = await anyio.to_thread.run_sync(conversations.get, user_id, conversation_id)
+        username, zone = require_principal(request).name, quotas_of(state).zone
+        if export_format == "json":
+            body = conversation_json(conversation, username=username, zone=zone)
+            media_type = "application/json"
+        else:
+            body = conversation_markdown(conversation, username=username, zone=zone, lang=lang)
+            media_type = "text/markdown"
+        names = filename(conversation["title"], conversation["id"], export_format)
+        return Response(body, media_type=media_type,
+                        headers={"Content-Disposition": content_disposition(*names),
+                                 "Cache-Control": "no-store"})
+
     @post("/{conversation_id:str}/messages", summary="Add messages (question, answer with its sources)",
           status_code=200)
     async def append(self, conversation_id: ConversationId, data: JSONBody[AppendMessages],
                      request: Request) -> dict[str, Any]:
         conversations, user_id = _owner(request)
-        messages = [{"role": m.role, "content": m.content, "sources": m.sources,
-                     "response_id": m.response_id} for m in data.messages]
+        messages = [msgspec.structs.asdict(m) for m in data.messages]
         return await anyio.to_thread.run_sync(conversations.append, user_id, conversation_id, messages)
 
     @patch("/{conversation_id:str}", summary="Rename a conversation")

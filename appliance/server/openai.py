@@ -20,6 +20,7 @@ from appliance.errors import ApplianceError, InvalidRequest
 from appliance.llm.base import Finished, GenerationRequest, TextDelta
 from appliance.server.auth import signed_in
 from appliance.server.errors import openai_error_body
+from appliance.server.quotas import meter
 from appliance.server.request_metrics import trace_of
 from appliance.server.schemas import (
     ChatCompletionRequest,
@@ -51,7 +52,8 @@ class OpenAIController(Controller):
             ],
         }
 
-    @post("/chat/completions", summary="Chat completion (streaming with SSE or not)", status_code=200)
+    @post("/chat/completions", summary="Chat completion (streaming with SSE or not)", status_code=200,
+          opt={"quota": "tokens"})
     async def chat_completions(
         self, data: JSONBody[ChatCompletionRequest], request: Request, assistant: NamedDependency[Assistant]
     ) -> Response:
@@ -66,11 +68,13 @@ class OpenAIController(Controller):
         )
         reply = _Reply("chat.completion", backend.model_id, answer)
         trace.watch(answer, reply.id, data.stream)
+        meter(request).watch(answer)
         if data.stream:
             return _sse(reply.chat_chunks(data.include_usage), answer)
         return await _complete(request, answer, reply.chat_body)
 
-    @post("/completions", summary="Text completion (streaming with SSE or not)", status_code=200)
+    @post("/completions", summary="Text completion (streaming with SSE or not)", status_code=200,
+          opt={"quota": "tokens"})
     async def completions(
         self, data: JSONBody[CompletionRequest], request: Request, assistant: NamedDependency[Assistant]
     ) -> Response:
@@ -81,16 +85,19 @@ class OpenAIController(Controller):
         answer = await assistant.answer(generation)
         reply = _Reply("text_completion", backend.model_id, answer)
         trace.watch(answer, reply.id, data.stream)
+        meter(request).watch(answer)
         if data.stream:
             return _sse(reply.text_chunks(data.include_usage), answer)
         return await _complete(request, answer, reply.text_body)
 
 
-    @post("/embeddings", summary="Embed texts with the knowledge base's embedder", status_code=200)
-    async def embeddings(self, data: JSONBody[EmbeddingRequest], assistant: NamedDependency[Assistant]) -> dict[str, Any]:
+    @post("/embeddings", summary="Embed texts with the knowledge base's embedder", status_code=200,
+          opt={"quota": "tokens"})
+    async def embeddings(self, data: JSONBody[EmbeddingRequest], request: Request,
+                         assistant: NamedDependency[Assistant]) -> dict[str, Any]:
         kb = assistant.require_knowledge()
         texts = data.texts()
-        vectors = await anyio.to_thread.run_sync(kb.embed, texts)
+        vectors = await anyio.to_thread.run_sync(kb.embed, texts, data.input_type)
         if data.dimensions is not None and data.dimensions != vectors.shape[1]:
             raise InvalidRequest(
                 f"This embedder returns {vectors.shape[1]} dimensions; drop `dimensions` or set it "
@@ -100,6 +107,7 @@ class OpenAIController(Controller):
         else:
             values = vectors.tolist()
         tokens = sum(len(t.split()) for t in texts)
+        meter(request).count(tokens)
         return {
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(values)],
@@ -138,7 +146,7 @@ class _Reply:
         choice = {"index": 0, "message": {"role": "assistant", "content": text},
                   "finish_reason": finished.finish_reason, "logprobs": None}
         return self._envelope("chat.completion", [choice], usage=self._usage(finished),
-                              **self.answer.grounding)
+                              **self.answer.grounding, **self.answer.outcome)
 
     def text_body(self, text: str, finished: Finished) -> dict[str, Any]:
         choice = {"index": 0, "text": text, "finish_reason": finished.finish_reason, "logprobs": None}
@@ -156,7 +164,10 @@ class _Reply:
             if isinstance(event, TextDelta):
                 yield encode(chunk({"content": event.text}))
             else:
-                yield encode(chunk({}, event.finish_reason))
+                last = chunk({}, event.finish_reason)
+                # How a generated answer was verified is known only now: the last chunk says it.
+                last.update(self.answer.outcome)
+                yield encode(last)
                 if include_usage:
                     yield encode(self._envelope("chat.completion.chunk", [], usage=self._usage(event)))
 

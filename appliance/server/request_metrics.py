@@ -1,7 +1,7 @@
 """Per-request metrics for /v1: an ASGI middleware times each request and records one event.
 
-Handlers enrich the request's `RequestTrace` (model, cache hit, tokens, first token, and the
-retrieval time the answer reports). The event goes to the monitor's in-memory buffer only.
+Handlers enrich the request's `RequestTrace` (model, cache hit, tokens, first token, retrieval
+time, how a grounded answer was made). The event goes to the monitor's in-memory buffer only.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class RequestTrace:
     """What a handler learned about its request, read by the middleware when the response ends."""
 
     __slots__ = ("started", "first_token_at", "finished_at", "finished", "cache_hit", "model_version",
-                 "backend", "response_id", "error_type", "retrieval_s", "stream")
+                 "backend", "response_id", "error_type", "retrieval_s", "stream", "answer")
 
     def __init__(self, started: float):
         self.started = started
@@ -36,6 +36,7 @@ class RequestTrace:
         self.error_type: str | None = None
         self.retrieval_s: float | None = None
         self.stream = False
+        self.answer = None  # the AnswerStream: how a grounded answer was made, once it ended
 
     def use_backend(self, backend: LLMBackend) -> None:
         self.model_version = backend.version
@@ -46,7 +47,8 @@ class RequestTrace:
         self.response_id = response_id
         self.stream = stream
         self.cache_hit = answer.from_cache
-        self.retrieval_s = getattr(answer, "retrieval_s", None)
+        self.retrieval_s = answer.retrieval_seconds
+        self.answer = answer
         answer.on_event = self.on_event
 
     def on_event(self, event) -> None:
@@ -79,8 +81,15 @@ class RequestTrace:
             prompt_tokens=f.prompt_tokens if f else None,
             completion_tokens=f.completion_tokens if f else None,
             cache_hit=self.cache_hit, retrieval_s=self.retrieval_s, model_version=self.model_version,
-            backend=self.backend, stream=self.stream,
+            backend=self.backend, stream=self.stream, **self._answer_fields(),
         )
+
+    def _answer_fields(self) -> dict:
+        if self.answer is None:
+            return {}
+        made = {**self.answer.grounding, **self.answer.outcome}
+        return {"answer_mode": made.get("answer_mode"), "support": made.get("support"),
+                "removed": made.get("removed")}
 
 
 def trace_of(request: Request) -> RequestTrace:

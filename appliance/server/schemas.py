@@ -141,6 +141,8 @@ class EmbeddingRequest(Struct, forbid_unknown_fields=False, kw_only=True):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     user: str | None = None
+    # Not in OpenAI's API: embedders trained with "query: " / "passage: " prefixes get theirs.
+    input_type: Literal["query", "passage"] | None = None
 
     def texts(self) -> list[str]:
         if isinstance(self.input, str):

@@ -109,3 +109,32 @@ def test_a_wrong_data_dir_is_named_not_created(tmp_path):
     result = run(tmp_path / "typo", "users", "list")
     assert result.exit_code == 2 and "No accounts database at" in result.output
     assert not (tmp_path / "typo").exists()
+
+
+def test_directory_check_shows_what_a_user_would_get(tmp_path, slapd):
+    from tests.slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, USER_FILTER, group_dn
+
+    config = tmp_path / "appliance.toml"
+    config.write_text(f"""[auth.directory]
+url = "{slapd.ldaps_url}"
+ca_file = "{slapd.ca_file}"
+bind_dn = "{SERVICE_DN}"
+bind_password = "{SERVICE_PASSWORD}"
+user_search_base = "{PEOPLE}"
+group_search_base = "{GROUPS}"
+user_filter = "{USER_FILTER}"
+
+[[auth.directory.groups]]
+group = "{group_dn('erp-admins')}"
+role = "admin"
+access_groups = ["all"]
+""")
+    checked = run(tmp_path, "users", "directory", "--user", "alice", "--config", str(config))
+    assert checked.exit_code == 0, checked.output
+    assert "reachable" in checked.output and "recursive" in checked.output
+    assert f"in {group_dn('erp-admins')}" in checked.output.lower()
+    assert "-> role admin, access groups all" in checked.output
+    carol = run(tmp_path, "users", "directory", "--user", "carol", "--config", str(config))
+    assert "refused: in none of the mapped groups" in carol.output
+    off = run(tmp_path, "users", "directory")
+    assert off.exit_code == 2 and "auth.directory.url" in off.output

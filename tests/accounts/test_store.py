@@ -307,3 +307,24 @@ def test_conversations_belong_to_their_user(accounts):
     assert conversations.list(bob.id) == []
     accounts.delete_user(alice.id)
     assert raw(accounts, "SELECT count(*) AS n FROM messages")[0]["n"] == 0  # cascaded
+
+
+def test_a_saved_answer_keeps_how_it_was_made(accounts):
+    alice = accounts.create_user("alice", None)
+    conversations = Conversations(accounts)
+    chat = conversations.create(alice.id, "Leave")
+    sources = [{"chunk_id": 2, "document": "hr/leave-ko.md", "spans": [[0, 59], [60, 117]]}]
+    saved = conversations.append(alice.id, chat["id"], [
+        {"role": "user", "content": "취소하려면요?"},
+        {"role": "assistant", "content": "연차휴가 › 4. 신청 취소:\n- 취소 요청 [1]", "sources": sources,
+         "answer_mode": "extractive", "support": 0.375,
+         "retrieval_query": "연차 신청은 어떻게 하나요? 취소하려면요?"},
+        {"role": "assistant", "content": "Ask HR [1].", "answer_mode": "generated_with_removals",
+         "support": 0.8, "removed": 2}])["messages"]
+    assert saved[0]["answer_mode"] is None and saved[0]["retrieval_query"] is None
+    assert saved[1]["sources"][0]["spans"] == [[0, 59], [60, 117]]
+    assert (saved[1]["answer_mode"], saved[1]["support"], saved[1]["removed"]) == ("extractive", 0.375, None)
+    assert saved[1]["retrieval_query"] == "연차 신청은 어떻게 하나요? 취소하려면요?"
+    assert (saved[2]["answer_mode"], saved[2]["removed"]) == ("generated_with_removals", 2)
+    with pytest.raises(InvalidRequest, match="answer_mode"):
+        conversations.append(alice.id, chat["id"], [{"role": "assistant", "content": "x", "answer_mode": "guessed"}])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,11 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from installer.bundle import FORBIDDEN_WHEELS
+from installer import llama_wheel
+from installer.bundle import FORBIDDEN_WHEELS, REPO_ROOT, read_project
 from installer.checksums import sha256_file
 from installer.layout import Layout
 
-from .conftest import installer_cli, netns_problem, offline, unpack
+from .conftest import (
+    LLAMA,
+    MARKER_FILE,
+    installer_cli,
+    netns_problem,
+    offline,
+    portable_variants,
+    unpack,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -63,14 +73,12 @@ def test_bundle_holds_everything_and_no_torch(bundle_v1, unpacked_v1):
     with zipfile.ZipFile(appliance) as whl:
         assert {"appliance/ui/chat.html", "appliance/ui/assets/js/chat.js"} <= set(whl.namelist())
     (llama,) = (unpacked_v1 / "wheels").glob("llama_cpp_python-*.whl")
-    if given := os.environ.get("ERP_INSTALLER_LLAMA_WHEEL"):
-        # A wheel named by the environment (CI without a cached portable build) ships unchanged.
-        assert sha256_file(llama) == sha256_file(Path(given))
+    assert meta["llama_cpp_build"].startswith(LLAMA)
+    if LLAMA == "local":  # the build this environment runs ships unchanged
+        pinned = llama_wheel.pinned_version(read_project(REPO_ROOT)["dependencies"])
+        assert sha256_file(llama) == sha256_file(llama_wheel.local_wheel(pinned))
     else:
-        with zipfile.ZipFile(llama) as whl:
-            variants = [n for n in whl.namelist() if "libggml-cpu-" in n]
-        # Runtime CPU dispatch: a backend for old x86-64 servers and for AVX2 ones, at least.
-        assert any("cpu-x64" in n for n in variants) and any("cpu-haswell" in n for n in variants)
+        assert portable_variants(llama)
     unit = (unpacked_v1 / "systemd" / "erp-appliance.service").read_text()
     for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "Restart=on-failure",
@@ -143,40 +151,73 @@ def env_repo_root() -> str:
 
 
 def _write_user_state(layout: Layout) -> tuple[bytes, bytes]:
-    (layout.data / "marker.txt").write_text(MARKER)
+    (layout.data / MARKER_FILE).write_text(MARKER)
     with layout.config.open("a") as fh:
         fh.write(EDITED_SETTING)
-    return (layout.data / "marker.txt").read_bytes(), layout.config.read_bytes()
+    return (layout.data / MARKER_FILE).read_bytes(), layout.config.read_bytes()
+
+
+def _self_test_failed_after(stderr: str) -> float:
+    return float(re.search(r"Self-test failed after ([\d.]+) s", stderr).group(1))
 
 
 def test_upgrade_keeps_data_and_settings(bundle_v1, bundle_v2, prefix, layout, tmp_path):
     marker, config = _write_user_state(layout)
-    bundle = unpack(bundle_v2.archive, tmp_path)
-    result = offline(bundle / "upgrade", "--prefix", prefix)
+    bundle = unpack(bundle_v2.archive, tmp_path / "bundle")
+    scratch_parent = tmp_path / "tmp"
+    scratch_parent.mkdir()
+    # The options install takes; --no-user with the installed user is what it is already.
+    result = offline(bundle / "upgrade", "--prefix", prefix, "--no-user", env={"TMPDIR": str(scratch_parent)})
     assert result.returncode == 0, result.stdout + result.stderr
+    # Checked first beside the installed version, on a scratch data folder, then on the real one.
+    assert f"with the data folder {scratch_parent}" in result.stdout
+    assert "Ready on the data folder" in result.stdout
+    assert not any(scratch_parent.iterdir()), "the scratch data folder is removed"
     state = layout.read_state()
     assert (state["version"], state["previous"]) == (bundle_v2.version, bundle_v1.version)
+    assert state["history"][-1]["action"] == "upgrade"
     assert layout.current.resolve() == layout.version_dir(bundle_v2.version)
     assert layout.version_dir(bundle_v1.version).is_dir(), "the previous version stays for a manual rollback"
-    assert (layout.data / "marker.txt").read_bytes() == marker
+    assert (layout.data / MARKER_FILE).read_bytes() == marker
     assert layout.config.read_bytes() == config
     assert "MemoryMax=6G" in layout.unit.read_text(), "an upgrade keeps the chosen memory limit"
 
 
-def test_failed_upgrade_rolls_back(bundle_v2, bundle_broken, prefix, layout, tmp_path):
-    marker, config = (layout.data / "marker.txt").read_bytes(), layout.config.read_bytes()
+def test_upgrade_whose_ready_answers_500_is_refused_at_once(bundle_v2, bundle_ready_500, prefix, layout, tmp_path):
+    marker, config = (layout.data / MARKER_FILE).read_bytes(), layout.config.read_bytes()
     unit_before = layout.unit.read_text()
-    bundle = unpack(bundle_broken.archive, tmp_path)
+    bundle = unpack(bundle_ready_500.archive, tmp_path)
+    result = offline(bundle / "upgrade", "--prefix", prefix, "--self-test-timeout", "600")
+    assert result.returncode != 0
+    assert (f"Upgrade to {bundle_ready_500.version} refused: its self-test failed, so nothing was "
+            f"switched and {bundle_v2.version} kept serving") in result.stderr
+    assert "GET /ready answered HTTP 500" in result.stderr, "the reason is shown"
+    # An error is not a slow start: the self-test gives up at the first answer, not at its timeout.
+    assert _self_test_failed_after(result.stderr) < 60
+    state = layout.read_state()
+    assert state["version"] == bundle_v2.version and state["history"][-1]["action"] == "refused"
+    assert layout.current.resolve() == layout.version_dir(bundle_v2.version)
+    assert not layout.version_dir(bundle_ready_500.version).exists()
+    assert layout.unit.read_text() == unit_before
+    assert (layout.data / MARKER_FILE).read_bytes() == marker and layout.config.read_bytes() == config
+
+
+def test_upgrade_that_fails_on_the_data_is_rolled_back(bundle_v2, bundle_fails_on_data, prefix, layout,
+                                                       tmp_path):
+    unit_before = layout.unit.read_text()
+    bundle = unpack(bundle_fails_on_data.archive, tmp_path)
     result = offline(bundle / "upgrade", "--prefix", prefix)
     assert result.returncode != 0
-    assert f"Upgrade to {bundle_broken.version} failed, so {bundle_v2.version} was put back" in result.stderr
-    assert "deliberately broken build" in result.stderr, "the reason is shown"
+    assert "Self-test passed" in result.stdout, "it passed beside the installed version"
+    assert (f"Upgrade to {bundle_fails_on_data.version} failed on the data folder, so "
+            f"{bundle_v2.version} was put back") in result.stderr
+    assert "deliberately fails on data it served before" in result.stderr, "the reason is shown"
+    assert _self_test_failed_after(result.stderr) < 60, "an exited server is noticed at once"
     state = layout.read_state()
     assert state["version"] == bundle_v2.version and state["history"][-1]["action"] == "rollback"
     assert layout.current.resolve() == layout.version_dir(bundle_v2.version)
-    assert not layout.version_dir(bundle_broken.version).exists()
+    assert not layout.version_dir(bundle_fails_on_data.version).exists()
     assert layout.unit.read_text() == unit_before
-    assert (layout.data / "marker.txt").read_bytes() == marker and layout.config.read_bytes() == config
     # The restored version serves again: start exactly what the unit's ExecStart runs, offline.
     answer = offline(sys.executable, "-c", _ASK_SCRIPT, layout.unit, layout.current / "venv/bin/python",
                      env_repo_root())
@@ -189,7 +230,7 @@ def test_uninstall_keeps_data_unless_purged(prefix, layout):
     keep = subprocess.run([*cli, "uninstall", "--prefix", str(prefix)], capture_output=True, text=True)
     assert keep.returncode == 0, keep.stderr
     assert not layout.opt.exists() and not layout.unit.exists()
-    assert (layout.data / "marker.txt").read_text() == MARKER and layout.config.is_file()
+    assert (layout.data / MARKER_FILE).read_text() == MARKER and layout.config.is_file()
 
     cli = installer_cli(Path(env_repo_root()))
     purge = subprocess.run([*cli, "uninstall", "--prefix", str(prefix), "--purge-data"],

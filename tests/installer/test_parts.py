@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ from installer import bundle, llama_wheel, service
 from installer.checksums import verify_sums, write_sums
 from installer.errors import BundleError, IntegrityError
 from installer.layout import Layout
+
+from .conftest import PORTABLE_LLAMA, portable_variants
 
 TEMPLATE = (Path(bundle.TEMPLATES) / "erp-appliance.service").read_text()
 
@@ -77,3 +81,63 @@ def test_unknown_model_lists_what_exists(tmp_path):
     shipped = bundle._copy_models(tmp_path, ["erp-assistant/1.0.0"], tmp_path / "out")
     assert shipped == [{"name": "erp-assistant", "version": "1.0.0"}]
     assert (tmp_path / "out" / "erp-assistant" / "1.0.0" / "manifest.json").is_file()
+
+
+PINNED_LLAMA = llama_wheel.pinned_version(bundle.read_project(bundle.REPO_ROOT)["dependencies"])
+
+
+def _package_hashes(wheel: Path) -> dict[str, str]:
+    with zipfile.ZipFile(wheel) as whl:
+        record = next(n for n in whl.namelist() if n.endswith(".dist-info/RECORD"))
+        return llama_wheel._hashes(whl.read(record).decode())
+
+
+def _installed_hashes() -> dict[str, str]:
+    return llama_wheel._hashes(importlib.metadata.distribution("llama-cpp-python").read_text("RECORD"))
+
+
+def test_local_llama_wheel_is_the_build_this_environment_runs():
+    wheel = llama_wheel.local_wheel(PINNED_LLAMA)
+    assert wheel.name.startswith(f"llama_cpp_python-{PINNED_LLAMA}-")
+    assert _package_hashes(wheel) == _installed_hashes()
+
+
+def test_local_llama_wheel_without_pip_cache_is_packed_from_the_installed_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")  # pip's cache off: nothing cached to reuse
+    monkeypatch.setenv("ERP_INSTALLER_CACHE", str(tmp_path))
+    wheel = llama_wheel.local_wheel(PINNED_LLAMA, log=lambda _: None)
+    assert wheel.is_relative_to(tmp_path)
+    assert _package_hashes(wheel) == _installed_hashes()
+    assert llama_wheel.local_wheel(PINNED_LLAMA, log=lambda _: None) == wheel, "packed once, then reused"
+
+
+def test_llama_wheel_choice_is_portable_local_or_a_file(tmp_path):
+    with pytest.raises(BundleError, match="use portable, local, or a llama_cpp_python"):
+        llama_wheel.choose(tmp_path / "nope.whl", PINNED_LLAMA)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)
+@pytest.mark.skipif(not PORTABLE_LLAMA, reason="compiles the portable llama.cpp wheel (every CPU variant, "
+                    "20-50 minutes on 2 cores); set ERP_TEST_PORTABLE_LLAMA=1 to build and check it")
+def test_portable_llama_wheel_has_a_backend_per_cpu_level():
+    wheel, how = llama_wheel.choose("portable", PINNED_LLAMA, log=lambda _: None)
+    assert how.startswith("portable") and portable_variants(wheel)
+
+
+@pytest.mark.parametrize("server, env, url", [
+    ("", "", "http://127.0.0.1:8080"),
+    ('[server]\nhost = "0.0.0.0"\nport = 9000\n', "", "http://127.0.0.1:9000"),
+    ('[server]\nhost = "::"\nport = 9000\n', "", "http://[::1]:9000"),
+    ('[server]\nhost = "10.0.0.5"\nport = 9000\n', "APPLIANCE_SERVER__PORT=9100", "http://10.0.0.5:9100"),
+])
+def test_upgrade_finds_the_service_where_its_settings_say(tmp_path, server, env, url):
+    layout = Layout(tmp_path)
+    layout.etc.mkdir(parents=True)
+    layout.config.write_text(f'data_dir = "{layout.data}"\n{server}')
+    unit = service.render_unit(TEMPLATE, layout)
+    if env:
+        unit = unit.replace("Environment=PYTHONUNBUFFERED=1", f"Environment=PYTHONUNBUFFERED=1 {env}")
+    layout.unit.parent.mkdir(parents=True)
+    layout.unit.write_text(unit)
+    assert service.local_url(layout) == url

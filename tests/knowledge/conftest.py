@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from appliance.knowledge.knowledge_base import KnowledgeBase, sample_kb_path
+from appliance.knowledge.ocr import Tesseract
 from appliance.settings import load_settings
 
 SAMPLE = sample_kb_path()
@@ -51,3 +52,30 @@ def sample_kb(tmp_path_factory, embedder_dir, embedder, sample_subset):
     assert not report.failed, report.failed
     yield base
     base.close()
+
+
+@pytest.fixture(scope="session")
+def ocr() -> Tesseract:
+    """The real Tesseract with Korean and English, as the appliance runs it."""
+    engine = Tesseract()
+    if not engine.available:
+        pytest.fail(f"OCR tests need Tesseract: {engine.problem} (`./dev setup` installs it through "
+                    "installer/system-deps.sh).")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def hr_docs(sample_subset) -> Path:
+    return sample_subset / "hr"  # eight documents, every format but CSV, Korean and English
+
+
+@pytest.fixture(scope="session")
+def old_data_dir(tmp_path_factory, embedder_dir, embedder, hr_docs) -> Path:
+    """A data dir with a knowledge base of the chunker before passages, as this version first
+    opened it (its vectors embedded); built once, copied by each test that changes it."""
+    from .old_chunker import old_style_base
+
+    data_dir = tmp_path_factory.mktemp("old-kb") / "data"
+    old_style_base(data_dir, hr_docs)
+    KnowledgeBase.open(make_settings(data_dir, embedder_dir), embedder=embedder).close()
+    return data_dir

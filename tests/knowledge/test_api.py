@@ -4,6 +4,7 @@ driven with httpx and the official openai client."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 
 import httpx
@@ -11,9 +12,9 @@ import numpy as np
 import openai
 import pytest
 
+from appliance.answers.compose import NO_ANSWER
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
-from appliance.knowledge.grounding import NO_ANSWER
 from appliance.llm.base import GenerationRequest, SamplingParams
 from appliance.server.app import create_app, load_backend
 from tests.conftest import LentBackend, LiveServer
@@ -101,6 +102,16 @@ def test_openai_client_embeddings(client):
     # Dynamic int8 quantization scales activations per batch, so batch-mates shift a vector
     # slightly; the direction stays.
     assert np.dot(single.data[0].embedding, response.data[0].embedding) > 0.98
+
+
+def test_embeddings_take_a_side_for_embedders_with_prefixes(client, http):
+    # all-MiniLM-L6-v2 has no prefixes, so each side's vector is the text's own.
+    plain = client.embeddings.create(model="all-minilm-l6-v2", input="purchase order")
+    query = client.embeddings.create(model="all-minilm-l6-v2", input="purchase order",
+                                     extra_body={"input_type": "query"})
+    assert np.dot(plain.data[0].embedding, query.data[0].embedding) > 0.999
+    wrong = http.post("/v1/embeddings", json={"model": "m", "input": "x", "input_type": "question"})
+    assert wrong.status_code == 400 and "input_type" in wrong.text
 
 
 def test_grounded_chat_carries_sources(client):
@@ -223,6 +234,28 @@ def test_first_start_ingests_the_sample_once(tmp_path, backend, embedder_dir, mo
 
 
 
+def test_the_server_re_chunks_an_old_knowledge_base_and_reports_progress(tmp_path, embedder_dir,
+                                                                          backend, old_data_dir):
+    shutil.copytree(old_data_dir, tmp_path / "data")
+    settings = make_settings(tmp_path / "data", embedder_dir)
+    with LiveServer(create_app(settings, backend=LentBackend(backend))) as server:
+        deadline = time.monotonic() + 300
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            while time.monotonic() < deadline:
+                job = (http.get("/api/status").json()["knowledge"] or {}).get("rechunk")
+                if job and job["state"] != "running":
+                    break
+                time.sleep(0.2)
+            assert job["state"] == "done", job
+            assert job["documents_done"] == job["documents_total"] == 8
+            assert job["chunks_after"] < job["chunks_before"] and job["previous_chunker"] is None
+            listed = http.get("/api/documents").json()
+            assert listed["rechunk"]["state"] == "done" and len(listed["documents"]) == 8
+            assert sum(d["chunk_count"] for d in listed["documents"]) == job["chunks_after"]
+            hits = http.post("/api/search", json={"query": "연차 휴가 신청", "k": 1}).json()["results"]
+            assert hits[0]["document"] == "annual-leave-request-ko.md"
+
+
 def test_request_metrics_record_the_retrieval_time(tmp_path, embedder_dir, backend, sample_kb):
     settings = make_settings(tmp_path / "data", embedder_dir)
     settings.monitoring.golden_interval_hours = 0
@@ -236,6 +269,7 @@ def test_request_metrics_record_the_retrieval_time(tmp_path, embedder_dir, backe
             return response.json()["id"]
 
         grounded = ask("What is the pay rate for overtime work?")
+        replayed = ask("What is the pay rate for overtime work?")  # from the response cache
         nothing = ask("What is the boiling point of mercury on Mars?")
         plain = ask("Say hello.", rag=False)
         monitor = app.state.monitor
@@ -243,9 +277,10 @@ def test_request_metrics_record_the_retrieval_time(tmp_path, embedder_dir, backe
         while time.monotonic() < deadline:
             monitor.collector.flush()
             rows = {r["response_id"]: r for r in monitor.store.db.query("SELECT * FROM requests")}
-            if len(rows) == 3:
+            if len(rows) == 4:
                 break
             time.sleep(0.05)
     assert rows[grounded]["retrieval_s"] > 0 and rows[nothing]["retrieval_s"] > 0
     assert rows[grounded]["retrieval_s"] < rows[grounded]["latency_s"]
-    assert rows[plain]["retrieval_s"] is None
+    assert rows[plain]["retrieval_s"] is None and rows[replayed]["retrieval_s"] is None
+    assert rows[replayed]["cache_hit"] == 1

@@ -59,12 +59,14 @@ def test_a_broken_file_is_reported_and_the_batch_goes_on(kb, tmp_path):
     _write(docs, "broken.pdf", b"%PDF-1.4 truncated garbage")
     _write(docs, "broken.docx", b"PK\x03\x04 not a zip")
     _write(docs, "image.png", b"\x89PNG")
+    _write(docs, "drawing.svg", b"<svg/>")
     _write(docs, "z.csv", (SAMPLE / "admin" / "system-error-codes.csv").read_bytes())
     report = kb.ingest([docs])
     assert sorted(report.added) == ["a.md", "z.csv"]
     failed = dict(report.failed)
-    assert set(failed) == {"broken.pdf", "broken.docx", "image.png"}
-    assert "pdf" in failed["broken.pdf"] and "unsupported" in failed["image.png"]
+    assert set(failed) == {"broken.pdf", "broken.docx", "image.png", "drawing.svg"}
+    assert "pdf" in failed["broken.pdf"] and "not a readable png" in failed["image.png"]
+    assert "unsupported" in failed["drawing.svg"]
     assert kb.search("SYS-E-1005 account locked", 1)[0].document == "z.csv"
 
 

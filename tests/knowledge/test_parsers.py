@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.knowledge.chunking import chunk_document
+from appliance.knowledge.chunking import chunk_document, tokens
 from appliance.knowledge.parsers import ParseError, parse
 
 from .conftest import SAMPLE
@@ -22,11 +22,11 @@ CASES = [
 @pytest.mark.parametrize("relative,phrase", CASES, ids=[Path(c[0]).suffix for c in CASES])
 def test_each_format_parses_into_chunks_that_keep_their_source(relative, phrase):
     doc = parse((SAMPLE / relative).read_bytes(), relative)
-    chunks = chunk_document(doc, size=900, overlap=150)
+    chunks = chunk_document(doc, target=220, maximum=380)
     assert doc.title and chunks
     text = "\n".join(c.text for c in chunks)
     assert phrase.lower() in text.lower()
-    assert all(len(c.text) <= 900 for c in chunks)
+    assert all(tokens(c.text) <= 380 for c in chunks)
     suffix = Path(relative).suffix
     if suffix == ".pdf":
         assert all(c.page for c in chunks)
@@ -40,16 +40,38 @@ def test_markdown_heading_path_nests():
     doc = parse(b"# Guide\n\n## Orders\n\n### Release\n\nRelease with PO120.\n\n## Returns\n\nUse RT1.",
                 "guide.md")
     chunks = chunk_document(doc)
-    assert [c.heading for c in chunks] == ["Orders > Release", "Returns"]
+    assert [c.heading for c in chunks] == ["Orders > Release"]
     assert chunks[0].context(doc.title).startswith("Guide > Orders > Release")
+    # The small sibling section joins the passage, its heading kept inline.
+    assert chunks[0].text.splitlines() == ["Release with PO120.", "## Returns", "Use RT1."]
 
 
-def test_long_sections_are_split_with_overlap():
-    paragraphs = "\n\n".join(f"Paragraph {i} " + "word " * 40 for i in range(30))
-    chunks = chunk_document(parse(f"# T\n\n{paragraphs}".encode(), "t.md"), size=600, overlap=250)
-    assert len(chunks) > 3
-    for before, after in zip(chunks, chunks[1:]):
-        assert before.text.splitlines()[-1] in after.text  # the tail paragraph carries over
+def test_small_sections_merge_up_to_the_target_and_never_leave_a_lone_heading():
+    sections = "\n\n".join(f"## Step {i}\n\nDo thing {i} in transaction TX{i}0." for i in range(40))
+    chunks = chunk_document(parse(f"# T\n\n{sections}".encode(), "t.md"), target=120, maximum=200)
+    assert 3 <= len(chunks) < 40
+    assert all(30 <= tokens(c.text) <= 200 for c in chunks)
+    assert all(not c.text.splitlines()[-1].startswith("#") for c in chunks)
+
+
+def test_a_long_table_is_sliced_with_its_header_in_every_slice():
+    rows = "\n".join(f"| R{i} | value {i} with some words to make the row longer |" for i in range(60))
+    doc = parse(f"# T\n\n## Codes\n\n| Code | Meaning |\n|---|---|\n{rows}\n".encode(), "t.md")
+    chunks = chunk_document(doc, target=150, maximum=250)
+    assert len(chunks) > 2
+    for chunk in chunks:
+        assert chunk.text.startswith("| Code | Meaning |\n|---|---|")
+        assert tokens(chunk.text) <= 250
+    assert "| R59 |" in chunks[-1].text
+
+
+def test_a_list_that_fits_stays_whole():
+    intro = "Intro sentence with enough words to matter here. " * 12
+    steps = "\n".join(f"{i}. Step number {i} of the procedure." for i in range(1, 9))
+    doc = parse(f"# T\n\n## A\n\n{intro}\n\n{steps}\n".encode(), "t.md")
+    chunks = chunk_document(doc, target=150, maximum=300)
+    holding = [c for c in chunks if "1. Step number 1" in c.text]
+    assert len(holding) == 1 and "8. Step number 8" in holding[0].text
 
 
 def test_cp949_csv_is_read():
@@ -66,4 +88,4 @@ def test_broken_files_raise_with_a_reason(name):
 
 def test_unsupported_format_names_the_supported_ones():
     with pytest.raises(ParseError, match="supported: .*\\.md"):
-        parse(b"x", "picture.png")
+        parse(b"x", "drawing.svg")

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import openai
@@ -20,11 +21,12 @@ from appliance.settings import Settings
 from tests.conftest import free_port
 
 UPSTREAM_MODEL = "smol-upstream"
+LLAMA_SERVER = Path(__file__).resolve().parents[1] / "llama_server.py"
 
 
 def start_llama_server(model_path: str, port: int) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--model_alias", UPSTREAM_MODEL,
+        [sys.executable, str(LLAMA_SERVER), "--model", model_path, "--model_alias", UPSTREAM_MODEL,
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--verbose", "False"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )

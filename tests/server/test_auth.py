@@ -283,11 +283,18 @@ def test_conversations_are_private(auth):
         appended = client.post(path + "/messages", headers=csrf, json={"messages": [
             {"role": "user", "content": "How do I request leave?"},
             {"role": "assistant", "content": "Through the HR portal [1].", "sources": sources,
-             "response_id": "chatcmpl-x"}]})
+             "response_id": "chatcmpl-x", "answer_mode": "extractive", "support": 0.5,
+             "retrieval_query": "leave request"}]})
         assert appended.status_code == 200, appended.text
         message = appended.json()["messages"][1]
-        assert set(message) == {"id", "role", "content", "sources", "response_id", "rating", "created_at"}
+        assert set(message) == {"id", "role", "content", "sources", "response_id", "rating", "answer_mode",
+                                "support", "removed", "retrieval_query", "created_at"}
         assert message["sources"] == sources
+        assert (message["answer_mode"], message["support"], message["retrieval_query"]) == \
+            ("extractive", 0.5, "leave request")
+        unknown = client.post(path + "/messages", headers=csrf, json={"messages": [
+            {"role": "assistant", "content": "x", "answer_mode": "guessed"}]})
+        assert unknown.status_code == 400 and "answer_mode" in unknown.text
         assert client.patch(path, json={"title": "Annual leave"}, headers=csrf).json()["title"] == "Annual leave"
         listed = client.get("/api/conversations").json()["conversations"]
         assert listed[0]["id"] == created["id"] and listed[0]["message_count"] == 2  # latest first

@@ -28,6 +28,7 @@ OUTSIDER_GROUP = "finance"  # the admin is in it, the employee is not
 # A small corpus, English and Korean: enough for grounded answers with several sources.
 CORPUS = ["purchasing/purchase-order-approval.md", "hr/overtime-policy.md",
           "hr/annual-leave-request-ko.md"]
+CONTEXT = 2048  # tokens per request for the UI's backends
 PHONE = {"width": 375, "height": 740}
 LAPTOP = {"width": 1280, "height": 800}
 
@@ -51,10 +52,11 @@ def browser():
 
 @pytest.fixture(scope="session")
 def ui_backend(engine_settings):
-    """The real bundled model; grounded prompts need more context than the default test engine."""
+    """The real bundled model; grounded prompts need more context than the default test engine
+    (a generated answer's prompt, instructions and evidence, runs past 1,024 tokens)."""
     from appliance.llm.local import LocalBackend
 
-    backend = LocalBackend(engine_settings(max_request_tokens=1024, default_max_tokens=48, slots=2))
+    backend = LocalBackend(engine_settings(max_request_tokens=CONTEXT, default_max_tokens=48, slots=2))
     yield backend
     close_backend(backend)
 
@@ -130,15 +132,14 @@ def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir,
         settings = load_settings(data_dir=data)
         settings.auth.enabled = True  # beats the suite's APPLIANCE_AUTH__ENABLED=false
         settings.knowledge.embedder_path = str(embedder_dir)
-        settings.engine = engine_settings(max_request_tokens=1024, default_max_tokens=48, slots=2)
+        settings.engine = engine_settings(max_request_tokens=CONTEXT, default_max_tokens=48, slots=2)
         settings.monitoring.golden_interval_hours = 0  # no accuracy run competing for the model
         for dotted, value in settings_changes.items():
             section, name = dotted.split("__")
             setattr(getattr(settings, section), name, value)
         knowledge = KnowledgeBase.open(settings, embedder=embedder)
-        backend = LentBackend(backend or ui_backend)
-        if max_tokens is not None:
-            backend = LongAnswers(ui_backend, max_tokens)
+        backend = backend or ui_backend
+        backend = LongAnswers(backend, max_tokens) if max_tokens is not None else LentBackend(backend)
         server = live_server(settings, backend, knowledge=knowledge)
         server.wait_ready()
         accounts = server.app.state.accounts

@@ -4,15 +4,18 @@ versions, monitoring and the audit log, each against the real appliance."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from appliance.settings import SourceSettings
+from tests.knowledge import scans
 from tests.releases.conftest import GOLDEN_ITEMS, write_version
 
-from .conftest import ADMIN, EMPLOYEE, OUTSIDER_GROUP, api_session, login
+from .conftest import ADMIN, CORPUS, EMPLOYEE, OUTSIDER_GROUP, api_session, login
 
 SECRET = (b"# Executive bonus pool\n\nThe executive bonus pool for 2026 is KRW 900,000,000 "
           b"(code BON-77). The CEO approves the executive bonus pool every March.\n")
@@ -87,10 +90,93 @@ def test_uploaded_document_is_found_by_search_and_never_shown_outside_its_group(
     assert not admin.errors and not employee.errors
 
 
+def test_watched_folder_and_scanned_uploads_on_the_documents_tab(appliance_factory, new_page, tmp_path):
+    share = tmp_path / "share"
+    (share / "policies").mkdir(parents=True)
+    (share / "policies" / "remote-work.md").write_text(
+        "# Remote work\n\nRemote work days are booked in transaction HR410 a week ahead.\n")
+    travel = ["Travel expenses are settled in transaction TE-45 within seven days."]
+    (share / "travel-scan.png").write_bytes(scans.image_bytes(scans.page(travel)))
+    (share / "broken.pdf").write_bytes(b"%PDF-1.4 cut off in the copy")
+    appliance = appliance_factory(knowledge__sources=[
+        SourceSettings(name="hr-share", path=str(share), groups=["all"], interval_minutes=0)])
+    admin = new_page()
+    login(admin, appliance.url, ADMIN, "/admin")
+    row = admin.locator("#sources-table tr[data-id='hr-share']")
+    row.wait_for()
+    assert "Not run yet" in row.inner_text() and "On demand" in row.inner_text()
+    assert admin.get_attribute("#ocr-status", "data-available") == "true"
+
+    # Run now: the card follows the run until it ends, with its counts and the failed file.
+    row.locator("button", has_text="Run now").click()
+    row.locator(".badge.warning", has_text="Done").wait_for()  # done, with a failure
+    assert "2 added" in row.locator("[data-counts]").inner_text()
+    row.locator("[data-problems] summary").click()
+    failed = row.locator("[data-problems] li[data-file='broken.pdf']")
+    assert "not a readable pdf file" in failed.inner_text()
+    scanned = admin.locator("#documents-table tr[data-id='hr-share/travel-scan.png']")
+    scanned.wait_for()  # the document list refreshed when the run ended
+    assert int(scanned.locator("[data-ocr]").get_attribute("data-ocr")) >= 80
+    assert appliance.knowledge.store.by_source("hr-share/policies/remote-work.md").origin == "hr-share"
+
+    # An upload of a faded scan is added, with the low-confidence page named.
+    admin.set_input_files("#upload-files", files=[{
+        "name": "faded.png", "mimeType": "image/png",
+        "buffer": scans.image_bytes(scans.page(travel, size=28, blur=3.3))}])
+    upload = admin.locator(".upload[data-name='faded.png']")
+    upload.locator(".badge[data-status=added]").wait_for()
+    assert "low OCR confidence" in upload.locator(".warnings").inner_text()
+    assert "OCR pages: 1 · lowest confidence" in upload.locator(".detail").inner_text()
+
+    korean = new_page(locale="ko-KR")
+    login(korean, appliance.url, ADMIN, "/admin")
+    row = korean.locator("#sources-table tr[data-id='hr-share']")
+    row.wait_for()
+    assert korean.inner_text("#sources h2") == "감시 폴더"
+    assert "완료" in row.inner_text() and "추가 2" in row.inner_text() and "요청할 때만" in row.inner_text()
+    assert row.locator("button", has_text="지금 실행").count() == 1
+    assert "스캔한 PDF와 이미지는 OCR로 읽습니다" in korean.inner_text("#ocr-status")
+
+
+def test_documents_tab_follows_a_re_chunking_in_both_languages(appliance_factory, new_page):
+    # The corpus was cut at the default passage size: with another, every document is re-chunked.
+    appliance = appliance_factory(knowledge__chunk_tokens=120)
+    kb = appliance.knowledge
+    job = kb.begin_rechunk()
+    assert job is not None and job.total == len(CORPUS)
+    first_done, go_on = threading.Event(), threading.Event()
+
+    def hold_after_the_first(progress):
+        if progress.done == 1:
+            first_done.set()
+            go_on.wait(120)
+
+    worker = threading.Thread(target=job.run, args=(kb,), kwargs={"progress": hold_after_the_first})
+    worker.start()
+    try:
+        assert first_done.wait(120)
+        admin = new_page()
+        login(admin, appliance.url, ADMIN, "/admin")
+        admin.wait_for_selector("#rechunk .rechunk[data-state=running] progress")
+        assert f"1 of {len(CORPUS)} documents" in admin.locator("#rechunk").inner_text()
+        korean = new_page(locale="ko-KR")
+        login(korean, appliance.url, ADMIN, "/admin")
+        korean.wait_for_selector("#rechunk .rechunk[data-state=running]")
+        assert f"문서 {len(CORPUS)}개 중 1개" in korean.locator("#rechunk").inner_text()
+    finally:
+        go_on.set()
+        worker.join()
+    # The tab follows it to the end, then says what changed.
+    admin.wait_for_selector("#rechunk .rechunk", state="detached")
+    admin.wait_for_selector(f".toast:has-text('{len(CORPUS)} documents')")
+    assert not admin.errors and not korean.errors
+
+
 def test_users_keys_and_audit(appliance, new_page):
     page = new_page()
     login(page, appliance.url, ADMIN, "/admin")
     open_tab(page, appliance.url, "users")
+    page.wait_for_selector("#directory-status[data-state=off]")  # no directory: says how to set one
     page.fill("#new-username", "minji")
     page.fill("#new-display-name", "Lee Minji")
     page.fill("#new-password", "first-password-1")

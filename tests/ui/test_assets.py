@@ -14,6 +14,7 @@ JS = ASSETS_DIR / "js"
 DYNAMIC_KEYS = {  # built as t(`prefix.${value}`) from values the server sends
     "chat.feedback": ["up", "down"],
     "documents.status": ["added", "updated", "unchanged", "failed"],
+    "documents.rechunk": ["running", "failed", "cancelled"],
     "models.states": ["staged", "validating", "ready", "activating", "active", "failed", "retired"],
     "models.activationSteps": ["queued", "starting", "golden_reference", "reembed", "load", "warmup",
                                "switch", "drain"],
@@ -21,6 +22,12 @@ DYNAMIC_KEYS = {  # built as t(`prefix.${value}`) from values the server sends
     "monitoring.ranges": ["1h", "24h", "7d"],
     "monitoring.state": ["firing", "resolved"],
     "role": ["employee", "admin"],
+    "users.directoryState": ["not_found", "disabled", "not_mapped"],
+    "directory.transport": ["ldaps", "starttls", "plain"],
+    "directory.method": ["auto", "in_chain", "recursive", "direct"],
+    "sources.states": ["running", "done", "failed"],
+    "sources.triggers": ["schedule", "manual", "cli"],
+    "sources.counts": ["added", "updated", "unchanged", "removed", "skipped", "failed"],
 }
 
 

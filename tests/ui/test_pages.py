@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from .conftest import ADMIN, EMPLOYEE, PHONE, eventually, login
 
-ADMIN_TABS = ("documents", "models", "monitoring", "users", "keys", "audit")
+ADMIN_TABS = ("documents", "models", "monitoring", "users", "keys", "usage", "audit")
 
 
 def no_horizontal_scroll(page) -> bool:

@@ -66,27 +66,57 @@ def parse_assignments(assignments: tuple[str, ...]) -> dict:
 @main.command("embedder")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder to write the artifact to (e.g. <data_dir>/models/embedder).")
+@click.option("--from", "source", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A sentence-transformers model folder to export instead of the bundled "
+                   "all-MiniLM-L6-v2 (e.g. multilingual-e5-small or bge-m3, saved on a connected "
+                   "machine and copied here).")
+@click.option("--name", help="The embedder's name in embedder.json, /api/status and /v1/embeddings "
+                             "(default: the folder's name).")
+@click.option("--query-prefix", help="Text put before every question, e.g. 'query: ' (default: "
+                                     "the model's own 'query' prompt, if it names one).")
+@click.option("--passage-prefix", help="Text put before every passage, e.g. 'passage: ' (default: "
+                                       "the model's own 'passage' or 'document' prompt).")
+@click.option("--pooling", type=click.Choice(["mean", "cls", "last", "max"]),
+              help="How token states become one vector (default: the model's Pooling config).")
+@click.option("--normalize/--no-normalize", default=None,
+              help="Unit-length vectors (default: yes, unless the model was trained for raw dot "
+                   "products without a Normalize module).")
+@click.option("--max-length", type=int, help="Longest input in tokens; longer ones are cut (default: "
+                                             "the model's max_seq_length).")
 @click.option("--quantization", type=click.Choice(["dynamic", "static"]), default="dynamic",
               show_default=True, help="static calibrates on the sample knowledge base.")
 @click.option("--fp32-out", type=click.Path(path_type=Path),
               help="Also write the fp32 ONNX model (same graph, not quantized) to this folder, "
                    "e.g. to benchmark int8 against it.")
-def embedder(out: Path, quantization: str, fp32_out: Path | None) -> None:
-    """Export the bundled all-MiniLM-L6-v2 to the appliance's int8 ONNX embedder artifact only
-    (the quick way to enable retrieval without running a recipe)."""
+def embedder(out: Path, source: Path | None, name: str | None, query_prefix: str | None,
+             passage_prefix: str | None, pooling: str | None, normalize: bool | None,
+             max_length: int | None, quantization: str, fp32_out: Path | None) -> None:
+    """Export a sentence-transformers model (the bundled all-MiniLM-L6-v2 unless --from names
+    another) to the appliance's int8 ONNX embedder artifact, with its pooling, normalisation,
+    dimension, longest input and query/passage prefixes in embedder.json."""
+    import json
     import shutil
     import tempfile
 
     from appliance_build.basemodel import bundled_embedder
-    from appliance_build.embedder import export_embedder
+    from appliance_build.embedder import CONTRACT, export_embedder, sentence_transformers_spec
     from appliance_build.recipe import DEFAULTS
 
-    cfg = {**DEFAULTS["embedder"], "quantization": quantization}
+    overrides = {key: value for key, value in {
+        "query_prefix": query_prefix, "passage_prefix": passage_prefix, "pooling": pooling,
+        "normalize": normalize}.items() if value is not None}
     corpus = _sample_corpus() if quantization == "static" else []
     try:
+        folder = source if source is not None else bundled_embedder()
+        own = sentence_transformers_spec(folder, overrides)  # refused here, before the long export
+        cfg = {**DEFAULTS["embedder"], "quantization": quantization,
+               "max_length": max_length or (own["max_length"] if source is not None
+                                            else DEFAULTS["embedder"]["max_length"])}
+        label = (name or folder.name.lower()) if source is not None else (name or CONTRACT["name"])
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as work:
-            result = export_embedder(bundled_embedder(), corpus, cfg, Path(work), seed=0)
+            result = export_embedder(folder, corpus, cfg, Path(work), seed=0, name=label,
+                                     overrides=overrides)
             if fp32_out is not None:
                 _write_fp32(result, fp32_out)
             if out.exists():
@@ -95,7 +125,12 @@ def embedder(out: Path, quantization: str, fp32_out: Path | None) -> None:
     except BuildError as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)
         sys.exit(2)
-    click.echo(f"wrote {out} ({result['method']} int8, mean cosine to fp32 "
+    spec = json.loads((out / "embedder.json").read_text())
+    click.echo(f"wrote {out}: {spec['name']}, {spec['dim']} dimensions, {spec['pooling']} pooling"
+               f"{', normalised' if spec['normalize'] else ''}, up to {spec['max_length']} tokens, "
+               f"query prefix {spec.get('query_prefix', '')!r}, passage prefix "
+               f"{spec.get('passage_prefix', '')!r} "
+               f"({result['method']} int8, mean cosine to fp32 "
                f"{max(result['mean_cosine_to_fp32'].values()):.4f})")
 
 

@@ -52,10 +52,12 @@ def embedder_recall(ctx, k: int) -> dict[str, Any]:
     embedders = [("int8", Path(embedded.summary["folder"]))]
     if ctx.recipe["evaluate"]["compare_fp32_embedder"]:
         embedders.insert(0, ("fp32", Path(embedded.summary["fp32_folder"])))
+    spec = json.loads((Path(embedded.summary["folder"]) / "embedder.json").read_text())
     for label, folder in embedders:
         console.print(f"retrieval recall: {label} embedder, {len(queries)} queries, {len(passages)} passages")
-        embedder = OnnxEmbedder(folder, max_length)
-        query_vectors, passage_vectors = embedder.embed(queries), embedder.embed(passages)
+        embedder = OnnxEmbedder(folder, max_length, spec)  # the fp32 folder has no embedder.json
+        query_vectors = embedder.embed(queries, side="query")
+        passage_vectors = embedder.embed(passages, side="passage")
         for top in sorted({1, k}):
             result[f"recall@{top}_{label}"] = recall_at_k(query_vectors, passage_vectors, sources, gold, top)
     return result

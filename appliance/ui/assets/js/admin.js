@@ -9,9 +9,10 @@ import documents from "./admin/documents.js";
 import keys from "./admin/keys.js";
 import models from "./admin/models.js";
 import monitoring from "./admin/monitoring.js";
+import usage from "./admin/usage.js";
 import users from "./admin/users.js";
 
-const TABS = [documents, models, monitoring, users, keys, audit];
+const TABS = [documents, models, monitoring, users, keys, usage, audit];
 let active = null;
 let cleanup = null;
 let me = null;

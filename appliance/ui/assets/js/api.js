@@ -2,6 +2,7 @@
 // session's CSRF token, errors become ApiError with the server's message, and a lost session
 // sends the user back to the login page.
 
+import { formatDuration } from "./dom.js";
 import { t } from "./i18n.js";
 
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
@@ -47,7 +48,12 @@ export async function errorFrom(response) {
     // not JSON (a proxy's page, an empty body): use the fallback below
   }
   const retryAfter = Number(response.headers.get("Retry-After")) || null;
-  if (response.status === 429 && code !== "too_many_logins") {
+  if (code === "requests_per_minute_exceeded") {
+    message = t("quota.requests", { seconds: retryAfter || 60 });
+  } else if (code === "tokens_per_day_exceeded") {
+    // A short wait: the caller's own answers in progress hold the rest; else the day is spent.
+    message = retryAfter > 2 ? t("quota.tokens", { time: formatDuration(retryAfter) }) : t("quota.held");
+  } else if (response.status === 429 && code !== "too_many_logins") {
     message = t("error.busy", { seconds: retryAfter || 5 });
   }
   if (!message) message = t("error.status", { status: response.status });
@@ -82,6 +88,7 @@ export const api = {
   get: (path, options) => request("GET", path, options),
   post: (path, body, options) => request("POST", path, { ...options, body }),
   patch: (path, body, options) => request("PATCH", path, { ...options, body }),
+  put: (path, body, options) => request("PUT", path, { ...options, body }),
   delete: (path, options) => request("DELETE", path, options),
 };
 

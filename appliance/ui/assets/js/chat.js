@@ -1,8 +1,9 @@
-// The employee chat: streamed, cited answers; the passage behind each source; feedback; and the
-// user's conversation history.
+// The employee chat: streamed, cited answers marked with how they were made; the passage behind
+// each source with the quoted spans highlighted; feedback; and the user's conversation history.
 
 import { ApiError, api, errorFrom, headers, loadMe, toLogin } from "./api.js";
 import { renderAnswer } from "./answer.js";
+import { exportDialog } from "./conversation-export.js";
 import { confirmDialog, promptDialog } from "./dialog.js";
 import { clear, fillIcons, formatRelative, h, icon, toast } from "./dom.js";
 import { startPage, t } from "./i18n.js";
@@ -20,7 +21,7 @@ const state = {
   me: null,
   model: null,
   conversations: [],
-  current: null, // {id, title, messages: [{role, content, sources, response_id, rating}]}
+  current: null, // {id, title, messages: [{role, content, sources, response_id, rating, answer_mode, ...}]}
   modelReady: null, // resolves once the model answers /v1/models
   streaming: null, // AbortController of the answer in progress
 };
@@ -73,6 +74,10 @@ function renderConversationList() {
     const open = h("button", { type: "button", class: "open", onclick: () => openConversation(conversation.id) },
       h("span", { class: "title" }, conversation.title),
       h("span", { class: "when" }, formatRelative(conversation.updated_at)));
+    const download = h("button", {
+      type: "button", class: "icon-button small export", title: t("chat.export"), "aria-label": t("chat.export"),
+      onclick: () => exportDialog(conversation),
+    }, icon("download"));
     const rename = h("button", {
       type: "button", class: "icon-button small rename", title: t("chat.rename"), "aria-label": t("chat.rename"),
       onclick: () => renameConversation(conversation),
@@ -81,7 +86,7 @@ function renderConversationList() {
       type: "button", class: "icon-button small delete", title: t("chat.delete"), "aria-label": t("chat.delete"),
       onclick: () => deleteConversation(conversation),
     }, icon("trash"));
-    item.append(open, h("span", { class: "actions" }, rename, remove));
+    item.append(open, h("span", { class: "actions" }, download, rename, remove));
     return item;
   }));
 }
@@ -184,21 +189,28 @@ function userMessage(text) {
   return h("div", { class: "message user" }, h("div", { class: "bubble" }, text));
 }
 
-// One assistant answer: its text (streamed in), its sources and its feedback buttons.
+// What a chat response says about its answer (extension fields), as it is saved with the answer.
+const ANSWER_FIELDS = ["answer_mode", "support", "removed", "retrieval_query"];
+
+// One assistant answer: how it was made, its text (streamed in), its sources, what was searched
+// for it, and its feedback buttons.
 class AnswerView {
-  constructor({ content = "", sources = [], response_id = null, rating = null } = {}) {
+  constructor({ content = "", sources = [], response_id = null, rating = null, ...about } = {}) {
     this.text = content;
     this.sources = sources || [];
     this.responseId = response_id;
     this.rating = rating;
+    this.about = {}; // answer_mode, support, removed, retrieval_query
+    this.learn(about);
     this.outcome = "done"; // or stopped, interrupted, not-found, error: for styling and tests
     this.streaming = false;
+    this.quoted = h("p", { class: "answer-mode", hidden: true });
     this.answer = h("div", { class: "answer" });
     this.sourcesEl = h("div", { class: "sources" });
     this.meta = h("div", { class: "answer-meta" });
     this.el = h("div", { class: "message assistant" },
       h("img", { class: "mark", src: document.querySelector("link[rel=icon]").href, alt: "" }),
-      h("div", { class: "body" }, this.answer, this.sourcesEl, this.meta));
+      h("div", { class: "body" }, this.quoted, this.answer, this.sourcesEl, this.meta));
     this.cite = {
       has: (n) => n >= 1 && n <= this.sources.length,
       title: (n) => this.sources[n - 1]?.title || this.sources[n - 1]?.document || "",
@@ -208,9 +220,18 @@ class AnswerView {
     this.render();
   }
 
+  // Take the extension fields a response chunk (or a saved message) carries.
+  learn(fields) {
+    for (const name of ANSWER_FIELDS) {
+      if (fields[name] !== undefined && fields[name] !== null) this.about[name] = fields[name];
+    }
+  }
+
   render() {
     this.el.dataset.state = this.streaming ? "streaming" : this.outcome;
     if (this.responseId) this.el.dataset.responseId = this.responseId;
+    if (this.about.answer_mode) this.el.dataset.answerMode = this.about.answer_mode;
+    this.renderQuoted();
     const content = renderAnswer(this.text, this.cite);
     if (this.streaming) {
       if (!this.text) content.push(h("span", { class: "thinking", "aria-label": t("chat.thinking") }, h("i"), h("i"), h("i")));
@@ -221,9 +242,23 @@ class AnswerView {
     this.renderMeta();
   }
 
+  // An answer quoted from the documents says so above it; it is known from the first chunk.
+  renderQuoted() {
+    const quoted = this.about.answer_mode === "extractive";
+    this.quoted.hidden = !quoted;
+    if (quoted) {
+      this.quoted.title = t("chat.mode.extractiveHint");
+      clear(this.quoted, icon("quote"), t("chat.mode.extractive"));
+    }
+  }
+
   renderSources() {
+    // A follow-up question was completed from the conversation: say what was searched.
+    const query = this.about.retrieval_query;
+    const searched = query && h("p", { class: "searched-for" }, icon("search"),
+      h("span", {}, t("chat.searchedFor"), " ", h("q", {}, shownQuery(query))));
     if (!this.sources.length) {
-      clear(this.sourcesEl);
+      clear(this.sourcesEl, searched);
       return;
     }
     clear(this.sourcesEl,
@@ -234,7 +269,19 @@ class AnswerView {
           h("span", { class: "text" },
             h("strong", {}, source.title || source.document),
             h("span", { class: "where" }, where(source)),
-            h("span", { class: "snippet" }, source.snippet || "")))))));
+            h("span", { class: "snippet" }, source.snippet || "")))))),
+      searched);
+  }
+
+  // A generated answer says, discreetly, that it was checked against the sources (known once it ended).
+  verifiedNote() {
+    const mode = this.about.answer_mode;
+    if (mode !== "generated" && mode !== "generated_with_removals") return null;
+    const removed = mode === "generated_with_removals";
+    return h("span", {
+      class: removed ? "verified removals" : "verified", "data-mode": mode,
+      title: removed ? t("chat.mode.removalsHint", { n: this.about.removed ?? "?" }) : t("chat.mode.generatedHint"),
+    }, icon("check"), removed ? t("chat.mode.removals") : t("chat.mode.generated"));
   }
 
   renderMeta() {
@@ -243,7 +290,7 @@ class AnswerView {
       return;
     }
     const note = { interrupted: "chat.interrupted", stopped: "chat.stopped", "not-found": "chat.notFound" }[this.outcome];
-    const parts = [h("span", { class: "status" }, note ? t(note) : "")];
+    const parts = [this.verifiedNote(), h("span", { class: "status" }, note ? t(note) : "")];
     if (this.responseId) {
       for (const [rating, name] of [["up", "up"], ["down", "down"]]) {
         parts.push(h("button", {
@@ -294,6 +341,15 @@ class AnswerView {
     if (retry) this.answer.append(h("button", { type: "button", class: "button small", onclick: retry }, icon("refresh"), t("chat.retry")));
     clear(this.meta);
   }
+}
+
+// The server repeats the last question in a follow-up's query to weigh it most; show it once.
+function shownQuery(query) {
+  const words = query.trim().split(/\s+/);
+  for (let n = Math.floor(words.length / 2); n > 0; n--) {
+    if (words.slice(-n).join(" ") === words.slice(-2 * n, -n).join(" ")) return words.slice(0, -n).join(" ");
+  }
+  return words.join(" ");
 }
 
 function where(source) {
@@ -367,6 +423,7 @@ async function ask(question) {
       if (chunk.error) throw new ApiError(500, chunk.error.message);
       if (chunk.id) view.responseId = chunk.id;
       if (Array.isArray(chunk.sources)) view.sources = chunk.sources;
+      view.learn(chunk); // how the answer is made: on the first chunk if quoted, else on the last
       if (chunk.grounded === false && !chunk.sources?.length) view.notFound = true;
       const delta = chunk.choices?.[0]?.delta?.content;
       if (delta) view.text += delta;
@@ -413,7 +470,7 @@ async function remember(question, view) {
     }
     const exchange = [
       { role: "user", content: question },
-      { role: "assistant", content: view.text, sources: view.sources, response_id: view.responseId },
+      { role: "assistant", content: view.text, sources: view.sources, response_id: view.responseId, ...view.about },
     ];
     await api.post(`/api/conversations/${state.current.id}/messages`, { messages: exchange });
     state.current.messages.push(...exchange.map((m) => ({ ...m, rating: null })));
@@ -444,11 +501,33 @@ async function openPassage(source, n) {
       around(passage.previous, "before"),
       h("div", { class: "passage-cited" },
         passage.heading ? h("p", { class: "eyebrow" }, passage.heading) : null,
-        h("div", { class: "passage-text", id: "passage-text" }, passage.text)),
+        h("div", { class: "passage-text", id: "passage-text" }, highlighted(passage.text, source.spans))),
       around(passage.next, "after"));
+    body.querySelector("#passage-text mark")?.scrollIntoView({ block: "center" });
   } catch (error) {
     clear(body, h("p", { class: "form-error" }, error.status === 404 ? t("passage.gone") : error.message));
   }
+}
+
+// The passage text with the spans the answer quoted in <mark>. Spans are [start, end) offsets the
+// server counts in code points, so the text is indexed by code point, not by UTF-16 unit.
+function highlighted(text, spans) {
+  const chars = Array.from(text);
+  const ranges = (Array.isArray(spans) ? spans : [])
+    .filter((span) => Array.isArray(span) && Number.isInteger(span[0]) && Number.isInteger(span[1]))
+    .map(([start, end]) => [Math.max(0, start), Math.min(chars.length, end)])
+    .sort((a, b) => a[0] - b[0]);
+  const parts = [];
+  let at = 0;
+  for (const [start, end] of ranges) {
+    const from = Math.max(start, at); // overlapping spans are marked once
+    if (from >= end) continue;
+    if (from > at) parts.push(chars.slice(at, from).join(""));
+    parts.push(h("mark", {}, chars.slice(from, end).join("")));
+    at = end;
+  }
+  if (at < chars.length) parts.push(chars.slice(at).join(""));
+  return parts;
 }
 
 // -- layout ---------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // DOM helpers: elements are built from data, never from HTML strings, so text from the server
 // (answers, document names, user names) can never become markup.
 
-import { currentLanguage } from "./i18n.js";
+import { currentLanguage, t } from "./i18n.js";
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -43,6 +43,7 @@ const ICONS = {
   edit: ["M12 20h9", "M16.5 3.5a2.1 2.1 0 0 1 3 3L7 19l-4 1 1-4z"],
   close: ["M18 6 6 18", "M6 6l12 12"],
   search: ["M11 4a7 7 0 1 0 0 14 7 7 0 0 0 0-14z", "M21 21l-4.3-4.3"],
+  quote: ["M4 5v14", "M9 6h11", "M9 12h11", "M9 18h7"],
   upload: ["M12 16V4", "M7 9l5-5 5 5", "M4 16v4h16v-4"],
   file: ["M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8z", "M14 3v5h5"],
   logout: ["M9 21H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h4", "M16 17l5-5-5-5", "M21 12H9"],
@@ -63,6 +64,8 @@ const ICONS = {
   undo: ["M3 7v6h6", "M21 17a9 9 0 0 0-15-6.7L3 13"],
   play: ["M5 3l14 9-14 9z"],
   globe: ["M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20z", "M2 12h20", "M12 2a15 15 0 0 1 0 20 15 15 0 0 1 0-20z"],
+  download: ["M12 4v12", "M7 11l5 5 5-5", "M4 20h16"],
+  gauge: ["M12 14l4-4", "M3.3 18a10 10 0 1 1 17.4 0z", "M12 14h.01"],
 };
 
 export function icon(name) {
@@ -106,6 +109,13 @@ export function formatRelative(seconds) {
   if (diff < 86400) return rtf.format(-Math.floor(diff / 3600), "hour");
   if (diff < 86400 * 7) return rtf.format(-Math.floor(diff / 86400), "day");
   return formatDate(seconds, { time: false });
+}
+
+// A wait, as "42 min" or "3 h 5 min".
+export function formatDuration(seconds) {
+  const minutes = Math.max(1, Math.ceil(seconds / 60));
+  if (minutes < 60) return t("time.minutes", { minutes });
+  return t("time.hours", { hours: Math.floor(minutes / 60), minutes: minutes % 60 });
 }
 
 export function formatBytes(bytes) {

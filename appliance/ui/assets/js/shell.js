@@ -4,6 +4,7 @@
 import { logout } from "./api.js";
 import { clear, h, icon } from "./dom.js";
 import { LANGUAGES, currentLanguage, setLanguage, t } from "./i18n.js";
+import { renderOwnUsage } from "./usage.js";
 
 export function languageSwitch() {
   const wrap = h("span", { class: "lang-switch", role: "group", "aria-label": "Language / 언어" });
@@ -25,6 +26,7 @@ export function renderShell(me, { page }) {
   const root = document.getElementById("shell");
   const user = me.user;
   const list = h("div", { class: "menu-list", id: "account-menu", hidden: true });
+  const usage = h("div", { class: "usage-box", id: "my-usage" });
   const button = h("button", {
     type: "button", class: "menu-button", id: "account-button", "aria-haspopup": "true",
     "aria-expanded": "false", "aria-controls": "account-menu",
@@ -37,6 +39,7 @@ export function renderShell(me, { page }) {
     event.stopPropagation();
     list.hidden = !list.hidden;
     button.setAttribute("aria-expanded", String(!list.hidden));
+    if (!list.hidden) renderOwnUsage(usage); // fresh each time the menu opens
   });
   document.addEventListener("click", (event) => {
     if (!list.contains(event.target)) close();
@@ -51,6 +54,7 @@ export function renderShell(me, { page }) {
         h("strong", {}, user.display_name || user.username),
         h("span", { class: "muted" }, `${user.username} · ${t(`role.${user.role}`)}`),
         user.groups?.length ? h("div", { class: "chips" }, user.groups.map((g) => h("span", { class: "badge neutral" }, g))) : null),
+      usage,
     ];
     if (page === "admin") items.push(h("a", { href: "/", id: "to-chat" }, icon("chat"), t("nav.chat")));
     if (page === "chat" && user.role === "admin") items.push(h("a", { href: "/admin", id: "to-admin" }, icon("settings"), t("nav.admin")));
@@ -62,7 +66,10 @@ export function renderShell(me, { page }) {
     clear(list, items);
   };
   renderMenu();
-  document.addEventListener("languagechange", renderMenu);
+  document.addEventListener("languagechange", () => {
+    renderMenu();
+    if (!list.hidden) renderOwnUsage(usage);
+  });
   const shortcut = page === "chat" && user.role === "admin"
     ? h("a", { href: "/admin", class: "button ghost small hide-phone", id: "admin-link" }, icon("settings"), h("span", { "data-i18n": "nav.admin" }, t("nav.admin")))
     : page === "admin"

@@ -1,13 +1,38 @@
-// Documents: upload (per-file progress and result), the list with access groups, delete, and a
-// search box that shows what retrieval finds.
+// Documents: upload (per-file progress and result, OCR warnings), watched folders, the list with
+// access groups, delete, a search box that shows what retrieval finds, and the progress of a
+// re-chunking after a chunker change (followed until it ends).
 
 import { api, headers, toLogin } from "../api.js";
 import { confirmDialog } from "../dialog.js";
-import { clear, formatBytes, formatDate, h, icon, toast } from "../dom.js";
+import { clear, formatBytes, formatDate, formatNumber, h, icon, toast } from "../dom.js";
 import { t } from "../i18n.js";
 import { actionButton, badge, card, chips, errorCard, pageHead, refreshButton, splitGroups, table } from "./common.js";
+import { followSources, ocrNote } from "./sources.js";
 
 const STATUS_KIND = { added: "added", updated: "updated", unchanged: "neutral", failed: "failed" };
+const ACCEPT = ".md,.markdown,.txt,.html,.htm,.pdf,.docx,.xlsx,.csv,.png,.jpg,.jpeg,.tif,.tiff";
+
+// The format column: scanned documents also say how OCR read them.
+function formatCell(doc) {
+  const parts = [badge(doc.format.toUpperCase())];
+  const read = (doc.ocr || []).filter((p) => p.confidence !== null);
+  if (read.length) {
+    const lowest = Math.min(...read.map((p) => p.confidence));
+    parts.push(h("span", { class: "sub", "data-ocr": formatNumber(lowest) }, t("documents.ocrRead", { pages: read.length, confidence: formatNumber(lowest) })));
+  }
+  if ((doc.ocr || []).some((p) => p.error)) parts.push(badge(t("documents.needsOcr"), "warning"));
+  return parts;
+}
+
+// What OCR did with an uploaded file: the pages it read and their lowest confidence.
+function ocrSummary(result) {
+  const read = (result.ocr || []).filter((p) => p.confidence !== null);
+  if (!read.length) return null;
+  const lowest = Math.min(...read.map((p) => p.confidence));
+  return t("documents.ocrRead", { pages: read.length, confidence: formatNumber(lowest) });
+}
+
+const POLL_MS = 2000; // while the knowledge base is being re-chunked
 
 // XHR rather than fetch: only XHR reports upload progress.
 function uploadOne(file, groups, onProgress) {
@@ -44,15 +69,41 @@ export default {
   async render(panel) {
     const listArea = h("div", { id: "document-list" }, h("p", { class: "loading" }, t("common.loading")));
     const subtitle = h("p", {});
+    const rechunkArea = h("div", { id: "rechunk" });
     let documents = [];
     let filter = "";
+    let timer = null;
+    let stopped = false;
+    let following = false; // a re-chunking this tab saw running
+
+    const showRechunk = (job) => {
+      if (!job || job.state === "done") {
+        if (job && following) {
+          toast(t("documents.rechunk.done", { total: formatNumber(job.documents_total, 0),
+            before: formatNumber(job.chunks_before, 0), after: formatNumber(job.chunks_after, 0) }));
+        }
+        following = false;
+        clear(rechunkArea);
+        return;
+      }
+      following = job.state === "running";
+      clear(rechunkArea, h("div", { class: "card rechunk", "data-state": job.state },
+        h("div", { class: "card-head" }, h("h2", {}, t(`documents.rechunk.${job.state}`)),
+          h("span", { class: "spacer" }), badge(job.chunker)),
+        h("p", { class: "sub" }, t("documents.rechunk.progress", {
+          done: formatNumber(job.documents_done, 0), total: formatNumber(job.documents_total, 0) })),
+        job.state === "running"
+          ? h("progress", { class: "inline-progress", max: job.documents_total, value: job.documents_done })
+          : null,
+        job.error ? h("p", { class: "form-error" }, job.error) : null));
+    };
 
     const renderList = () => {
       const shown = documents.filter((d) => !filter || `${d.source} ${d.title} ${d.groups.join(" ")}`.toLowerCase().includes(filter));
       clear(listArea, table([
         { label: t("documents.name"), cell: (d) => [h("strong", {}, d.title || d.source), h("span", { class: "sub" }, d.source)] },
         { label: t("documents.groups"), cell: (d) => chips(d.groups) },
-        { label: t("documents.format"), cell: (d) => badge(d.format.toUpperCase()) },
+        { label: t("documents.format"), cell: formatCell },
         { label: t("documents.chunks"), cell: (d) => String(d.chunk_count), class: "num" },
         { label: t("documents.size"), cell: (d) => formatBytes(d.size), class: "num" },
         { label: t("documents.ingested"), cell: (d) => formatDate(d.ingested_at), class: "date" },
@@ -68,6 +119,9 @@ export default {
           count: documents.length, chunks: documents.reduce((n, d) => n + d.chunk_count, 0),
         });
         renderList();
+        showRechunk(body.rechunk);
+        clearTimeout(timer);
+        if (body.rechunk?.state === "running" && !stopped) timer = setTimeout(load, POLL_MS);
       } catch (error) {
         clear(listArea, h("p", { class: "form-error" }, error.message));
       }
@@ -86,7 +140,7 @@ export default {
 
     // -- upload --
     const fileInput = h("input", { type: "file", id: "upload-files", multiple: true, class: "visually-hidden",
-      accept: ".md,.markdown,.txt,.html,.htm,.pdf,.docx,.xlsx,.csv" });
+      accept: ACCEPT });
     const groupsInput = h("input", { id: "upload-groups", placeholder: t("documents.groupsPlaceholder"), autocomplete: "off" });
     const uploads = h("ul", { class: "uploads", id: "uploads" });
     const dropzone = h("div", { class: "dropzone", id: "dropzone" },
@@ -121,7 +175,12 @@ export default {
               row.append(h("span", { class: "reason" }, result.reason));
               detail.remove();
             } else {
-              clear(detail, t("documents.result", { chunks: result.chunks, groups: groups.join(", ") || t("documents.defaultGroups") }));
+              clear(detail, [t("documents.result", { chunks: result.chunks, groups: groups.join(", ") || t("documents.defaultGroups") }),
+                ocrSummary(result)].filter(Boolean).join(" · "));
+              // Ingested with a caveat: pages OCR read with low confidence, or could not read.
+              if (result.warnings?.length) {
+                row.append(h("ul", { class: "warnings" }, result.warnings.map((w) => h("li", {}, w))));
+              }
             }
           }
         } catch (error) {
@@ -182,18 +241,34 @@ export default {
       renderList();
     });
 
+    const ocrArea = h("div", { id: "ocr-area" });
+    const sourcesArea = h("div", { id: "sources-area" }, h("p", { class: "loading" }, t("common.loading")));
     clear(panel,
-      pageHead(t("admin.documents"), subtitle, refreshButton(load)),
+      pageHead(t("admin.documents"), subtitle, refreshButton(async () => {
+        await Promise.all([load(), sources.reload()]);
+      })),
+      rechunkArea,
       h("div", { class: "grid-2" },
-        card(t("documents.upload"), dropzone,
+        card(t("documents.upload"), dropzone, ocrArea,
           h("div", { class: "upload-form" },
             h("label", { class: "field" }, h("span", {}, t("documents.groupsLabel")), groupsInput,
               h("span", { class: "hint" }, t("documents.groupsHint")))),
           uploads),
         card(t("documents.searchTitle"), h("p", { class: "muted" }, t("documents.searchHint")), searchForm, results)),
+      h("section", { class: "card", id: "sources" },
+        h("h2", {}, t("sources.title")), h("p", { class: "muted" }, t("sources.hint")), sourcesArea),
       h("div", { class: "card" },
         h("div", { class: "card-head" }, h("h2", {}, t("documents.list")), h("span", { class: "spacer" }), filterInput),
         listArea));
+    const sources = followSources(sourcesArea, {
+      onOcr: (ocr) => clear(ocrArea, ocrNote(ocr)),
+      onRunEnd: () => load(),
+    });
     await load().catch((error) => clear(panel, errorCard(error)));
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+      sources.stop();
+    };
   },
 };

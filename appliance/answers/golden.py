@@ -1,0 +1,202 @@
+"""The golden set: questions with a gold answer and the passage that holds it, scored through the
+production answer path. The validation gate, the scheduled monitoring run, the build's evaluate
+stage and the answers benchmark all use this module.
+
+Items are split into a tune half and a held-out half by a hash of their id; figures that decide
+anything are reported on the held-out half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.answers.modes import EXTRACTIVE, GENERATIVE, LANGUAGES
+from appliance.answers.quality import AnswerScore, score_answer, summarize
+from appliance.errors import ApplianceError, ConfigError
+from appliance.knowledge.analyzer import is_korean
+from appliance.llm.base import GenerationRequest, SamplingParams, TextDelta
+
+BUNDLED_GOLDEN = Path(__file__).resolve().parent.parent / "data" / "golden_qa.jsonl"
+TUNE, HELD_OUT = "tune", "held-out"
+
+
+@dataclass(frozen=True)
+class GoldenItem:
+    id: str
+    question: str
+    answer: str  # the gold answer
+    lang: str = ""
+    document: str = ""  # the source that holds the answer, as the knowledge base names it
+    passage: str = ""  # the span of that document that answers
+    keywords: tuple[str, ...] = ()
+    history: tuple[tuple[str, str], ...] = ()  # earlier (role, content) messages of a follow-up
+
+    @property
+    def half(self) -> str:
+        return half_of(self.id)
+
+    @property
+    def language(self) -> str:
+        return self.lang or ("ko" if is_korean(self.question) else "en")
+
+
+def half_of(item_id: str) -> str:
+    return TUNE if zlib.crc32(item_id.encode()) % 2 == 0 else HELD_OUT
+
+
+def golden_path(configured: str | Path = "") -> Path:
+    return Path(configured).expanduser() if configured else BUNDLED_GOLDEN
+
+
+def load_golden(path: str | Path = "", *, limit: int = 0, half: str | None = None) -> list[GoldenItem]:
+    """Items from a JSON-lines file (the bundled set when `path` is empty)."""
+    path = golden_path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"Golden set {path} does not exist; check the golden_path setting.") from None
+    items = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            items.append(GoldenItem(
+                id=str(raw["id"]), question=raw["question"], answer=raw.get("answer", ""),
+                lang=raw.get("lang", ""), document=raw.get("document", ""),
+                passage=raw.get("passage", ""), keywords=tuple(raw.get("keywords") or ()),
+                history=tuple((m["role"], m["content"]) for m in raw.get("history") or ())))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} line {number} is not a golden item "
+                              f'({{"id", "question", "answer", ...}}): {exc}') from exc
+    if half is not None:
+        items = [i for i in items if i.half == half]
+    return items[:limit] if limit else items
+
+
+def passes_keywords(answer: str, keywords: Iterable[str]) -> bool:
+    text = answer.casefold()
+    return all(k.casefold() in text for k in keywords)
+
+
+def source_name(document: str) -> str:
+    """Golden files name documents relative to the sample knowledge base folder ("docs/...")."""
+    return document.removeprefix("docs/")
+
+
+@dataclass
+class GoldenResult:
+    item: GoldenItem
+    mode: str
+    answer: str = ""
+    answer_mode: str = ""
+    score: AnswerScore | None = None
+    latency: float = 0.0
+    error: str | None = None
+    sources: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"id": self.item.id, "lang": self.item.language, "mode": self.mode,
+                "answer_mode": self.answer_mode, "answer": self.answer[:600],
+                "latency": round(self.latency, 3), "error": self.error,
+                **(self.score.as_dict() if self.score else {"good": False})}
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+async def run_golden(assistant, items: Sequence[GoldenItem], *, modes: Sequence[str] = (EXTRACTIVE,),
+                     max_tokens: int = 192, concurrency: int = 4,
+                     on_item: Callable[[int, int], None] | None = None) -> dict:
+    """Ask every item in every mode through `assistant` (greedy, cache off, retrieval on) and
+    score the answers. Returns figures per mode and language, the latency p95 of each mode and
+    every answer."""
+    limit = asyncio.Semaphore(concurrency)
+    kb = assistant.knowledge
+    documents: dict[str, str] = {}
+    total = len(items) * len(modes)
+    done = 0
+
+    def document_text(name: str) -> str:
+        if name not in documents:
+            documents[name] = kb.document_text(source_name(name)) if kb is not None and name else ""
+        return documents[name]
+
+    async def ask(item: GoldenItem, mode: str) -> GoldenResult:
+        nonlocal done
+        result = GoldenResult(item, mode)
+        messages = [{"role": role, "content": content} for role, content in item.history]
+        messages.append({"role": "user", "content": item.question})
+        request = GenerationRequest(SamplingParams(temperature=0.0, max_tokens=max_tokens),
+                                    messages=tuple(messages))
+        async with limit:
+            started = time.perf_counter()
+            try:
+                stream = await assistant.answer(request, rag=True, mode=mode, use_cache=False)
+                parts = [e.text async for e in stream if isinstance(e, TextDelta)]
+                result.answer = "".join(parts)
+                result.answer_mode = stream.answer_mode or ""
+                result.sources = stream.sources or []
+                passages = stream.passages
+            except ApplianceError as exc:
+                result.error = exc.message
+                passages = []
+            result.latency = time.perf_counter() - started
+        if result.error is None:
+            references = [document_text(item.document), *passages]
+            result.score = await asyncio.to_thread(
+                score_answer, result.answer, question=item.question, gold_answer=item.answer,
+                references=references)
+        done += 1
+        if on_item is not None:
+            on_item(done, total)
+        return result
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(ask(item, mode) for mode in modes for item in items))
+    return summarize_results(results, modes, seconds=time.perf_counter() - started)
+
+
+def summarize_results(results: Sequence[GoldenResult], modes: Sequence[str], *,
+                      seconds: float = 0.0) -> dict:
+    figures: dict[str, dict[str, dict]] = {}
+    for mode in modes:
+        of_mode = [r for r in results if r.mode == mode]
+        figures[mode] = {}
+        for language in (*LANGUAGES, "all"):
+            chosen = [r for r in of_mode if language == "all" or r.item.language == language]
+            scores = [r.score or AnswerScore(False, False, False, False) for r in chosen]
+            if chosen:
+                figures[mode][language] = summarize(scores)
+        latencies = sorted(r.latency for r in of_mode)
+        figures[mode]["latency_p95"] = percentile(latencies, 0.95)
+        figures[mode]["errors"] = sum(1 for r in of_mode if r.error)
+    errors = [r.error for r in results if r.error]
+    return {"figures": figures, "items": len({r.item.id for r in results}),
+            "errors": len(errors), "first_error": errors[0] if errors else None,
+            "seconds": seconds, "results": [r.as_dict() for r in results]}
+
+
+def by_language(figures: dict) -> dict[str, dict[str, dict]]:
+    """{mode: {lang: summary}} re-keyed as {lang: {mode: summary}} (what the registry stores)."""
+    out: dict[str, dict[str, dict]] = {}
+    for mode, per in figures.items():
+        for language, summary in per.items():
+            if language in LANGUAGES:
+                out.setdefault(language, {})[mode] = summary
+    return out
+
+
+__all__ = ["BUNDLED_GOLDEN", "EXTRACTIVE", "GENERATIVE", "GoldenItem", "GoldenResult", "HELD_OUT",
+           "TUNE", "by_language", "golden_path", "half_of", "load_golden", "passes_keywords",
+           "percentile", "run_golden", "summarize_results"]
