@@ -60,7 +60,9 @@ class AnswerStream:
         # Grounding: sources, whether the answer rests on them, how it was made (extension fields).
         self.extra: dict = dict(cached.extra if cached else grounding or {})
         self.passages: list[str] = self.extra.pop("passages", [])  # what retrieval gave (scoring)
-        self.retrieval_seconds: float | None = self.extra.pop("retrieval_seconds", None)
+        retrieval = self.extra.pop("retrieval_seconds", None)
+        # A replayed answer searched nothing now: the cached figure belongs to the first answer.
+        self.retrieval_seconds: float | None = None if self.from_cache else retrieval
         # Sees every event and any error raised mid-answer (request metrics set it).
         self.on_event: Callable[[Event | ApplianceError], None] | None = None
 
@@ -167,8 +169,10 @@ class Assistant:
         self._selectors: dict[int, EvidenceSelector] = {}
 
     def require_backend(self) -> LLMBackend:
-        if self.backend is None or not self.backend.ready:
+        if self.backend is None:
             raise NotReady("The model is still loading; retry in a few seconds (see GET /ready).")
+        if not self.backend.ready:
+            raise NotReady(f"{self.backend.unavailable} Retry in a few seconds (see GET /ready).")
         return self.backend
 
     def check_model(self, name: str) -> LLMBackend:

@@ -50,15 +50,19 @@ def serve(config_path, host, port, data_dir, model_path) -> None:
         _fail(exc)
 
 
-def _knowledge(config_path, data_dir):
-    from appliance.knowledge.knowledge_base import KnowledgeBase
-
+def _load(config_path, data_dir):
     overrides = {"data_dir": Path(data_dir)} if data_dir else {}
-    return KnowledgeBase.open(load_settings(config_path, **overrides))
+    return load_settings(config_path, **overrides)
 
 
 def _groups(value: str | None) -> list[str] | None:
     return [g.strip() for g in value.split(",") if g.strip()] if value else None
+
+
+api_key_option = click.option(
+    "--api-key", envvar="APPLIANCE_API_KEY",
+    help="An admin's API key for the running server (default: its local admin token, readable by "
+    "the service user).")
 
 
 @main.command()
@@ -66,25 +70,32 @@ def _groups(value: str | None) -> list[str] | None:
 @click.option("--groups", help="Access groups of these documents, comma-separated (default: all).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder for databases and indexes.")
-def ingest(paths, groups, config_path, data_dir) -> None:
-    """Add or update documents (files or folders, recursively) in the knowledge base."""
+@api_key_option
+def ingest(paths, groups, config_path, data_dir, api_key) -> None:
+    """Add or update documents (files or folders, recursively) in the knowledge base.
+
+    With a server running on the data folder, the documents go in through it (searchable at
+    once); without one, this command writes the data folder itself.
+    """
     from rich.progress import Progress
 
     from appliance.knowledge.ingest import iter_files
+    from appliance.remote import writer
 
     try:
-        kb = _knowledge(config_path, data_dir)
+        settings = _load(config_path, data_dir)
+        files = list(iter_files(Path(p) for p in paths))
+        with writer(settings, "appliance ingest", api_key=api_key) as server, \
+                Progress(transient=False) as bar:
+            task = bar.add_task("Ingesting", total=len(files))
+            advance = lambda name: bar.update(task, advance=1, description=name[-40:])  # noqa: E731
+            if server is not None:
+                report = _ingest_through(server, files, _groups(groups), advance)
+            else:
+                report = _ingest_here(settings, [Path(p) for p in paths], _groups(groups), advance)
+            bar.update(task, description="Ingested")
     except ApplianceError as exc:
         _fail(exc)
-    try:
-        total = sum(1 for _ in iter_files(Path(p) for p in paths))
-        with Progress(transient=False) as bar:
-            task = bar.add_task("Ingesting", total=total)
-            report = kb.ingest([Path(p) for p in paths], _groups(groups),
-                               progress=lambda name: bar.update(task, advance=1, description=name[-40:]))
-            bar.update(task, description="Ingested")
-    finally:
-        kb.close()
     click.echo(f"{len(report.added)} added, {len(report.updated)} updated, "
                f"{len(report.unchanged)} unchanged, {len(report.failed)} failed; "
                f"{report.chunks} chunks in {report.seconds:.1f} s")
@@ -104,8 +115,19 @@ def rechunk(config_path, data_dir) -> None:
     midway, the next run (or start) resumes where it stopped."""
     from rich.progress import Progress
 
+    from appliance.datafolder import DataFolderLock, FolderBusy, read_holder
+    from appliance.knowledge.knowledge_base import KnowledgeBase
+
     try:
-        kb = _knowledge(config_path, data_dir)
+        settings = _load(config_path, data_dir)
+        holder = read_holder(settings.resolved_data_dir())
+        if holder is not None and holder.kind == "server":
+            raise FolderBusy(f"{holder.describe().capitalize()} serves this data folder; it re-chunks "
+                             "on its own at start (GET /api/status shows the progress).")
+        lock = DataFolderLock(settings.resolved_data_dir())
+        lock.acquire("command", command="appliance rechunk")
+        click.get_current_context().call_on_close(lock.release)
+        kb = KnowledgeBase.open(settings)
     except ApplianceError as exc:
         _fail(exc)
     try:
@@ -124,6 +146,52 @@ def rechunk(config_path, data_dir) -> None:
                f"became {job.chunks_after} in {time.time() - job.started:.1f} s")
 
 
+def _ingest_here(settings, paths, groups, progress):
+    from appliance.knowledge.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase.open(settings)
+    try:
+        return kb.ingest(paths, groups, progress=progress)
+    finally:
+        kb.close()
+
+
+def _ingest_through(server, files, groups, progress):
+    """Upload each file to the running server (one request per file, so the bar moves)."""
+    import time
+
+    from appliance.knowledge.ingest import IngestReport
+    from appliance.knowledge.parsers import supported
+
+    server.wait_knowledge()
+    report = IngestReport()
+    started = time.perf_counter()
+    for file, source in files:
+        progress(source)
+        if not supported(file.name):
+            report.failed.append((source, f"unsupported format {file.suffix or '(none)'}"))
+            continue
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            report.failed.append((source, str(exc)))
+            continue
+        # The file part's name is the document's source, as a direct ingest names it.
+        form = {"groups": ",".join(groups)} if groups else {}
+        body = server.call("POST", "/api/documents", files={"file": (source, data)}, data=form)
+        for result in body["results"]:
+            report.warnings += [(source, message) for message in result.get("warnings") or []]
+            if result["status"] == "failed":
+                report.failed.append((source, result["reason"]))
+            else:
+                getattr(report, result["status"]).append(source)
+                report.bytes += len(data)
+                if result["status"] != "unchanged":
+                    report.chunks += result.get("chunks") or 0
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 @main.command()
 @click.argument("query")
 @click.option("-k", "k", default=5, show_default=True, help="How many chunks to show.")
@@ -133,23 +201,88 @@ def rechunk(config_path, data_dir) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder for databases and indexes.")
-def search(query, k, groups, mode, as_json, config_path, data_dir) -> None:
+@api_key_option
+def search(query, k, groups, mode, as_json, config_path, data_dir, api_key) -> None:
     """Search the knowledge base and print the best chunks with their sources."""
+    from appliance.remote import find_server
+
     try:
-        kb = _knowledge(config_path, data_dir)
+        settings = _load(config_path, data_dir)
+        server = find_server(settings.resolved_data_dir(), api_key)
+        if server is not None:  # the server's indexes are the live ones
+            server.wait_knowledge()
+            body = {"query": query, "k": k, "mode": mode, **({"groups": _groups(groups)} if groups else {})}
+            hits = server.call("POST", "/api/search", json=body)["results"]
+        else:
+            hits = [h.as_dict() for h in _search_here(settings, query, k, _groups(groups), mode)]
     except ApplianceError as exc:
         _fail(exc)
-    try:
-        hits = kb.search(query, k, groups=_groups(groups), mode=mode)
-    finally:
-        kb.close()
     if as_json:
-        click.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
+        click.echo(json.dumps(hits, ensure_ascii=False, indent=2))
         return
     for rank, hit in enumerate(hits, start=1):
-        where = " > ".join(p for p in (hit.title, hit.heading) if p)
-        click.secho(f"{rank}. {hit.document}  ({where})  score {hit.score:.4f}", bold=True)
-        click.echo(f"   {hit.snippet}")
+        where = " > ".join(p for p in (hit["title"], hit["heading"]) if p)
+        click.secho(f"{rank}. {hit['document']}  ({where})  score {hit['score']:.4f}", bold=True)
+        click.echo(f"   {hit['snippet']}")
+
+
+def _search_here(settings, query, k, groups, mode):
+    from appliance.datafolder import DataFolderLock
+    from appliance.knowledge.knowledge_base import KnowledgeBase
+
+    # Opening repairs the indexes (a write), so it holds the folder like any writer.
+    with DataFolderLock(settings.resolved_data_dir()) as lock:
+        lock.acquire("command", command="appliance search")
+        kb = KnowledgeBase.open(settings)
+        try:
+            return kb.search(query, k, groups=groups, mode=mode)
+        finally:
+            kb.close()
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The backup file to write (.tar.gz).")
+@click.option("--with-models", is_flag=True,
+              help="Copy the model files too (by default they are referenced by their checksums).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="The appliance's data folder.")
+def backup(out, with_models, config_path, data_dir) -> None:
+    """Back up the data folder (safe while the appliance serves): databases, indexes, settings,
+    model manifests."""
+    from appliance.backup import create_backup
+
+    try:
+        report = create_backup(_load(config_path, data_dir), Path(out), with_models=with_models,
+                               config_path=config_path)
+    except ApplianceError as exc:
+        _fail(exc)
+    click.echo(f"Wrote {report.path}: {report.summary()}.")
+    if not with_models and report.models:
+        click.echo("Model files are referenced by checksum; keep them, or back up with --with-models.")
+
+
+@main.command()
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="The empty data folder to restore into.")
+def restore(archive, config_path, data_dir) -> None:
+    """Restore a backup onto an empty data folder; then start the appliance on it."""
+    from appliance.backup import restore_backup
+
+    try:
+        report = restore_backup(Path(archive), _load(config_path, data_dir).resolved_data_dir())
+    except ApplianceError as exc:
+        _fail(exc)
+    click.echo(f"Restored {len(report.databases)} databases and {report.files} files into "
+               f"{report.data_dir} in {report.seconds:.1f} s.")
+    click.echo(f"The settings of the backed-up appliance are in {report.settings_dir}; compare them "
+               "with this one's.")
+    for missing in report.missing_models:
+        click.secho(f"  missing model file: {missing}", fg="yellow", err=True)
+    if report.missing_models:
+        click.secho("Copy the model files back (their checksums must match), or import the versions "
+                    "again; the appliance serves the configured model meanwhile.", fg="yellow", err=True)
 
 
 @main.group()

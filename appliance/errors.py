@@ -74,6 +74,24 @@ class EngineError(ApplianceError):
     code = "engine_error"
 
 
+class EngineFailed(ApplianceError):
+    """The generation engine stopped working; it restarts on its own, so retrying soon helps."""
+
+    status = 503
+    code = "engine_failed"
+    kind = "server_error"
+
+    def __init__(self, message: str, *, retry_after: int = 2):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class DiskFull(ApplianceError):
+    """A write found the disk full; what was committed before stays intact."""
+
+    status = 507
+    code = "disk_full"
+
+
 class ModelLoadError(ApplianceError):
     code = "model_load_failed"
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -573,6 +574,29 @@ class QuotaSettings(Section):
         return value
 
 
+def _crontab(value: str) -> str:
+    if value:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a crontab expression such as '30 2 * * *' ({exc})") from exc
+    return value
+
+
+class BackupSettings(Section):
+    schedule: Annotated[str, AfterValidator(_crontab)] = Field(
+        "", description="Crontab (min hour day month weekday) of automatic backups while the server "
+        "runs, e.g. '30 2 * * *'; empty turns them off."
+    )
+    dir: str = Field("", description="Folder of automatic backups; empty means <data_dir>/backups.")
+    keep: int = Field(7, ge=1, description="Automatic backups kept; older ones are deleted.")
+    with_models: bool = Field(
+        False, description="Copy model files into automatic backups too (else they are referenced by checksum)."
+    )
+
+
 class Settings(BaseSettings):
     """Everything the appliance can be told; see docs/configuration.md."""
 
@@ -596,6 +620,7 @@ class Settings(BaseSettings):
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @classmethod
     def settings_customise_sources(

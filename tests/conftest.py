@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -108,10 +109,10 @@ def free_port() -> int:
 class LiveServer:
     """The real app under uvicorn on a loopback port, in a background thread."""
 
-    def __init__(self, app):
+    def __init__(self, app, port: int | None = None):
         import uvicorn
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = app
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
@@ -186,13 +187,71 @@ def live_server():
     servers = []
 
     def start(settings: Settings, backend=None, **app_options) -> LiveServer:
-        server = LiveServer(create_app(settings, backend, **app_options)).__enter__()
+        settings.server.port = free_port()  # what the server publishes in its data folder
+        server = LiveServer(create_app(settings, backend, **app_options), settings.server.port).__enter__()
         servers.append(server)
         return server
 
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+class ApplianceProcess:
+    """`appliance serve` on a data folder in a process of its own (auth on unless `env` says
+    otherwise), and the `appliance` commands run against the same folder."""
+
+    def __init__(self, data_dir: Path, model_path: str, embedder_dir: Path, **env: str):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "APPLIANCE_AUTH__ENABLED": "true",
+                    "APPLIANCE_ENGINE__MODEL_PATH": model_path, "APPLIANCE_ENGINE__SLOTS": "2",
+                    "APPLIANCE_ENGINE__MAX_REQUEST_TOKENS": "512",
+                    "APPLIANCE_KNOWLEDGE__EMBEDDER_PATH": str(embedder_dir),
+                    "APPLIANCE_KNOWLEDGE__INGEST_SAMPLE_ON_FIRST_START": "false",
+                    "APPLIANCE_MONITORING__GOLDEN_INTERVAL_HOURS": "0", **env}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir.parent / f"serve-{self.port}.log"
+
+    def start(self, timeout: float = 120) -> ApplianceProcess:
+        import httpx
+
+        self.log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.cli("serve", "--port", str(self.port)), env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            try:
+                body = httpx.get(f"{self.url}/ready", timeout=5).json()
+                if body.get("status") == "ready" and body["retrieval"]["status"] == "ready":
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"the server did not become ready:\n{self.output()}")
+
+    def cli(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "appliance.cli", *args, "--data-dir", str(self.data_dir)]
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(self.cli(*args), env=self.env, input=stdin, capture_output=True,
+                              text=True, timeout=300)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self.log.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """`appliance users|keys|audit`: thin commands over `Accounts` on the data dir's accounts.db.
 
-They work whether or not the server runs (SQLite in WAL mode lets both write), and take effect at
-once: a revoked key is refused on its next request. Every change is audited as `cli:<os user>`.
+While a server holds the data folder they act through its admin API (with its local admin token,
+or an admin's API key); otherwise they hold the folder and write accounts.db themselves. Either
+way a change takes effect at once (a revoked key is refused on its next request) and is audited
+as `cli:<os user>`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,23 @@ from pathlib import Path
 
 import click
 
+from appliance.accounts.remote import RemoteAccounts
 from appliance.accounts.store import ROLES, Accounts, User
+from appliance.datafolder import DataFolderLock
 from appliance.errors import ApplianceError
+from appliance.remote import find_server
 from appliance.settings import load_settings
+
+
+def _remember_api_key(ctx: click.Context, _param, value: str | None) -> None:
+    ctx.meta["api_key"] = value
+
 
 data_options = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file."),
     click.option("--data-dir", type=click.Path(file_okay=False), help="The appliance's data folder."),
+    click.option("--api-key", envvar="APPLIANCE_API_KEY", expose_value=False, callback=_remember_api_key,
+                 help="An admin's API key for a running server (default: its local admin token)."),
 ]
 
 
@@ -36,18 +48,29 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _open(config_path: str | None, data_dir: str | None, *, create: bool = False) -> tuple[Accounts, list[str]]:
-    """The accounts store and the default groups of new users; only creating commands may start
-    a new accounts.db (a mistyped --data-dir must not look like an empty appliance)."""
+def _open(config_path: str | None, data_dir: str | None, *, create: bool = False,
+          reads_only: bool = False, local: bool = False) -> tuple[Accounts | RemoteAccounts, list[str]]:
+    """The accounts (the running server's, or accounts.db held by this command) and the default
+    groups of new users; only creating commands may start a new accounts.db (a mistyped
+    --data-dir must not look like an empty appliance). `local`: accounts.db even while a server
+    runs, for commands that read (SQLite lets them beside the server)."""
     try:
         settings = load_settings(config_path, **({"data_dir": Path(data_dir)} if data_dir else {}))
     except ApplianceError as exc:
         _fail(exc.message)
     path = settings.resolved_data_dir() / "accounts.db"
-    if not create and not path.exists():
-        _fail(f"No accounts database at {path}: create the first admin with `appliance users "
-              "create-admin`, or point --data-dir / --config at the appliance's data.")
+    ctx = click.get_current_context()
     try:
+        server = None if local else find_server(settings.resolved_data_dir(), ctx.meta.get("api_key"))
+        if server is not None:
+            return RemoteAccounts(server), settings.knowledge.default_groups
+        if not create and not path.exists():
+            _fail(f"No accounts database at {path}: create the first admin with `appliance users "
+                  "create-admin`, or point --data-dir / --config at the appliance's data.")
+        if not reads_only and not local:  # one writer per data folder: this command, until it exits
+            lock = DataFolderLock(settings.resolved_data_dir())
+            lock.acquire("command", command=f"appliance {ctx.command_path.split(' ', 1)[-1]}")
+            ctx.call_on_close(lock.release)
         return Accounts.open(settings), settings.knowledge.default_groups
     except ApplianceError as exc:
         _fail(exc.message)
@@ -155,7 +178,7 @@ def create(username, role, groups, display_name, password_stdin, no_password, co
 @_with_data_options
 def list_users(as_json, config_path, data_dir) -> None:
     """Every user with role, state, groups and last login."""
-    accounts, _ = _open(config_path, data_dir)
+    accounts, _ = _open(config_path, data_dir, reads_only=True)
     found = _run(accounts, accounts.users)
     if as_json:
         click.echo(json.dumps([u.public() for u in found], indent=2))
@@ -300,7 +323,7 @@ def create_key(username, name, config_path, data_dir) -> None:
 @_with_data_options
 def list_keys(username, as_json, config_path, data_dir) -> None:
     """Every key (never its secret): owner, label, last use, revocation."""
-    accounts, _ = _open(config_path, data_dir)
+    accounts, _ = _open(config_path, data_dir, reads_only=True)
     user_id = _run(accounts, lambda: accounts.find(username)).id if username else None
     found = _run(accounts, lambda: accounts.keys(user_id))
     if as_json:
@@ -333,7 +356,7 @@ def revoke_key(key_id, config_path, data_dir) -> None:
 @_with_data_options
 def audit(limit, actor, action, as_json, config_path, data_dir) -> None:
     """The audit log, newest first: admin actions, logins, key and user changes."""
-    accounts, _ = _open(config_path, data_dir)
+    accounts, _ = _open(config_path, data_dir, reads_only=True)
     entries = _run(accounts, lambda: accounts.audit_log(limit=limit, actor=actor, action=action))
     if as_json:
         click.echo(json.dumps(entries, indent=2, default=str))

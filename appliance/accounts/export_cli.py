@@ -53,7 +53,7 @@ def export() -> None:
 @_with_data_options
 def export_audit(since, until, out, config_path, data_dir) -> None:
     """The audit log of a period as CSV (UTF-8, for spreadsheets)."""
-    quotas = open_quotas(config_path, data_dir)
+    quotas = open_quotas(config_path, data_dir, local=True)  # reads beside a running server
     period = _run(quotas.accounts, lambda: Period.parse(since, until, quotas.zone))
     text = _run(quotas.accounts, lambda: audit_csv(quotas.accounts, period), "audit_exported",
                 f"{period.since}..{period.until}")
@@ -66,7 +66,7 @@ def export_audit(since, until, out, config_path, data_dir) -> None:
 @_with_data_options
 def export_usage(since, until, out, config_path, data_dir) -> None:
     """Requests, refusals and tokens per day, user and API key, as CSV."""
-    quotas = open_quotas(config_path, data_dir)
+    quotas = open_quotas(config_path, data_dir, local=True)  # reads beside a running server
     period = _run(quotas.accounts, lambda: Period.parse(since, until, quotas.zone))
     text = _run(quotas.accounts, lambda: usage_csv(quotas.usage(period.since.isoformat(),
                                                                 period.until.isoformat())),
@@ -84,7 +84,7 @@ def export_usage(since, until, out, config_path, data_dir) -> None:
 @_with_data_options
 def export_conversation(conversation_id, username, export_format, lang, out, config_path, data_dir) -> None:
     """One of a user's conversations (`GET /api/conversations` lists their ids)."""
-    quotas = open_quotas(config_path, data_dir)
+    quotas = open_quotas(config_path, data_dir, local=True)  # reads beside a running server
     accounts = quotas.accounts
     user = _run(accounts, lambda: accounts.find(username))
     conversation = _run(accounts, lambda: Conversations(accounts).get(user.id, conversation_id))

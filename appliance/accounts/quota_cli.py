@@ -1,26 +1,31 @@
 """`appliance quotas list|set|usage`: limits per user and per API key, and what they used.
 
-Like `appliance users`, these work on accounts.db whether or not the server runs; a running server
-applies a changed limit within `quotas.flush_seconds`. Changes are audited as `cli:<os user>`.
+Like `appliance users`, these act through the running server's API while one holds the data
+folder, and on accounts.db otherwise. Changes are audited as `cli:<os user>`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
 from appliance.accounts.cli import _open, _run, _with_data_options
 from appliance.accounts.exports import Period
 from appliance.accounts.quotas import Override, Quotas
+from appliance.accounts.remote import RemoteAccounts, RemoteQuotas
 from appliance.settings import load_settings
 
 
-def open_quotas(config_path, data_dir) -> Quotas:
-    """The quotas over the data dir's accounts.db (which must exist)."""
-    accounts, _ = _open(config_path, data_dir)  # checks the settings and the database first
+def open_quotas(config_path, data_dir, *, local: bool = False) -> Quotas | RemoteQuotas:
+    """The running server's quotas, or those over the data dir's accounts.db (which must exist);
+    `local` reads accounts.db even while a server runs (exports)."""
+    accounts, _ = _open(config_path, data_dir, local=local)  # checks the settings and the database
     settings = load_settings(config_path, **({"data_dir": Path(data_dir)} if data_dir else {}))
+    if isinstance(accounts, RemoteAccounts):
+        return RemoteQuotas(accounts, ZoneInfo(settings.quotas.timezone))
     return Quotas(accounts, settings.quotas)
 
 

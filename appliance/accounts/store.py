@@ -7,7 +7,6 @@ import json
 import re
 import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,11 +14,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from appliance.accounts.directory import Directory, DirectoryRefusal, DirectoryUser
 from appliance.accounts.migrations import migrate
 from appliance.accounts.passwords import PasswordPolicy
+from appliance.database import Database
 from appliance.errors import (
     AuthenticationRequired,
     ConfigError,
@@ -29,7 +27,6 @@ from appliance.errors import (
     PermissionDenied,
     TooManyLogins,
 )
-from appliance.migrations import immediate_transaction
 from appliance.settings import AuthSettings
 
 ROLES = ("employee", "admin")
@@ -152,15 +149,8 @@ class Accounts:
                 clean_groups(mapping.access_groups)
             except InvalidRequest as exc:
                 raise ConfigError(f"auth.directory.groups ({mapping.group}): {exc.message}") from None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        self.db = sqlite_utils.Database(conn)
-        self._lock = threading.RLock()
-        with self._lock:
-            self.db.enable_wal()
-            self.db.execute("PRAGMA foreign_keys = ON")
-            migrate(self.db)
+        self.db = Database(self.path, row_factory=sqlite3.Row)
+        migrate(self.db)
 
     @classmethod
     def open(cls, settings) -> Accounts:
@@ -168,17 +158,15 @@ class Accounts:
         return cls(settings.resolved_data_dir() / "accounts.db", settings.auth)
 
     def close(self) -> None:
-        with self._lock:
-            self.db.close()
+        self.db.close()
 
     def rows(self, sql: str, params: Sequence = ()) -> list[dict]:
-        with self._lock:
-            return [dict(r) for r in self.db.execute(sql, list(params)).fetchall()]
+        return [dict(r) for r in self.db.execute(sql, list(params)).fetchall()]
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, under the store's lock."""
-        with self._lock, immediate_transaction(self.db.conn) as conn:
+        """One write transaction (BEGIN IMMEDIATE; see appliance.database)."""
+        with self.db.write() as conn:
             yield conn
 
     # -- users ---------------------------------------------------------------------------------

@@ -13,13 +13,14 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import llama_cpp as llama
 
 from appliance.engine.model import Model
 from appliance.engine.sampling import TextAssembler, build_sampler
-from appliance.errors import ContextLengthExceeded, EngineError, NotReady, QueueFull
+from appliance.errors import ContextLengthExceeded, EngineError, EngineFailed, NotReady, QueueFull
 from appliance.llm.base import Finished, SamplingParams, TextDelta
 from appliance.settings import EngineSettings
 from appliance.threadnames import start_named_thread
@@ -83,11 +84,23 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
-class Engine:
-    """Owns a llama.cpp context with `slots` sequences and the thread that steps it."""
+class DecodeFailed(Exception):
+    """llama_decode failed in a way the engine cannot recover from in place."""
 
-    def __init__(self, model: Model, settings: EngineSettings):
+
+class Engine:
+    """Owns a llama.cpp context with `slots` sequences and the thread that steps it.
+
+    The thread frees the context itself when it ends, so nothing frees it under a decode step.
+    `on_exit(engine, error)` hears the thread end: `error` is None after `stop`, else what
+    killed it (every request it held has been failed with EngineFailed by then).
+    """
+
+    def __init__(self, model: Model, settings: EngineSettings, *,
+                 on_exit: Callable[[Engine, BaseException | None], None] | None = None):
         self.model = model
+        self.on_exit = on_exit
+        self.failure: BaseException | None = None
         self.settings = settings
         self.max_request_tokens = min(settings.max_request_tokens, model.n_ctx_train)
         self.unified = settings.kv_unified
@@ -106,8 +119,10 @@ class Engine:
         params.kv_unified = self.unified
         params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_AUTO
         params.no_perf = True
+        model.retain()  # the weights outlive this context: released when it is freed
         self.ctx = llama.llama_init_from_model(model.ptr, params)
         if not self.ctx:
+            model.release()
             raise EngineError(f"llama.cpp could not create a context of {self.n_ctx} tokens.")
         self.mem = llama.llama_get_memory(self.ctx)
         self.batch = llama.llama_batch_init(settings.batch_tokens, 0, 1)
@@ -139,29 +154,47 @@ class Engine:
     def start(self) -> None:
         self._thread = start_named_thread(self._run, "llm-engine")
 
-    def stop(self, drain_seconds: float = 0.0) -> None:
-        """Stop admitting; let work finish for up to `drain_seconds`, then cancel the rest."""
+    def stop(self, drain_seconds: float = 0.0, *, join_seconds: float = 30.0) -> None:
+        """Stop admitting; let work finish for up to `drain_seconds`, then cancel the rest.
+
+        Returns once the thread has ended, or after `join_seconds` with a warning if a decode
+        step is still running: the thread then frees the context when that step returns.
+        """
         with self._cond:
             self._accepting = False
             self._cond.notify_all()
         deadline = time.monotonic() + drain_seconds
-        while time.monotonic() < deadline and self.busy:
+        while time.monotonic() < deadline and self.busy and self.alive:
             time.sleep(0.02)
         with self._cond:
             for request in list(self.waiting) + list(self.active):
                 request.cancel()
             self._stop = True
             self._cond.notify_all()
-        if self._thread:
-            self._thread.join(timeout=30)
-        if self.ctx:
-            llama.llama_batch_free(self.batch)
-            llama.llama_free(self.ctx)
-            self.ctx = None
+        if self._thread is None:
+            self._free_context()  # never started: nothing else will free it
+            return
+        self._thread.join(timeout=join_seconds)
+        if self._thread.is_alive():
+            log.warning("the engine thread is still in a decode step after %.0f s; it frees its "
+                        "context when the step returns", join_seconds)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def busy(self) -> bool:
         return bool(self.waiting or self.active)
+
+    def _free_context(self) -> None:
+        with self._cond:
+            if not self.ctx:
+                return
+            llama.llama_batch_free(self.batch)
+            llama.llama_free(self.ctx)
+            self.ctx = None
+        self.model.release()
 
     # -- submission (any thread) -------------------------------------------------------------
 
@@ -182,6 +215,8 @@ class Engine:
             prompt=prompt, params=params, max_tokens=min(wanted, room), loop=loop, outbox=self._outbox
         )
         with self._cond:
+            if self.failure is not None:
+                raise self._failed_error()
             if not self._accepting:
                 raise NotReady("The appliance is shutting down; retry against another instance.")
             free = sum(1 for s in self.slots if s.request is None)
@@ -216,6 +251,7 @@ class Engine:
     # -- the engine thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        failure: BaseException | None = None
         try:
             while True:
                 with self._cond:
@@ -230,15 +266,35 @@ class Engine:
                 if self.active:
                     self._step()
                 self._flush_outbox()
-        except Exception as exc:  # an engine bug must not leave callers waiting forever
-            log.exception("engine thread crashed")
-            self._fail_all(EngineError(f"The generation engine failed: {exc}"))
+        except BaseException as exc:  # an engine bug must not leave callers waiting forever
+            failure = exc
+            log.error("engine thread crashed: %r", exc, exc_info=exc)
         finally:
             with self._cond:
+                # Admission ends in the same critical section that fails the queue: no request
+                # can slip in behind the failure and wait for a thread that is gone.
+                self._accepting = False
+                self.failure = failure
                 for request in list(self.waiting) + list(self.active):
+                    if failure is not None:
+                        request.emit(self._failed_error())
                     self._retire(request, "cancelled")
                 self.waiting.clear()
             self._flush_outbox()
+            self._free_context()
+            if self.on_exit is not None:
+                try:
+                    self.on_exit(self, failure)
+                except Exception:
+                    log.exception("engine exit handler failed")
+
+    def _failed_error(self) -> EngineFailed:
+        return EngineFailed(f"The generation engine failed ({self.failure!r}) and is restarting; "
+                            "retry in a few seconds (GET /ready says when it serves again).")
+
+    def _decode(self, batch) -> int:
+        """One llama_decode call; the seam where tests inject decode faults."""
+        return llama.llama_decode(self.ctx, batch)
 
     def _flush_outbox(self) -> None:
         if not self._outbox:
@@ -367,9 +423,11 @@ class Engine:
                     request.batch_index = n
                 n += 1
         batch.n_tokens = n
-        rc = llama.llama_decode(self.ctx, batch)
+        rc = self._decode(batch)
         if rc == 1 and self._evict_cached():
-            rc = llama.llama_decode(self.ctx, batch)
+            rc = self._decode(batch)
+        if rc not in (0, 1, -1):  # 2: aborted, < -1: a compute error; the context is suspect
+            raise DecodeFailed(f"llama_decode returned {rc}")
         if rc != 0:
             self._recover_from_decode_failure(rc)
             return
@@ -403,12 +461,13 @@ class Engine:
         now = time.perf_counter()
         if request.first_token_at is None:
             request.first_token_at = now
-        if self.model.is_eog(token):
+        # The engine holds a use of the weights while it lives: the per-token calls skip the guard.
+        if self.model._is_eog(token):
             request.finish_reason = "stop"
             return True
         request.n_generated += 1
         self.counters["completion_tokens"] += 1
-        delta = request.text.feed(self.model.token_bytes(token))
+        delta = request.text.feed(self.model._token_bytes(token))
         if delta:
             request.emit(TextDelta(delta))
         if request.text.stopped:
@@ -459,19 +518,16 @@ class Engine:
         return bool(idle)
 
     def _recover_from_decode_failure(self, rc: int) -> None:
-        """No room even after eviction, or a hard error: fail the newest request (or all) and go on."""
+        """No room even after eviction (1), or a batch llama.cpp refused (-1): fail the newest
+        request (or all of this batch's) and go on."""
         log.warning("llama_decode returned %s with %d active requests", rc, len(self.active))
         if rc == 1 and len(self.active) > 1:
             victims = [max(self.active, key=lambda r: r.submitted_at)]
         else:
             victims = list(self.active)
-        error = EngineError("The model ran out of KV cache space; retry the request.")
+        error = EngineError("The model ran out of KV cache space; retry the request." if rc == 1
+                            else "The model could not process this request; retry it.")
         with self._cond:
             for request in victims:
                 request.emit(error)
                 self._retire(request, "cancelled")
-
-    def _fail_all(self, error: Exception) -> None:
-        with self._cond:
-            for request in list(self.active) + list(self.waiting):
-                request.emit(error)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import llama_cpp as llama
 
-from appliance.errors import ModelLoadError
+from appliance.errors import ModelLoadError, NotReady
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,21 @@ def init_backend() -> None:
             _backend_ready = True
 
 
+class ModelClosed(NotReady):
+    code = "model_closed"
+
+    def __init__(self, name: str):
+        super().__init__(f"The model {name} was unloaded (a swap or shutdown) while this request "
+                         "used it; retry and the serving model answers.", retry_after=1)
+
+
 class Model:
-    """Owns a `llama_model`; tokenizing and detokenizing are safe from any thread."""
+    """Owns a `llama_model`; tokenizing and detokenizing are safe from any thread.
+
+    Every method holds a use of the weights while it runs, and an engine holds one for its
+    lifetime (`retain`/`release`). `close` refuses new uses at once and frees the weights when
+    the last use ends, so nothing ever reads freed memory.
+    """
 
     def __init__(self, path: str | Path, *, extra_buffers: bool = False):
         init_backend()
@@ -92,6 +105,9 @@ class Model:
         with self.path.open("rb") as fh:
             if fh.read(4) != b"GGUF":
                 raise ModelLoadError(f"{self.path} is not a GGUF file (bad magic bytes).")
+        self._guard = threading.Lock()
+        self._users = 0
+        self._closing = False
         params = llama.llama_model_default_params()
         # Extra CPU buffer types (AMX tiles, repacked weights) crash on some AMX machines (seen
         # in ggml_backend_amx_mul_mat on a Sapphire Rapids VM); plain CPU buffers run everywhere.
@@ -106,27 +122,67 @@ class Model:
         self.chat_template: bytes | None = template
         self.add_bos = bool(llama.llama_vocab_get_add_bos(self.vocab))
 
+    # -- lifetime ------------------------------------------------------------------------------
+    def retain(self) -> None:
+        """Hold the weights until `release` (what an engine does while its context lives)."""
+        with self._guard:
+            if self._closing or not getattr(self, "ptr", None):
+                raise ModelClosed(self.path.name)
+            self._users += 1
+
+    def release(self) -> None:
+        with self._guard:
+            self._users -= 1
+            if self._closing and self._users == 0:
+                self._free()
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
     def close(self) -> None:
+        """Refuse new uses now; free the weights once the uses in progress have ended."""
+        with self._guard:
+            self._closing = True
+            if self._users == 0:
+                self._free()
+
+    def _free(self) -> None:  # holds _guard
         if getattr(self, "ptr", None):
             llama.llama_model_free(self.ptr)
             self.ptr = None
+            self.vocab = None
 
     def __del__(self):
-        self.close()
+        if getattr(self, "_guard", None) is not None:
+            self.close()
 
+    # -- vocabulary (any thread) -----------------------------------------------------------------
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         """Text to tokens; `special` parses control tokens such as <|im_start|> as themselves."""
         data = text.encode("utf-8")
-        capacity = len(data) + 8
-        buf = (llama.llama_token * capacity)()
-        n = llama.llama_tokenize(self.vocab, data, len(data), buf, capacity, self.add_bos, special)
-        if n < 0:
-            capacity = -n
+        self.retain()
+        try:
+            capacity = len(data) + 8
             buf = (llama.llama_token * capacity)()
             n = llama.llama_tokenize(self.vocab, data, len(data), buf, capacity, self.add_bos, special)
+            if n < 0:
+                capacity = -n
+                buf = (llama.llama_token * capacity)()
+                n = llama.llama_tokenize(self.vocab, data, len(data), buf, capacity, self.add_bos,
+                                         special)
+        finally:
+            self.release()
         return list(buf[:n])
 
     def token_bytes(self, token: int) -> bytes:
+        self.retain()
+        try:
+            return self._token_bytes(token)
+        finally:
+            self.release()
+
+    def _token_bytes(self, token: int) -> bytes:  # the caller holds a use
         buf = ctypes.create_string_buffer(64)
         n = llama.llama_token_to_piece(self.vocab, token, buf, 64, 0, False)
         if n < 0:
@@ -135,13 +191,26 @@ class Model:
         return buf.raw[:n]
 
     def detokenize(self, tokens: list[int]) -> str:
-        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", "replace")
+        self.retain()
+        try:
+            return b"".join(self._token_bytes(t) for t in tokens).decode("utf-8", "replace")
+        finally:
+            self.release()
 
     def is_eog(self, token: int) -> bool:
+        self.retain()
+        try:
+            return self._is_eog(token)
+        finally:
+            self.release()
+
+    def _is_eog(self, token: int) -> bool:  # the caller holds a use
         return bool(llama.llama_vocab_is_eog(self.vocab, token))
 
     def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
         """Render chat messages with the model's own template, ending where the assistant speaks."""
+        if self._closing:
+            raise ModelClosed(self.path.name)
         if not self.chat_template:
             raise ModelLoadError(f"{self.path.name} has no chat template; use /v1/completions.")
         keep = []  # the C strings must outlive the call

@@ -1,5 +1,6 @@
-"""`appliance sources ...`: watched sources, run here on the data folder, or through a running
-server's /api/sources with `--server` (and an admin's API key when auth is on)."""
+"""`appliance sources ...`: watched sources, through the server that holds the data folder (its
+/api/sources, with its local admin token or an admin's API key), or `--server`; with no server,
+run here while this command holds the data folder."""
 
 from __future__ import annotations
 
@@ -23,14 +24,40 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _knowledge(config_path, data_dir):
-    from appliance.knowledge.knowledge_base import KnowledgeBase
-
+def _settings(config_path, data_dir):
     overrides = {"data_dir": Path(data_dir)} if data_dir else {}
     try:
-        return KnowledgeBase.open(load_settings(config_path, **overrides))
+        return load_settings(config_path, **overrides)
     except ApplianceError as exc:
         _fail(exc.message)
+
+
+def _knowledge(config_path, data_dir):
+    """The knowledge base, opened while this command holds the data folder (until it exits)."""
+    from appliance.datafolder import DataFolderLock
+    from appliance.knowledge.knowledge_base import KnowledgeBase
+
+    settings = _settings(config_path, data_dir)
+    try:
+        lock = DataFolderLock(settings.resolved_data_dir())
+        lock.acquire("command", command="appliance sources")
+        click.get_current_context().call_on_close(lock.release)
+        return KnowledgeBase.open(settings)
+    except ApplianceError as exc:
+        _fail(exc.message)
+
+
+def _through(config_path, data_dir, server, api_key) -> tuple[str | None, str | None]:
+    """The server to act through, and its credential: --server, or the one holding the data folder."""
+    if server:
+        return server, api_key
+    from appliance.remote import find_server
+
+    try:
+        found = find_server(_settings(config_path, data_dir).resolved_data_dir(), api_key)
+    except ApplianceError as exc:
+        _fail(exc.message)
+    return (found.url, found.credential) if found is not None else (None, None)
 
 
 def _api(server: str, method: str, path: str, api_key: str | None) -> Any:
@@ -110,6 +137,7 @@ def sources() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_sources(config_path, data_dir, server, api_key, as_json) -> None:
     """Each source: folder, groups, schedule, documents and its last run."""
+    server, api_key = _through(config_path, data_dir, server, api_key)
     if server:
         rows = _api(server, "GET", "/api/sources", api_key)["sources"]
     else:
@@ -142,6 +170,7 @@ def list_sources(config_path, data_dir, server, api_key, as_json) -> None:
 @click.option("--no-wait", is_flag=True, help="With --server: start the run and return.")
 def run_source(name, config_path, data_dir, server, api_key, no_wait) -> None:
     """Run one source now: ingest new and changed files, remove deleted ones."""
+    server, api_key = _through(config_path, data_dir, server, api_key)
     if server:
         run = _api(server, "POST", f"/api/sources/{name}/run", api_key)["run"]
         click.echo(f"{name}: run {run['id']} started on {server}")

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
+from appliance.database import Database
 from appliance.errors import NotFound
 from appliance.knowledge.chunking import Chunk
 from appliance.knowledge.migrations import migrate
 from appliance.knowledge.sections import OldChunk
-from appliance.migrations import immediate_transaction
 
 
 @dataclass(frozen=True)
@@ -75,22 +72,15 @@ def visible(doc_groups: Iterable[str], caller_groups: Iterable[str] | None) -> b
 
 
 class DocumentStore:
-    """Documents and chunks; safe to share between threads (one connection behind a lock)."""
+    """Documents and chunks; safe to share between threads (see appliance.database)."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._lock = threading.RLock()
-        with self._lock:
-            migrate(self.db)
+        self.db = Database(path)
+        self._lock = nullcontext()  # reads need no lock: each thread has its own connection
+        migrate(self.db)
 
     def close(self) -> None:
-        with self._lock:
-            self.db.conn.close()
+        self.db.close()
 
     # -- reads ---------------------------------------------------------------------------------
     def version(self) -> int:
@@ -424,8 +414,8 @@ class DocumentStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, under the store's lock."""
-        with self._lock, immediate_transaction(self.db.conn) as conn:
+        """One write transaction (BEGIN IMMEDIATE)."""
+        with self.db.write() as conn:
             yield conn
 
     @staticmethod

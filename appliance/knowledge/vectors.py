@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import threading
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, DiskFull
 from appliance.knowledge.access import AccessFilter
 
 
@@ -170,10 +171,20 @@ class FaissStore(VectorStore):
             self._dirty = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data.tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data.tobytes())
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            with self._lock:
+                self._dirty = True  # written again at the next persist
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(f"The disk holding {self.path} is full, so the vector index was not "
+                               "saved (the last complete one stays in place, and the next start "
+                               "re-embeds what it lacks); free space, then retry.") from exc
+            raise
         os.replace(tmp, self.path)
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:

@@ -86,8 +86,13 @@ class LLMBackend(ABC):
         return self.model_id
 
     @property
+    def unavailable(self) -> str | None:
+        """Why this backend cannot answer right now (a failed engine restarting); None if it can."""
+        return None
+
+    @property
     def ready(self) -> bool:
-        return True
+        return self.unavailable is None
 
     def status(self) -> dict[str, Any]:
         return {"model": self.model_id, "ready": self.ready}

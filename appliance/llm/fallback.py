@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 from appliance.llm.base import Generation, GenerationRequest, LLMBackend
 from appliance.llm.upstream import UpstreamError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
+
+KEPT_OUTAGES = 100  # the newest outages kept in memory (the alert history keeps every one)
 
 
 class FallbackBackend(LLMBackend):
@@ -23,7 +26,7 @@ class FallbackBackend(LLMBackend):
         self.outage_reason: str | None = None
         self.bypass_until = 0.0
         self.fallback_requests = 0
-        self.outages: list[dict] = []  # the record of every outage, newest last
+        self.outages: deque[dict] = deque(maxlen=KEPT_OUTAGES)  # the newest outages, newest last
 
     @property
     def model_id(self) -> str:
@@ -45,7 +48,7 @@ class FallbackBackend(LLMBackend):
     def status(self) -> dict:
         return {**self.primary.status(), "fallback": self.fallback.status(),
                 "outage": {"since": self.outage_since, "reason": self.outage_reason} if self.in_outage else None,
-                "fallback_requests": self.fallback_requests, "outages": self.outages[-20:]}
+                "fallback_requests": self.fallback_requests, "outages": list(self.outages)[-20:]}
 
     async def start(self, request: GenerationRequest) -> Generation:
         if time.monotonic() >= self.bypass_until:

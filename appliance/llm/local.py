@@ -11,7 +11,8 @@ import anyio
 
 from appliance.engine.batcher import Engine, EngineRequest
 from appliance.engine.model import Model, resolve_model_path
-from appliance.errors import ApplianceError, InvalidRequest
+from appliance.engine.supervisor import EngineSupervisor
+from appliance.errors import ApplianceError, EngineFailed, InvalidRequest
 from appliance.llm.base import Event, Finished, Generation, GenerationRequest, LLMBackend
 from appliance.settings import EngineSettings
 
@@ -38,7 +39,9 @@ class LocalGeneration(Generation):
 
 
 class LocalBackend(LLMBackend):
-    """Loads the GGUF, owns the engine, turns chat messages into prompt tokens."""
+    """Loads the GGUF, owns the (supervised) engine, turns chat messages into prompt tokens.
+
+    `listeners` hear `engine_failed` and `engine_restarted` (the server raises an alert)."""
 
     def __init__(self, settings: EngineSettings, *, cache_dir: Path | None = None,
                  version_label: str | None = None):
@@ -46,11 +49,27 @@ class LocalBackend(LLMBackend):
         self.path: Path = resolve_model_path(
             settings.model_path, bundled_type=settings.bundled_model_type, cache_dir=cache_dir
         )
+        self.listeners: list = []
         self.model = Model(self.path, extra_buffers=settings.cpu_extra_buffers)
-        self.engine = Engine(self.model, settings)
-        self.engine.start()
         # A registry version (name/version) is immutable, checksum-verified, so it can be the label.
         self._version = version_label or f"{settings.model_id}@{_file_fingerprint(self.path)}"
+        try:
+            self.supervisor = EngineSupervisor(self.model, settings, name=self._version,
+                                               listeners=self.listeners)
+        except BaseException:
+            self.model.close()
+            raise
+
+    @property
+    def engine(self) -> Engine:
+        """The engine serving now (a new one after a restart)."""
+        return self.supervisor.engine
+
+    @property
+    def unavailable(self) -> str | None:
+        if self.model.closed:
+            return f"The model {self.version} is unloaded."
+        return self.supervisor.unavailable
 
     @property
     def model_id(self) -> str:
@@ -65,8 +84,8 @@ class LocalBackend(LLMBackend):
             "model": self.model_id,
             "version": self.version,
             "path": str(self.path),
-            "ready": True,
-            "engine": self.engine.status(),
+            "ready": self.ready,
+            "engine": self.supervisor.status(),
         }
 
     @property
@@ -91,13 +110,16 @@ class LocalBackend(LLMBackend):
         return tokens
 
     async def start(self, request: GenerationRequest) -> Generation:
+        failure = self.supervisor.unavailable
+        if failure is not None:
+            raise EngineFailed(failure + " Retry in a few seconds (GET /ready says when it serves).")
         tokens = await anyio.to_thread.run_sync(self.tokenize_request, request)
         engine_request = self.engine.submit(tokens, request.params, asyncio.get_running_loop())
         return LocalGeneration(engine_request)
 
     async def close(self, drain_seconds: float = 0.0) -> None:
-        await anyio.to_thread.run_sync(self.engine.stop, drain_seconds)
-        self.model.close()
+        await anyio.to_thread.run_sync(self.supervisor.stop, drain_seconds)
+        self.model.close()  # freed now, or by the engine thread if a decode step still runs
 
 
 def _file_fingerprint(path: Path) -> str:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
+from appliance.database import Database
 from appliance.errors import InvalidRequest
 from appliance.monitoring.aggregates import AGGREGATES, Aggregate
 from appliance.monitoring.migrations import migrate
@@ -106,40 +105,36 @@ def _floor(ts: float, step: int) -> int:
 
 
 class MetricsStore:
-    """All reads and writes of metrics.db; safe to share between threads (one connection, one lock)."""
+    """All reads and writes of metrics.db; safe to share between threads (see appliance.database)."""
 
     def __init__(self, path: str | Path, retention: Retention | None = None):
         self.path = Path(path)
         self.retention = retention or Retention()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-        self.db = sqlite_utils.Database(conn)
-        self._lock = threading.RLock()
-        with self._lock:
-            if not self.db.table_names():
+        with closing(sqlite3.connect(self.path, timeout=30)) as first:
+            if first.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
                 # Must precede the first table: lets the size bound give pages back to the disk.
-                self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            self.db.enable_wal()
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            migrate(self.db)
+                first.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                first.execute("VACUUM")
+        self.db = Database(self.path)
+        migrate(self.db)
 
     def close(self) -> None:
-        with self._lock:
-            self.db.close()
+        self.db.close()
 
     # -- writes --------------------------------------------------------------------------------
 
     def insert(self, table: str, rows: Iterable[dict]) -> int:
         rows = list(rows)
         if rows:
-            with self._lock, self.db.conn:
+            with self.db.write():
                 self.db[table].insert_all(rows, batch_size=500)
         return len(rows)
 
     def add_feedback(self, response_id: str, rating: str, comment: str | None = None,
                      ts: float | None = None, *, user_id: int | None = None,
                      username: str | None = None) -> dict:
-        with self._lock, self.db.conn:
+        with self.db.write():
             found = self.db.execute(
                 "SELECT model_version FROM requests WHERE response_id = ? LIMIT 1", [response_id]
             ).fetchone()
@@ -151,13 +146,12 @@ class MetricsStore:
 
     def answered(self, response_id: str, user_id: int) -> bool:
         """Whether this answer went to this user (kept as long as raw request rows are)."""
-        with self._lock:
-            return self.db.execute(
-                "SELECT 1 FROM requests WHERE response_id = ? AND user_id = ? LIMIT 1",
-                [response_id, user_id]).fetchone() is not None
+        return self.db.execute(
+            "SELECT 1 FROM requests WHERE response_id = ? AND user_id = ? LIMIT 1",
+            [response_id, user_id]).fetchone() is not None
 
     def add_golden_run(self, row: dict) -> dict:
-        with self._lock, self.db.conn:
+        with self.db.write():
             row = dict(row)
             row["id"] = self.db["golden_runs"].insert(row).last_pk
         return row
@@ -167,20 +161,17 @@ class MetricsStore:
     def _raw(self, m: Metric, since: float, until: float) -> Iterable[tuple[float, float]]:
         sql = (f"SELECT ts, v FROM (SELECT ts, {m.expression} AS v FROM {m.table} "
                "WHERE ts >= ? AND ts < ?) WHERE v IS NOT NULL")
-        with self._lock:
-            return self.db.execute(sql, [since, until]).fetchall()
+        return self.db.execute(sql, [since, until]).fetchall()
 
     def _rolled(self, m: Metric, resolution: int, since: float, until: float) -> list[dict]:
-        with self._lock:
-            return list(self.db.query(
-                "SELECT bucket, count, sum, min, max, hist FROM rollups WHERE resolution = ? "
-                "AND metric = ? AND bucket >= ? AND bucket < ?",
-                [resolution, m.name, _floor(since, resolution), until],
-            ))
+        return list(self.db.query(
+            "SELECT bucket, count, sum, min, max, hist FROM rollups WHERE resolution = ? "
+            "AND metric = ? AND bucket >= ? AND bucket < ?",
+            [resolution, m.name, _floor(since, resolution), until],
+        ))
 
     def _watermark(self, key: str) -> float:
-        with self._lock:
-            row = self.db.execute("SELECT value FROM state WHERE key = ?", [key]).fetchone()
+        row = self.db.execute("SELECT value FROM state WHERE key = ?", [key]).fetchone()
         return row[0] if row else 0.0
 
     def _sources(self, step: float, now: float) -> list[tuple[str, float, float]]:
@@ -251,17 +242,16 @@ class MetricsStore:
         where = "model_version = ? AND ts >= ? AND ts < ?"
         params = [version, since, until]
         latency = Aggregate()
-        with self._lock:
-            count, errors = self.db.execute(
-                f"SELECT count(*), sum({METRICS['error'].expression}) FROM requests WHERE {where}",
-                params).fetchone()
-            for (value,) in self.db.execute(
-                    f"SELECT {METRICS['latency_seconds'].expression} FROM requests WHERE {where} "
-                    "AND latency_s IS NOT NULL", params):
-                latency.add(value)
-            ratings, positive = self.db.execute(
-                f"SELECT count(*), sum({METRICS['feedback_positive'].expression}) FROM feedback "
-                f"WHERE {where}", params).fetchone()
+        count, errors = self.db.execute(
+            f"SELECT count(*), sum({METRICS['error'].expression}) FROM requests WHERE {where}",
+            params).fetchone()
+        for (value,) in self.db.execute(
+                f"SELECT {METRICS['latency_seconds'].expression} FROM requests WHERE {where} "
+                "AND latency_s IS NOT NULL", params):
+            latency.add(value)
+        ratings, positive = self.db.execute(
+            f"SELECT count(*), sum({METRICS['feedback_positive'].expression}) FROM feedback "
+            f"WHERE {where}", params).fetchone()
         return {
             "requests": count, "errors": int(errors or 0),
             "error_rate": (errors or 0) / count if count else None,
@@ -277,10 +267,9 @@ class MetricsStore:
         closed = _floor(now - _LATE_SECONDS, MINUTE)
         minute_wm = self._watermark("rolled_minutes_until")
         if not minute_wm:
-            with self._lock:
-                first = self.db.execute(
-                    "SELECT min(t) FROM (SELECT min(ts) AS t FROM requests UNION ALL "
-                    "SELECT min(ts) FROM samples)").fetchone()[0]
+            first = self.db.execute(
+                "SELECT min(t) FROM (SELECT min(ts) AS t FROM requests UNION ALL "
+                "SELECT min(ts) FROM samples)").fetchone()[0]
             if first is None:
                 return 0
             minute_wm = _floor(first, MINUTE)
@@ -300,7 +289,7 @@ class MetricsStore:
                     per_minute.setdefault(_floor(ts, MINUTE), Aggregate(values=None)).add(value, ts)
                 rows += [{"resolution": MINUTE, "metric": m.name, "bucket": b, **agg.to_row()}
                          for b, agg in per_minute.items()]
-            with self._lock, self.db.conn:
+            with self.db.write():
                 if rows:
                     self.db["rollups"].upsert_all(rows, pk=("resolution", "metric", "bucket"))
                 self.db["state"].upsert({"key": "rolled_minutes_until", "value": chunk_end}, pk="key")
@@ -312,28 +301,27 @@ class MetricsStore:
         # An hour is rolled up once, when its minutes can no longer be re-rolled (see rollup).
         closed = _floor(minutes_until - _REROLL_SECONDS, HOUR)
         hour_wm = self._watermark("rolled_hours_until")
-        with self._lock:
-            if not hour_wm:
-                first = self.db.execute(
-                    "SELECT min(bucket) FROM rollups WHERE resolution = ?", [MINUTE]).fetchone()[0]
-                if first is None:
-                    return 0
-                hour_wm = _floor(first, HOUR)
-            if hour_wm >= closed:
+        if not hour_wm:
+            first = self.db.execute(
+                "SELECT min(bucket) FROM rollups WHERE resolution = ?", [MINUTE]).fetchone()[0]
+            if first is None:
                 return 0
-            per_hour: dict[tuple[str, int], Aggregate] = {}
-            for row in self.db.query(
-                "SELECT metric, bucket, count, sum, min, max, hist FROM rollups "
-                "WHERE resolution = ? AND bucket >= ? AND bucket < ?", [MINUTE, hour_wm, closed]
-            ):
-                key = (row["metric"], _floor(row["bucket"], HOUR))
-                per_hour.setdefault(key, Aggregate(values=None)).merge(Aggregate.from_row(row, row["bucket"]))
-            rows = [{"resolution": HOUR, "metric": metric_name, "bucket": b, **agg.to_row()}
-                    for (metric_name, b), agg in per_hour.items()]
-            with self.db.conn:
-                if rows:
-                    self.db["rollups"].upsert_all(rows, pk=("resolution", "metric", "bucket"))
-                self.db["state"].upsert({"key": "rolled_hours_until", "value": closed}, pk="key")
+            hour_wm = _floor(first, HOUR)
+        if hour_wm >= closed:
+            return 0
+        per_hour: dict[tuple[str, int], Aggregate] = {}
+        for row in self.db.query(
+            "SELECT metric, bucket, count, sum, min, max, hist FROM rollups "
+            "WHERE resolution = ? AND bucket >= ? AND bucket < ?", [MINUTE, hour_wm, closed]
+        ):
+            key = (row["metric"], _floor(row["bucket"], HOUR))
+            per_hour.setdefault(key, Aggregate(values=None)).merge(Aggregate.from_row(row, row["bucket"]))
+        rows = [{"resolution": HOUR, "metric": metric_name, "bucket": b, **agg.to_row()}
+                for (metric_name, b), agg in per_hour.items()]
+        with self.db.write():
+            if rows:
+                self.db["rollups"].upsert_all(rows, pk=("resolution", "metric", "bucket"))
+            self.db["state"].upsert({"key": "rolled_hours_until", "value": closed}, pk="key")
         return len(rows)
 
     def prune(self, now: float | None = None) -> dict[str, int]:
@@ -346,7 +334,7 @@ class MetricsStore:
                          self._watermark("rolled_hours_until"))
         hour_cut = _floor(now - self.retention.hour_seconds, HOUR)
         deleted = {}
-        with self._lock, self.db.conn:
+        with self.db.write():
             for table in ("requests", "samples"):
                 deleted[table] = self.db.execute(f"DELETE FROM {table} WHERE ts < ?", [raw_cut]).rowcount
             for resolution, cut in ((MINUTE, minute_cut), (HOUR, hour_cut)):
@@ -357,10 +345,9 @@ class MetricsStore:
 
     def size_bytes(self) -> int:
         """Bytes in use (free pages excluded): what the size bound is checked against."""
-        with self._lock:
-            pages = self.db.execute("PRAGMA page_count").fetchone()[0]
-            free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-            page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
         return (pages - free) * page_size
 
     def enforce_size(self) -> int:
@@ -374,7 +361,7 @@ class MetricsStore:
             for _ in range(100):
                 if self.size_bytes() <= self.retention.max_bytes:
                     break
-                with self._lock, self.db.conn:
+                with self.db.write():
                     spans = [self.db.execute(
                         f"SELECT min({col}), max({col}) FROM {table} WHERE {where or 1}").fetchone()
                         for table, col, where in tier]
@@ -391,10 +378,9 @@ class MetricsStore:
 
     def compact(self) -> None:
         """Give free pages back to the file system and fold the WAL into the database file."""
-        with self._lock:
-            # executescript runs the pragma to completion; execute() would free a single page.
-            self.db.conn.executescript("PRAGMA incremental_vacuum;")
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # executescript runs the pragma to completion; execute() would free a single page.
+        self.db.conn.executescript("PRAGMA incremental_vacuum;")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def maintain(self, now: float | None = None) -> dict:
         """The periodic job: roll up, prune by age, bound the size."""
@@ -408,29 +394,28 @@ class MetricsStore:
     # -- alerts --------------------------------------------------------------------------------
 
     def firing_alerts(self) -> list[dict]:
-        with self._lock:
-            return list(self.db.query("SELECT * FROM alerts WHERE state = 'firing' ORDER BY id"))
+        return list(self.db.query("SELECT * FROM alerts WHERE state = 'firing' ORDER BY id"))
 
     def open_alert(self, row: dict) -> dict:
-        with self._lock, self.db.conn:
+        with self.db.write():
             row = {**row, "state": "firing"}
             row["id"] = self.db["alerts"].insert(row).last_pk
             self._event(row["id"], "fired", row.get("message"), row["started_at"])
         return row
 
     def touch_alert(self, alert_id: int, value: float) -> None:
-        with self._lock, self.db.conn:
+        with self.db.write():
             self.db["alerts"].update(alert_id, {"value": value})
 
     def resolve_alert(self, alert_id: int, value: float | None, ts: float, message: str) -> dict:
-        with self._lock, self.db.conn:
+        with self.db.write():
             self.db["alerts"].update(alert_id, {"state": "resolved", "resolved_at": ts,
                                                 "value": value})
             self._event(alert_id, "resolved", message, ts)
             return self.db["alerts"].get(alert_id)
 
     def alert_event(self, alert_id: int, kind: str, detail: str | None = None) -> None:
-        with self._lock, self.db.conn:
+        with self.db.write():
             self._event(alert_id, kind, detail, time.time())
 
     def _event(self, alert_id: int, kind: str, detail: str | None, ts: float) -> None:
@@ -438,13 +423,12 @@ class MetricsStore:
 
     def alerts(self, state: str | None = None, limit: int = 100) -> list[dict]:
         where, args = ("WHERE state = ?", [state]) if state else ("", [])
-        with self._lock:
-            alerts = list(self.db.query(
-                f"SELECT * FROM alerts {where} ORDER BY id DESC LIMIT ?", [*args, limit]))
-            for alert in alerts:
-                alert["history"] = list(self.db.query(
-                    "SELECT ts, kind, detail FROM alert_events WHERE alert_id = ? ORDER BY id",
-                    [alert["id"]]))
+        alerts = list(self.db.query(
+            f"SELECT * FROM alerts {where} ORDER BY id DESC LIMIT ?", [*args, limit]))
+        for alert in alerts:
+            alert["history"] = list(self.db.query(
+                "SELECT ts, kind, detail FROM alert_events WHERE alert_id = ? ORDER BY id",
+                [alert["id"]]))
         return alerts
 
     # -- summaries -----------------------------------------------------------------------------
@@ -454,15 +438,14 @@ class MetricsStore:
         until = time.time() if until is None else until
         figure = lambda name, agg: self.aggregate(name, agg, since, until)[0]  # noqa: E731
         requests = self.aggregate("requests", "count", since, until)[0] or 0
-        with self._lock:
-            latest = self.db.execute("SELECT * FROM samples ORDER BY ts DESC LIMIT 1").fetchone()
-            columns = [d[0] for d in self.db.execute("SELECT * FROM samples LIMIT 0").description]
-            golden = self.db.execute(
-                "SELECT ts, score, questions, passed, model_version FROM golden_runs "
-                "ORDER BY ts DESC LIMIT 1").fetchone()
-            ratings = dict(self.db.execute(
-                "SELECT rating, count(*) FROM feedback WHERE ts >= ? AND ts < ? GROUP BY rating",
-                [since, until]).fetchall())
+        latest = self.db.execute("SELECT * FROM samples ORDER BY ts DESC LIMIT 1").fetchone()
+        columns = [d[0] for d in self.db.execute("SELECT * FROM samples LIMIT 0").description]
+        golden = self.db.execute(
+            "SELECT ts, score, questions, passed, model_version FROM golden_runs "
+            "ORDER BY ts DESC LIMIT 1").fetchone()
+        ratings = dict(self.db.execute(
+            "SELECT rating, count(*) FROM feedback WHERE ts >= ? AND ts < ? GROUP BY rating",
+            [since, until]).fetchall())
         return {
             "since": since, "until": until,
             "requests": int(requests),

@@ -1,8 +1,9 @@
 """`appliance models ...`: thin commands over ReleaseManager, or over a running server's admin API.
 
-Activation, rollback and schedules must happen inside the serving process (it owns the models),
-so when a server answers on the configured address these commands go through /api/models, with
-an admin's API key (`--api-key` or $APPLIANCE_API_KEY) when the server has auth on.
+Activation, rollback, schedules and imports must happen inside the serving process (it owns the
+models and the data folder), so when a server holds the data folder these commands go through
+/api/models, with its local admin token (readable by the service user) or an admin's API key
+(`--api-key` or $APPLIANCE_API_KEY).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 
 import click
 
-from appliance.errors import ApplianceError, InvalidRequest
+from appliance.datafolder import DataFolderLock, read_holder
+from appliance.errors import ApplianceError
+from appliance.remote import OPERATOR_HEADER, find_server, operator_name
 from appliance.settings import Settings, load_settings
 
 
@@ -32,24 +35,36 @@ def _manager(settings: Settings, **options):
     from appliance.releases import ReleaseManager
 
     manager = ReleaseManager(settings, **options)
-    manager.registry.scan()
+    if read_holder(settings.resolved_data_dir()) is None:  # a server registers new folders itself
+        manager.registry.scan()
     return manager
 
 
+_local_tokens: dict[str, str] = {}  # server URL -> its local admin token, found with the server
+
+
 def _server_url(settings: Settings, given: str | None) -> str | None:
-    url = given or f"http://{settings.server.host}:{settings.server.port}"
+    """The server holding the data folder (found through its lock), or the one given."""
+    if not given:
+        try:
+            server = find_server(settings.resolved_data_dir(), api_key=None)
+        except ApplianceError as exc:
+            _fail(exc.message)
+        if server is None:
+            return None
+        _local_tokens[server.url] = server.credential
+        return server.url
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=1.5):
-            return url
+        with urllib.request.urlopen(f"{given}/health", timeout=1.5):
+            return given
     except (urllib.error.URLError, OSError):
-        if given:
-            _fail(f"No appliance server answers at {given}; start it with `appliance serve`.")
-        return None
+        _fail(f"No appliance server answers at {given}; start it with `appliance serve`.")
 
 
 def _call(url: str, method: str, path: str, body: dict | None = None, api_key: str | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", OPERATOR_HEADER: operator_name()}
+    api_key = api_key or _local_tokens.get(url)
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     request = urllib.request.Request(f"{url}{path}", data=data, method=method, headers=headers)
@@ -113,16 +128,32 @@ def list_versions(config_path) -> None:
 @click.argument("source", required=False)
 @click.option("--upstream", "upstream_model", help="Register a model name served by the OpenAI-compatible upstream.")
 @config_option
-def import_version(source, upstream_model, config_path) -> None:
-    """Import a version folder or .tar.gz/.zip archive (checksums verified)."""
-    manager = _manager(_settings(config_path))
-    try:
-        if bool(source) == bool(upstream_model):
-            raise InvalidRequest("Give a SOURCE folder or archive, or --upstream MODEL (one of them).")
-        record = manager.register_upstream(upstream_model) if upstream_model else manager.import_path(Path(source))
-    except ApplianceError as exc:
-        _fail(exc.message)
-    click.echo(f"Imported {record.key} ({record.state}); next: appliance models validate {record.key}")
+@api_key_option
+def import_version(source, upstream_model, config_path, api_key) -> None:
+    """Import a version folder or .tar.gz/.zip archive (checksums verified).
+
+    With a server running on the data folder, the server imports it.
+    """
+    settings = _settings(config_path)
+    if bool(source) == bool(upstream_model):
+        _fail("Give a SOURCE folder or archive, or --upstream MODEL (one of them).")
+    url = _server_url(settings, None)
+    if url:
+        body = ({"upstream_model": upstream_model} if upstream_model
+                else {"path": str(Path(source).expanduser().resolve())})
+        row = _call(url, "POST", "/api/models/import", body, api_key)
+        key, state = f"{row['name']}/{row['version']}", row["state"]
+    else:
+        with DataFolderLock(settings.resolved_data_dir()) as lock:
+            try:
+                lock.acquire("command", command="appliance models import")
+                manager = _manager(settings)
+                record = (manager.register_upstream(upstream_model) if upstream_model
+                          else manager.import_path(Path(source)))
+            except ApplianceError as exc:
+                _fail(exc.message)
+        key, state = record.key, record.state
+    click.echo(f"Imported {key} ({state}); next: appliance models validate {key}")
 
 
 @models.command("validate")

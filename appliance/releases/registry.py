@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import tarfile
 import tempfile
 import zipfile
@@ -19,6 +18,7 @@ from typing import Any
 import sqlite_utils
 
 from appliance import manifest as manifests
+from appliance.database import Database
 from appliance.errors import ApplianceError, InvalidRequest, NotFound
 from appliance.releases.migrations import migrate
 
@@ -104,10 +104,9 @@ class Registry:
         self.db_path = Path(db_path)
         self.models_dir = Path(models_dir)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        # Used from the event loop and from worker threads (imports, start-up load); every call is
-        # a short statement, and SQLite serialises access to one connection.
-        self.db = sqlite_utils.Database(sqlite3.connect(self.db_path, check_same_thread=False))
-        self.db.enable_wal()
+        # Used from the event loop and from worker threads: a connection per thread, writes in
+        # IMMEDIATE transactions (`self.db.atomic()` is one; see appliance.database).
+        self.db = Database(self.db_path)
         migrate(self.db)
 
     def close(self) -> None:

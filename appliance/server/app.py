@@ -20,9 +20,11 @@ from appliance.accounts import Accounts
 from appliance.accounts.quotas import Quotas
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
+from appliance.datafolder import DataFolderLock
 from appliance.errors import ApplianceError, DirectoryUnavailable
 from appliance.llm.base import LLMBackend
 from appliance.monitoring.monitor import Monitor
+from appliance.remote import connect_url
 from appliance.server.accounts import AdminController, AuthController
 from appliance.server.auth import (
     CREDENTIALS,
@@ -55,26 +57,50 @@ def load_backend(settings: Settings) -> LLMBackend:
     return create_backend(settings)
 
 
-def watch_outages(backend: LLMBackend, alerts) -> None:
-    """An upstream outage raises an alert (saying whether a fallback answers); recovery resolves it."""
+def watch_backend(backend: LLMBackend, alerts) -> None:
+    """Alerts for what a backend reports itself: an upstream outage (saying whether a fallback
+    answers) and a failed generation engine; recovery resolves them."""
     listeners = getattr(backend, "listeners", None)
-    if listeners is None:
-        return
+    if listeners is None or any(getattr(known, "alerts", None) is alerts for known in listeners):
+        return  # nothing to watch, or watched already (a release factory's backend)
 
     fallback = getattr(backend, "fallback", None)
     meanwhile = f"; {fallback.version} answers meanwhile" if fallback is not None else ""
 
-    def on_outage(event: str, detail: dict) -> None:
+    def on_event(event: str, detail: dict) -> None:
         if event == "outage_started":
             alerts.set_condition("upstream_outage", True,
                                  f"The upstream LLM at {detail['base_url']} is failing: "
                                  f"{detail['reason']}{meanwhile}.")
-        else:
+        elif event == "outage_ended":
             alerts.set_condition("upstream_outage", False,
                                  f"The upstream LLM at {detail['base_url']} answers again after "
                                  f"{detail['seconds']:.0f} s.")
+        elif event == "engine_failed":
+            alerts.set_condition("engine_failure", True,
+                                 f"The generation engine of {detail['model']} failed "
+                                 f"({detail['reason']}); the requests it held got 503, and it "
+                                 f"restarts in {detail['retry_in']:.1f} s.")
+        elif event == "engine_restarted":
+            alerts.set_condition("engine_failure", False,
+                                 f"The generation engine of {detail['model']} serves again after "
+                                 f"{detail['seconds']:.1f} s.")
 
-    listeners.append(on_outage)
+    on_event.alerts = alerts  # type: ignore[attr-defined]
+    listeners.append(on_event)
+    if fallback is not None:
+        watch_backend(fallback, alerts)
+
+
+def watched_factory(factory, alerts):
+    """A release backend factory whose backends raise alerts like the first one."""
+
+    def create(record):
+        backend = factory(record)
+        watch_backend(backend, alerts)
+        return backend
+
+    return create
 
 
 def _release_alerts(monitor: Monitor):
@@ -165,6 +191,26 @@ async def housekeeping(accounts: Accounts) -> None:
                      accounts.settings.audit_retention_days)
 
 
+async def scheduled_backups(settings: Settings) -> None:
+    """Back up on `backup.schedule`, keeping the newest `backup.keep`, until cancelled."""
+    from datetime import datetime
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    from appliance.backup import scheduled_backup
+
+    trigger = CronTrigger.from_crontab(settings.backup.schedule)
+    while True:
+        now = datetime.now().astimezone()
+        fire = trigger.get_next_fire_time(None, now)
+        await asyncio.sleep(max(0.0, (fire - now).total_seconds()))
+        try:
+            report = await anyio.to_thread.run_sync(scheduled_backup, settings)
+            log.info("scheduled backup written: %s (%s)", report.path, report.summary())
+        except Exception:  # a full disk tonight must not end tomorrow's backup
+            log.exception("scheduled backup failed; the next one runs as scheduled")
+
+
 def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowledge=None) -> Litestar:
     """Build the app. Without `backend`, the model loads in the background after start-up;
     without `knowledge`, the knowledge base opens (and on first start ingests) in the background."""
@@ -174,24 +220,44 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
     monitor = Monitor(settings, assistant) if settings.monitoring.enabled else None
     state = State({"settings": settings, "assistant": assistant, "model_error": None,
                    "monitor": monitor, "accounts": None, "quotas": None, "local_principal": None,
+                   "data_folder": None, "local_token": None,
                    "knowledge_status": "ready" if knowledge is not None else "opening"})
     holder: dict = {}  # the release manager opens in the lifespan, where the data dir exists
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.resolved_data_dir().mkdir(parents=True, exist_ok=True)
+        # One writer per data folder: this server, until it stops (a command that holds the
+        # folder now is waited for; another server is refused).
+        folder = state.data_folder = DataFolderLock(settings.resolved_data_dir())
+        await anyio.to_thread.run_sync(lambda: folder.acquire(
+            "server", command="appliance serve", wait_for_commands=True))
+        try:
+            state.local_token = folder.issue_token()
+            folder.publish_url(connect_url(settings.server.host, settings.server.port))
+            async with _serving(app):
+                yield
+        finally:
+            folder.release()
+
+    @asynccontextmanager
+    async def _serving(app: Litestar) -> AsyncIterator[None]:
         accounts = await anyio.to_thread.run_sync(open_accounts, settings, state)
         quotas = state.quotas = await anyio.to_thread.run_sync(Quotas, accounts, settings.quotas)
         from appliance.releases import ReleaseManager
+        from appliance.releases.backends import backend_factory
         from appliance.releases.reembed import KnowledgeIndexSwitch
 
         # With monitoring on, probation judges on its store and alerts through its channels.
-        monitoring = {"on_alert": _release_alerts(monitor), "monitoring_store": monitor.store} \
+        monitoring = {"on_alert": _release_alerts(monitor), "monitoring_store": monitor.store,
+                      "factory": watched_factory(backend_factory(settings), monitor.alerts)} \
             if monitor is not None else {}
         releases = holder["releases"] = app.state.releases = ReleaseManager(
             settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
         releases.start()
         cleaner = asyncio.create_task(housekeeping(accounts), name="accounts housekeeping")
+        backups = asyncio.create_task(scheduled_backups(settings), name="scheduled backups") \
+            if settings.backup.schedule else None
         checker = None
         check_minutes = settings.auth.directory.check_minutes
         if settings.auth.enabled and accounts.directory is not None and accounts.directory.can_check \
@@ -202,6 +268,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         loader = knowledge_task = None
         if assistant.backend is None:
             loader = asyncio.create_task(_load(app))
+        elif monitor is not None:
+            watch_backend(assistant.backend, monitor.alerts)
         if assistant.knowledge is None:
             knowledge_task = asyncio.create_task(_open_knowledge())
         if monitor is not None:
@@ -213,6 +281,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         finally:
             holder["stopping"] = True
             cleaner.cancel()
+            if backups is not None:
+                backups.cancel()
             if checker is not None:
                 checker.cancel()
             if loader is not None and not loader.done():
@@ -274,7 +344,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         try:
             assistant.backend = await anyio.to_thread.run_sync(_startup_backend, app)
             if monitor is not None:
-                watch_outages(assistant.backend, monitor.alerts)
+                watch_backend(assistant.backend, monitor.alerts)
             log.info("model ready: %s", assistant.backend.version)
         except ApplianceError as exc:
             app.state.model_error = exc.message

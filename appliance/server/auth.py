@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from litestar.openapi.spec import Operation, SecurityRequirement, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance.accounts import Accounts, User
+from appliance.datafolder import LOCAL_TOKEN_PREFIX
 from appliance.errors import AuthenticationRequired, PermissionDenied
 from appliance.settings import Settings
 
@@ -33,6 +35,8 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = frozenset({"/api/auth/login"})
 PRINCIPAL_KEY = "appliance.principal"
+OPERATOR_HEADER = b"x-appliance-operator"
+_OPERATOR_NAME = re.compile(r"^[\w.@-]{1,64}$")
 AUDIT_KEY = "appliance.audit"
 
 # The OpenAPI document declares both ways in; every operation needs one of them (the document's
@@ -80,6 +84,11 @@ class Principal:
         return self.via == "open"
 
     @property
+    def operator(self) -> bool:
+        """A command on the appliance's own machine (the local admin token)."""
+        return self.via == "local"
+
+    @property
     def is_admin(self) -> bool:
         return self.user.is_admin
 
@@ -93,6 +102,16 @@ class Principal:
 
     def public(self) -> dict[str, Any]:
         return {**self.user.public(), "via": self.via}
+
+
+def operator_principal(headers: dict[bytes, bytes]) -> Principal:
+    """A command run on this machine with the server's local admin token (see
+    appliance.datafolder): an admin named after the operating-system user, for the audit log."""
+    name = headers.get(OPERATOR_HEADER, b"").decode("latin-1").strip()
+    name = name if _OPERATOR_NAME.match(name) else "operator"
+    user = User(id=0, username=f"cli:{name}", display_name="Operator on the appliance's machine",
+                role="admin", groups=(), active=True, created_at=0.0, last_login_at=None)
+    return Principal(user, "local")
 
 
 def local_principal(accounts: Accounts, settings: Settings) -> Principal:
@@ -200,6 +219,16 @@ class AuthMiddleware(MiddlewareProtocol):
         has_credentials = (b"authorization" in headers or b"x-api-key" in headers
                            or SESSION_COOKIE.encode() in headers.get(b"cookie", b""))
         principal = None
+        bearer = _bearer(headers)
+        if bearer is not None and bearer.startswith(LOCAL_TOKEN_PREFIX):
+            token = scope["app"].state.get("local_token")
+            # Only from this machine, and only this server's current token (new at every start).
+            if token and hmac.compare_digest(bearer.encode(), token.encode()) and \
+                    is_loopback(client_ip(scope)):
+                return operator_principal(headers)
+            raise AuthenticationRequired("This local admin token is not this server's current one "
+                                         "(it changes at every start) or was sent from another "
+                                         "machine; run the command again on the appliance itself.")
         if has_credentials:
             try:
                 principal = await anyio.to_thread.run_sync(resolve, accounts, headers)

@@ -21,7 +21,8 @@ class HealthController(Controller):
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/ready", summary="Readiness: 503 until the model is loaded; says whether retrieval is",
+    @get("/ready", summary="Readiness: 503 (with the reason) until the model is loaded and while its "
+         "engine restarts; says whether retrieval is",
          operation_class=OpenOperation)
     async def ready(self, request: Request, assistant: NamedDependency[Assistant], model_error: NamedDependency[str | None]) -> Response:
         backend = assistant.backend
@@ -29,7 +30,9 @@ class HealthController(Controller):
         if backend is not None and backend.ready:
             return Response({"status": "ready", "model": backend.model_id, "version": backend.version,
                              "retrieval": retrieval})
-        if model_error:
+        if backend is not None:
+            body = error_body(503, "engine_failed", backend.unavailable or "The model is not serving.")
+        elif model_error:
             body = error_body(503, "model_load_failed", model_error)
         else:
             body = error_body(503, "not_ready", "The model is still loading.")

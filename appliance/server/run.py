@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from appliance.datafolder import FolderBusy, busy_message, read_holder
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,9 @@ def run_server(settings: Settings) -> None:
     from appliance.server.app import create_app
 
     configure_logging(settings.log_level)
+    holder = read_holder(settings.resolved_data_dir(), attempts=10)
+    if holder is not None and holder.kind == "server":  # refused before anything loads
+        raise FolderBusy(busy_message(settings.resolved_data_dir(), holder))
     app = create_app(settings)
     config = uvicorn.Config(
         app,

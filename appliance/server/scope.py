@@ -32,10 +32,13 @@ def _named(request: Request, body_groups: Sequence[str] | None) -> list[str] | N
     return None
 
 
-def caller_groups(request: Request, body_groups: Sequence[str] | None = None) -> list[str]:
-    """The groups this request may read."""
+def caller_groups(request: Request, body_groups: Sequence[str] | None = None) -> list[str] | None:
+    """The groups this request may read; None (every document) only for the operator's commands
+    on the appliance itself, which read everything unless they name groups."""
     principal = require_principal(request)
     named = _named(request, body_groups)
+    if principal.operator:
+        return named
     if principal.open:
         return named if named is not None else list(request.app.state.settings.knowledge.default_groups)
     own = sorted(principal.groups)

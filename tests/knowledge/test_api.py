@@ -254,3 +254,33 @@ def test_the_server_re_chunks_an_old_knowledge_base_and_reports_progress(tmp_pat
             assert sum(d["chunk_count"] for d in listed["documents"]) == job["chunks_after"]
             hits = http.post("/api/search", json={"query": "연차 휴가 신청", "k": 1}).json()["results"]
             assert hits[0]["document"] == "annual-leave-request-ko.md"
+
+
+def test_request_metrics_record_the_retrieval_time(tmp_path, embedder_dir, backend, sample_kb):
+    settings = make_settings(tmp_path / "data", embedder_dir)
+    settings.monitoring.golden_interval_hours = 0
+    app = create_app(settings, backend=LentBackend(backend), knowledge=sample_kb)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        def ask(content: str, **extra) -> str:
+            response = http.post("/v1/chat/completions", json={
+                "model": "default", "max_tokens": 8, "temperature": 0,
+                "messages": [{"role": "user", "content": content}], **extra})
+            assert response.status_code == 200
+            return response.json()["id"]
+
+        grounded = ask("What is the pay rate for overtime work?")
+        replayed = ask("What is the pay rate for overtime work?")  # from the response cache
+        nothing = ask("What is the boiling point of mercury on Mars?")
+        plain = ask("Say hello.", rag=False)
+        monitor = app.state.monitor
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            monitor.collector.flush()
+            rows = {r["response_id"]: r for r in monitor.store.db.query("SELECT * FROM requests")}
+            if len(rows) == 4:
+                break
+            time.sleep(0.05)
+    assert rows[grounded]["retrieval_s"] > 0 and rows[nothing]["retrieval_s"] > 0
+    assert rows[grounded]["retrieval_s"] < rows[grounded]["latency_s"]
+    assert rows[plain]["retrieval_s"] is None and rows[replayed]["retrieval_s"] is None
+    assert rows[replayed]["cache_hit"] == 1

@@ -54,8 +54,8 @@ class LiveServer:
         from appliance.server.app import create_app
 
         self.settings = settings
+        self.port = settings.server.port = free_port()  # what the server publishes in its data folder
         self.app = create_app(settings)
-        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on")
