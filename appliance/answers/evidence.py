@@ -180,6 +180,9 @@ class EvidenceSelector:
         evidence = Evidence(question, korean)
         own_weights, extra_weights = self.question_weights(question, context)
         own = set(own_weights)
+        # A follow-up's earlier turns count for its match too ("문의처는요?" after a question
+        # about RMA returns is answered by the RMA document's contacts).
+        carried = set(extra_weights) - own if context else set()
         ordered = self.analyzer.query_terms(question)  # phrases are matched in word order
         translated = set(self.glossary.translate(question, ordered) +
                          self.glossary.rephrase(question, ordered)) - own if self.glossary else set()
@@ -213,7 +216,8 @@ class EvidenceSelector:
                 score += 0.02 / (1 + h)
                 present = terms | local
                 scored.append(_Scored(h, i, span, score,
-                                      len(own & present) + min(1, len(translated & present))))
+                                      len(own & present) + min(1, len(translated & present)) +
+                                      min(2, len(carried & present))))
             # A question that names a section ("법인카드 사용 한도는?") is answered by the
             # section's body, whose own lines (a table of limits) need not repeat the name.
             for name, first in sections.items():
