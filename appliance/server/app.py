@@ -213,8 +213,10 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             log.error("model failed to load: %s", exc.message)
 
     def _startup_backend(app: Litestar) -> LLMBackend:
-        """The registry's active version if one was activated, else the configured model."""
+        """The registry's active version; the bundled or configured model is registered first
+        (as the active version when none was activated), so it is a version to roll back to."""
         releases = app.state.releases
+        served = releases.register_served_model()
         active = releases.registry.active()
         if active is not None:
             try:
@@ -223,6 +225,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
                 log.error("active version %s does not load (%s); serving the configured model",
                           active.key, exc.message)
                 releases.registry.record("load_failed", active.name, active.version, reason=exc.message)
+        if served is not None and (active is None or served.key != active.key):
+            return releases.factory(served)
         return load_backend(settings)
 
     # Outermost first: request metrics also count the requests that authentication refuses.
