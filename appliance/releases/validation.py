@@ -73,7 +73,8 @@ class Validator:
                 checks["isolated_load"] = await self.check_isolated_load(record)
             step("golden", dict(checks))
             checks["golden"] = await self.run_golden(
-                record, on_item=lambda done, total: step(f"golden {done}/{total}", dict(checks)))
+                record, on_item=lambda done, total: step(f"golden {done}/{total}", dict(checks)),
+                warm=True)
             if reference_backend is not None or reference_record is not None:
                 step("golden_reference", dict(checks))
                 checks["golden_reference"] = await self.score_reference(reference_backend,
@@ -88,9 +89,9 @@ class Validator:
                               record: ModelVersion | None) -> dict[str, Any]:
         """The golden figures of the version the candidate would replace."""
         if backend is not None:
-            return await self.score_backend(backend)
+            return await self.score_backend(backend, warm=True)
         try:
-            return await self.run_golden(record)
+            return await self.run_golden(record, warm=True)
         except ValidationFailed as exc:
             raise ValidationFailed(f"The active version {record.key} could not be scored for "
                                    f"comparison: {exc.message}") from exc
@@ -146,22 +147,27 @@ class Validator:
             raise ValidationFailed(f"The model does not load: {result.get('error')}")
         return result
 
-    async def run_golden(self, record: ModelVersion, on_item=None) -> dict[str, Any]:
+    async def run_golden(self, record: ModelVersion, on_item=None, *, warm: bool = False) -> dict[str, Any]:
         try:
             backend = await anyio.to_thread.run_sync(self.factory, record)
         except ApplianceError as exc:
             raise ValidationFailed(f"The model does not load: {exc.message}") from exc
         try:
-            return await self.score_backend(backend, on_item=on_item)
+            return await self.score_backend(backend, on_item=on_item, warm=warm)
         finally:
             await backend.close()
 
-    async def score_backend(self, backend: LLMBackend, on_item=None) -> dict[str, Any]:
-        """The golden score, with retrieval from the knowledge base when there is one."""
+    async def score_backend(self, backend: LLMBackend, on_item=None, *,
+                            warm: bool = False) -> dict[str, Any]:
+        """The golden score, with retrieval from the knowledge base when there is one. `warm`:
+        one untimed question first, so that one-off costs of a model's first answers and of the
+        first retrieval do not land on the timings of whichever version is scored first."""
         items = golden.load_golden(self.settings.golden_path, self.settings.golden_limit)
-        return await golden.score(backend, items, max_tokens=self.settings.golden_max_tokens,
-                                  knowledge=self.knowledge(), knowledge_settings=self.knowledge_settings,
-                                  on_item=on_item)
+        options = {"max_tokens": self.settings.golden_max_tokens, "knowledge": self.knowledge(),
+                   "knowledge_settings": self.knowledge_settings}
+        if warm and items:
+            await golden.score(backend, items[:1], **options)
+        return await golden.score(backend, items, on_item=on_item, **options)
 
     def check_quality(self, result: dict[str, Any], reference_score: float | None,
                       reference: dict[str, Any] | None = None) -> None:
