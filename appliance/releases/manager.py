@@ -165,6 +165,18 @@ class ReleaseManager:
                 "rollback": self.rollback_plan(),
                 "reembed": self.index_switch.status() if self.index_switch is not None else None}
 
+    def busy(self) -> str | None:
+        """What the releases are timing or swapping now (a validation, an activation or
+        probation's golden run), or None: other heavy work on the same cores waits for it."""
+        if self._validations:
+            return f"{', '.join(sorted(self._validations))} is being validated"
+        if self._job is not None:
+            return f"{self._job.record.key} is being activated"
+        watch = self.probation.watch
+        if watch is not None and watch.golden is None and self.settings.releases.probation_golden:
+            return f"probation is scoring {watch.version} on the golden set"
+        return None
+
     def rollback_plan(self) -> dict[str, Any]:
         """Where `rollback` without a target would go, named before anyone acts: `target`
         (name/version, or None), `from` (the active version) and, without a target, `reason`."""

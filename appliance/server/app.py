@@ -161,6 +161,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         releases = holder["releases"] = app.state.releases = ReleaseManager(
             settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
         releases.start()
+        if monitor is not None:  # no accuracy run on the same cores while a version is timed
+            monitor.golden_deferred_by = releases.busy
         cleaner = asyncio.create_task(housekeeping(accounts), name="accounts housekeeping")
         loader = knowledge_task = None
         if assistant.backend is None:

@@ -150,3 +150,10 @@ def test_without_a_target_the_plan_says_why(tmp_path, manager, gguf_files):
 def test_reserved_folder_names_are_not_reused(tmp_path):
     assert baseline.version_name(tmp_path / "Embedder.gguf", "configured") == "embedder-model"
     assert baseline.version_name(tmp_path / "Qwen2.5 7B (q4).gguf", "configured") == "qwen2.5-7b-q4"
+
+
+def test_busy_says_what_the_releases_are_timing(manager):
+    releases = manager()
+    assert releases.busy() is None
+    releases._validations["erp/v2"] = None  # as start_validation records a running job
+    assert releases.busy() == "erp/v2 is being validated"
