@@ -185,7 +185,7 @@ class ReleaseManager:
                                 "from": active.key if active else None, "reason": ""}
         if self._job is not None:
             plan["reason"] = (f"{self._job.record.key} is being activated; roll back once that has "
-                              "finished")
+                              "finished.")
             return plan
         target, why = self.registry.rollback_choice()
         if target is None:

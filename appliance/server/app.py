@@ -218,7 +218,14 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         """The registry's active version; the bundled or configured model is registered first
         (as the active version when none was activated), so it is a version to roll back to."""
         releases = app.state.releases
-        served = releases.register_served_model()
+        try:
+            served = releases.register_served_model()
+        except ApplianceError as exc:
+            if releases.registry.active() is None:
+                raise
+            # An activated version serves without it; only the way back to it is missing.
+            log.warning("the configured model could not be registered as a version: %s", exc.message)
+            served = None
         active = releases.registry.active()
         if active is not None:
             try:

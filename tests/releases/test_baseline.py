@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from appliance import manifest as manifests
@@ -157,3 +158,18 @@ def test_busy_says_what_the_releases_are_timing(manager):
     assert releases.busy() is None
     releases._validations["erp/v2"] = None  # as start_validation records a running job
     assert releases.busy() == "erp/v2 is being validated"
+
+
+@pytest.mark.slow
+def test_an_activated_version_serves_even_if_the_configured_file_is_gone(
+        tmp_path, release_settings, gguf_files, live_server):
+    from tests.releases.test_swap import prepare
+
+    settings = release_settings()
+    prepare(settings, tmp_path, {"v1": gguf_files["q4_0"]})
+    settings.engine.model_path = str(tmp_path / "deleted.gguf")
+    server = live_server(settings)
+    server.wait_ready(120)
+    assert server.assistant.backend.version == "erp/v1"
+    plan = httpx.get(f"{server.url}/api/models/rollback").json()
+    assert plan["target"] is None and plan["from"] == "erp/v1"
