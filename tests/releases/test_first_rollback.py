@@ -206,7 +206,8 @@ def scenario(appliance: Appliance, quickstart: Path) -> None:
 
     check, drain = ReleasesSettings().probation_check_seconds, ServerSettings().drain_seconds
     back = versions[bundled]["activation"]["swap"]
-    print(f"\nvalidation {validation_seconds:.1f} s; swap under {STREAMS} streams: drain "
+    print(f"\nvalidation {validation_seconds:.1f} s; swap under {STREAMS} streams ({len(results)} "
+          f"requests, 0 failed): drain "
           f"{swap_drain:.2f} s of {job['swap']['total_seconds']:.2f} s; rollback {rollback_seconds:.1f} s "
           f"after the last rating (load {back['load_seconds']:.2f} s, warm-up "
           f"{back['warmup_seconds']:.2f} s, drain {back['drain_seconds']:.2f} s)")
