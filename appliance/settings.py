@@ -405,8 +405,13 @@ class ReleasesSettings(Section):
     golden_tolerance: float = Field(
         0.1, ge=0, le=1, description="A new version may score this much below the active one on the golden set."
     )
+    golden_latency_ratio: float = Field(
+        1.5, ge=1, description="Validation fails if the candidate's 95th-percentile golden answer time "
+        "exceeds the serving version's, measured in the same run on the same machine, times this."
+    )
     max_latency_seconds: float = Field(
-        30.0, gt=0, description="Validation fails if the 95th-percentile golden answer takes longer than this."
+        0.0, ge=0, description="Optional ceiling: validation fails if the 95th-percentile golden answer "
+        "takes longer than this; 0 turns it off."
     )
     warmup_timeout_seconds: float = Field(
         60.0, gt=0, description="Swap: how long the warm-up generation on the new model may take."

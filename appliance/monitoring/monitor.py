@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from apscheduler.executors.asyncio import AsyncIOExecutor
@@ -51,6 +52,9 @@ class Monitor:
                                      on_result=self.alerts.record_delivery)
         self.alerts.dispatcher = self.dispatcher
         self.scheduler: AsyncIOScheduler | None = None
+        # Why the accuracy run should wait now (a model version being validated or swapped in,
+        # whose timings a golden run on the same cores would distort), or None; set by create_app.
+        self.golden_deferred_by: Callable[[], str | None] | None = None
 
     # -- lifecycle (inside the server's event loop) ---------------------------------------------
 
@@ -111,6 +115,15 @@ class Monitor:
         backend = getattr(self.assistant, "backend", None)
         if backend is None or not backend.ready:
             log.info("the model is not ready; skipping the golden QA run")
+            return None
+        busy = self.golden_deferred_by() if self.golden_deferred_by is not None else None
+        if busy:
+            log.info("golden QA run deferred by %d s: %s", GOLDEN_FIRST_RUN_SECONDS, busy)
+            if self.scheduler is not None:
+                self.scheduler.add_job(self.golden_run, trigger="date", id="golden-deferred",
+                                       replace_existing=True, misfire_grace_time=None,
+                                       run_date=datetime.now() + timedelta(
+                                           seconds=GOLDEN_FIRST_RUN_SECONDS))
             return None
         items = await asyncio.to_thread(load_golden, path)
         row = await run_golden(self.assistant, items, max_tokens=self.settings.monitoring.golden_max_tokens)

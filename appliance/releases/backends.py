@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from appliance.errors import ConfigError
 from appliance.llm.base import LLMBackend
-from appliance.releases.registry import ModelVersion
+from appliance.releases.registry import LOCAL_KINDS, ModelVersion
 from appliance.settings import Settings
 
 BackendFactory = Callable[[ModelVersion], LLMBackend]
@@ -17,7 +17,7 @@ def backend_factory(settings: Settings) -> BackendFactory:
     versions, so clients never see the name change when a version is swapped in."""
 
     def create(record: ModelVersion) -> LLMBackend:
-        if record.kind == "local":
+        if record.kind in LOCAL_KINDS:
             from appliance.llm.local import LocalBackend
 
             engine = settings.engine.model_copy(update={"model_path": str(record.gguf_path)})
@@ -27,6 +27,7 @@ def backend_factory(settings: Settings) -> BackendFactory:
 
             upstream = settings.llm.upstream.model_copy(update={"model": record.version})
             return UpstreamBackend(upstream)
-        raise ConfigError(f"Model version {record.key} has unknown kind {record.kind!r} (local or upstream).")
+        raise ConfigError(f"Model version {record.key} has unknown kind {record.kind!r} "
+                          "(local, bundled, configured or upstream).")
 
     return create

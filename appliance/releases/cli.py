@@ -348,24 +348,38 @@ def schedule(ref, at, list_only, cancel_id, config_path, server, api_key) -> Non
 @models.command("rollback")
 @click.argument("ref", required=False)
 @click.option("--reason", default="", help="Why; kept in the history.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Roll back without asking (the target is still printed).")
 @config_option
 @server_option
 @api_key_option
-def rollback(ref, reason, config_path, server, api_key) -> None:
+def rollback(ref, reason, yes, config_path, server, api_key) -> None:
     """Go back to the previous good version, or to REF.
 
-    With a server running, the rollback runs there (in the background, like an activation) and
-    this waits, printing each step until the version serves.
+    It names the version it goes back to and asks before acting. With a server running, the
+    rollback runs there (in the background, like an activation) and this waits, printing each
+    step until the version serves.
     """
     settings = _settings(config_path)
     url = _server_url(settings, server)
+    manager = None if url else _manager(settings)
+    plan = _call(url, "GET", "/api/models/rollback", api_key=api_key) if url \
+        else manager.rollback_plan()
+    target = plan["target"]
+    if ref:
+        target = _run(lambda: (manager or _manager(settings)).registry.find(ref)).key
+    if target is None:
+        _fail(plan["reason"])
+    click.echo(f"Rollback: {plan['from'] or 'nothing active'} -> {target}")
+    if not yes:
+        click.confirm(f"Roll back to {target}?", abort=True)
     if url:
-        started = _call(url, "POST", "/api/models/rollback", {"to": ref, "reason": reason}, api_key)
+        started = _call(url, "POST", "/api/models/rollback", {"to": target, "reason": reason},
+                        api_key)
         _follow_swap(url, api_key, started, "rolled back to")
         return
-    manager = _manager(settings)
     try:
-        _echo(asyncio.run(manager.rollback(ref, reason=reason)))
+        _echo(asyncio.run(manager.rollback(target, reason=reason)))
     except ApplianceError as exc:
         _fail(exc.message)
 

@@ -15,6 +15,7 @@ from typing import Any
 from appliance.assistant import Assistant
 from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
+from appliance.releases import baseline
 from appliance.releases.backends import BackendFactory, backend_factory
 from appliance.releases.probation import (
     AlertHook,
@@ -132,6 +133,13 @@ class ReleaseManager:
     def close(self) -> None:
         self.registry.close()
 
+    def register_served_model(self) -> ModelVersion | None:
+        """Register the bundled or configured GGUF as a version (see `baseline.py`) and settle
+        which version is active; None when the settings serve an upstream model. Blocking."""
+        if self.settings.llm.backend != "local" or self.settings.llm.fallback:
+            return None
+        return baseline.register(self.registry, self.settings)
+
     def load_active_backend(self) -> LLMBackend | None:
         """The backend for the registry's active version, or None when no version was activated."""
         record = self.registry.active()
@@ -154,7 +162,37 @@ class ReleaseManager:
                 "probation": self.probation.status(), "schedules": self.scheduler.list(pending_only=True),
                 "validating": sorted(self._validations),
                 "activating": self._job.record.key if self._job is not None else None,
+                "rollback": self.rollback_plan(),
                 "reembed": self.index_switch.status() if self.index_switch is not None else None}
+
+    def busy(self) -> str | None:
+        """What the releases are timing or swapping now (a validation, an activation or
+        probation's golden run), or None: other heavy work on the same cores waits for it."""
+        if self._validations:
+            return f"{', '.join(sorted(self._validations))} is being validated"
+        if self._job is not None:
+            return f"{self._job.record.key} is being activated"
+        watch = self.probation.watch
+        if watch is not None and watch.golden is None and self.settings.releases.probation_golden:
+            return f"probation is scoring {watch.version} on the golden set"
+        return None
+
+    def rollback_plan(self) -> dict[str, Any]:
+        """Where `rollback` without a target would go, named before anyone acts: `target`
+        (name/version, or None), `from` (the active version) and, without a target, `reason`."""
+        active = self.registry.active()
+        plan: dict[str, Any] = {"target": None, "target_kind": None,
+                                "from": active.key if active else None, "reason": ""}
+        if self._job is not None:
+            plan["reason"] = (f"{self._job.record.key} is being activated; roll back once that has "
+                              "finished.")
+            return plan
+        target, why = self.registry.rollback_choice()
+        if target is None:
+            plan["reason"] = f"There is no version to roll back to: {why}."
+        else:
+            plan.update(target=target.key, target_kind=target.kind)
+        return plan
 
     def version(self, ref: str) -> dict[str, Any]:
         return self._public(self.registry.find(ref))
@@ -217,18 +255,14 @@ class ReleaseManager:
             async with self._model_lock:
                 step("starting", {})
                 active = self.registry.active()
-                mode = self.validator.golden_mode()
-                reference_score = self._recorded_golden(active, mode)
-                if reference_score is None and active is not None and self.assistant is None:
-                    # No server here (CLI): score the active version once so the gate compares.
-                    step("golden_reference", {})
-                    reference = await self.validator.run_golden(active)
-                    reference_score = reference["score"]
-                    self.registry.set_state(active.name, active.version, "active",
-                                            validation={**active.validation, "golden": reference})
+                # The version the candidate would replace is scored in the same run: the serving
+                # model here, or (no server: the CLI) the active version loaded for it.
+                serving = self.assistant.backend if self.assistant else None
+                recorded = self._recorded_golden(active, self.validator.golden_mode())
                 report = await self.validator.validate(
-                    record, reference_score=reference_score,
-                    reference_backend=self.assistant.backend if self.assistant else None,
+                    record, reference_score=recorded,
+                    reference_backend=serving,
+                    reference_record=active if serving is None and active is not None else None,
                     progress=step,
                 )
         except asyncio.CancelledError:
@@ -320,10 +354,13 @@ class ReleaseManager:
         if self._job is not None:
             raise ReleaseError(f"{self._job.record.key} is being activated; roll back once that has "
                                "finished (or cancel its re-embedding with DELETE /api/models/reembed).")
-        target = self.registry.find(ref) if ref else self.registry.rollback_target()
-        if target is None:
-            raise ReleaseError("There is no previous good version to roll back to; "
-                               "`appliance models history` shows what was active before.")
+        if ref:
+            target = self.registry.find(ref)
+        else:
+            target, why = self.registry.rollback_choice()
+            if target is None:
+                raise ReleaseError(f"There is no version to roll back to: {why}. `appliance models "
+                                   "history` shows what served before.")
         self.probation.cancel()
         return target
 

@@ -66,5 +66,17 @@ def m002_activation_job(db: sqlite_utils.Database) -> None:
     db["model_versions"].add_column("activation", str, not_null_default="{}")
 
 
+@migration
+def m003_file_checksums(db: sqlite_utils.Database) -> None:
+    # The sha256 of a model file the appliance serves without a build's manifest (the bundled or
+    # configured GGUF), computed once per path, size and mtime: hashing it at every start is slow.
+    # The next start registers that model as a version (as active when no version was activated),
+    # so data folders from before keep serving what they served.
+    db["file_checksums"].create(
+        {"path": str, "size": int, "mtime_ns": int, "sha256": str, "computed_at": str},
+        pk="path",
+    )
+
+
 def migrate(db: sqlite_utils.Database) -> list[str]:
     return migration.apply(db)

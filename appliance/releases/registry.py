@@ -27,6 +27,10 @@ STATES = ("staged", "validating", "ready", "activating", "active", "failed", "re
 ACTIVATABLE = ("ready", "active")
 GGUF_ROLES = ("gguf", "llm")
 UPSTREAM = "upstream"
+# The model served before any version, registered at first start: the bundled GGUF, or the one
+# engine.model_path names. Served from its GGUF like a built version ("local").
+BASE_KINDS = ("bundled", "configured")
+LOCAL_KINDS = ("local", *BASE_KINDS)
 
 
 class ReleaseError(ApplianceError):
@@ -43,7 +47,8 @@ def now_iso() -> str:
 class ModelVersion:
     name: str
     version: str
-    kind: str  # "local" (a GGUF version folder) or "upstream" (a model name on the upstream server)
+    kind: str  # "local" (a built version folder), "bundled" / "configured" (the model served before
+    # any version, with a manifest the appliance wrote) or "upstream" (a model name upstream)
     path: str
     state: str
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -262,19 +267,42 @@ class Registry:
         return [{**row, "detail": json.loads(row["detail"] or "{}")} for row in rows]
 
     def rollback_target(self) -> ModelVersion | None:
-        """The most recently active version, other than the current one, that is still good."""
+        return self.rollback_choice()[0]
+
+    def rollback_choice(self) -> tuple[ModelVersion | None, str]:
+        """Where a rollback goes: the most recently active version, other than the current one,
+        that is still good, else the model served before any version; or None and why not."""
         current = self.active()
+        if current is None:
+            return None, "no version is active yet, so there is nothing to roll back from"
+        passed_over: dict[str, ModelVersion] = {}
         rows = self.db.query(
             "select name, version from model_history where event in ('activated', 'rolled_back') "
             "order by id desc"
         )
         for row in rows:
-            if current and (row["name"], row["version"]) == (current.name, current.version):
+            key = f"{row['name']}/{row['version']}"
+            if key == current.key or key in passed_over:
                 continue
-            candidate = self.get(row["name"], row["version"])
+            try:
+                candidate = self.get(row["name"], row["version"])
+            except NotFound:
+                continue
             if candidate.state == "ready":
-                return candidate
-        return None
+                return candidate, ""
+            passed_over[key] = candidate
+        # A data folder from before the served model was registered has no history of it.
+        for record in reversed(self.list()):
+            if record.kind in BASE_KINDS and record.key != current.key:
+                if record.state == "ready":
+                    return record, ""
+                passed_over.setdefault(record.key, record)
+        if not passed_over:
+            return None, (f"{current.key} is the only version that has served here, so there is "
+                          "nothing before it to go back to")
+        earlier = ", ".join(f"{r.key} is {r.state}" for r in passed_over.values())
+        return None, (f"no version that served before {current.key} is still good ({earlier}); "
+                      "activate a ready version instead")
 
     # -- finding and importing versions ----------------------------------------------------------
 
@@ -297,7 +325,7 @@ class Registry:
                 added.append(self.get(record.name, record.version))
                 continue
             added.append(self.add(manifest.name or name, manifest.version or version, kind="local",
-                                  path=str(folder), manifest=_manifest_dict(manifest)))
+                                  path=str(folder), manifest=manifest_dict(manifest)))
         return added
 
     def import_path(self, source: Path, *, actor: str = "cli") -> ModelVersion:
@@ -323,7 +351,7 @@ class Registry:
             target.parent.mkdir(parents=True, exist_ok=True)
             staging.rename(target)
         return self.add(manifest.name, manifest.version, kind="local", path=str(target),
-                        manifest=_manifest_dict(manifest), actor=actor)
+                        manifest=manifest_dict(manifest), actor=actor)
 
     def register_upstream(self, model: str, *, actor: str = "cli") -> ModelVersion:
         """An upstream (OpenAI-compatible) model name as a version, validated and swapped like a GGUF."""
@@ -333,7 +361,7 @@ class Registry:
                         actor=actor)
 
 
-def _manifest_dict(manifest: manifests.Manifest) -> dict[str, Any]:
+def manifest_dict(manifest: manifests.Manifest) -> dict[str, Any]:
     return json.loads(manifest.to_json())
 
 

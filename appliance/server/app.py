@@ -255,6 +255,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
         releases = holder["releases"] = app.state.releases = ReleaseManager(
             settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
         releases.start()
+        if monitor is not None:  # no accuracy run on the same cores while a version is timed
+            monitor.golden_deferred_by = releases.busy
         cleaner = asyncio.create_task(housekeeping(accounts), name="accounts housekeeping")
         backups = asyncio.create_task(scheduled_backups(settings), name="scheduled backups") \
             if settings.backup.schedule else None
@@ -351,8 +353,17 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             log.error("model failed to load: %s", exc.message)
 
     def _startup_backend(app: Litestar) -> LLMBackend:
-        """The registry's active version if one was activated, else the configured model."""
+        """The registry's active version; the bundled or configured model is registered first
+        (as the active version when none was activated), so it is a version to roll back to."""
         releases = app.state.releases
+        try:
+            served = releases.register_served_model()
+        except ApplianceError as exc:
+            if releases.registry.active() is None:
+                raise
+            # An activated version serves without it; only the way back to it is missing.
+            log.warning("the configured model could not be registered as a version: %s", exc.message)
+            served = None
         active = releases.registry.active()
         if active is not None:
             try:
@@ -361,6 +372,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
                 log.error("active version %s does not load (%s); serving the configured model",
                           active.key, exc.message)
                 releases.registry.record("load_failed", active.name, active.version, reason=exc.message)
+        if served is not None and (active is None or served.key != active.key):
+            return releases.factory(served)
         return load_backend(settings)
 
     # Outermost first: request metrics also count the requests that authentication refuses.

@@ -110,6 +110,11 @@ class ModelsController(Controller):
         note_audit(request, "knowledge-base re-embedding")
         return {"cancelled": releases.cancel_reembed(), "reembed": releases.status()["reembed"]}
 
+    @get("/rollback", summary="Where a rollback would go now (the target version), or why it cannot")
+    async def rollback_plan(self, releases: NamedDependency[ReleaseManager]) -> dict[str, Any]:
+        plan = releases.rollback_plan()
+        return {**plan, "version": releases.version(plan["target"]) if plan["target"] else None}
+
     @post("/rollback", status_code=202,
           summary="Start rolling back to the previous good version (or a named one) as a background "
           "job, like an activation; the target reads `activating`, with its step, until done. 200 "
@@ -120,7 +125,8 @@ class ModelsController(Controller):
         note_audit(request, body.to or "previous good version", reason=body.reason)
         target, job = releases.start_rollback(body.to, actor=_actor(request), reason=body.reason)
         note_audit(request, target.key)
-        return Response({"job": job, "changed": job is not None, "version": releases.version(target.key)},
+        return Response({"job": job, "changed": job is not None, "target": target.key,
+                         "version": releases.version(target.key)},
                         status_code=202 if job is not None else 200)
 
 

@@ -72,6 +72,12 @@ def test_golden_run_scores_keyword_matches(tmp_path, model_path, caplog):
     ]) + "\n")
     backend = LocalBackend(settings.engine)
     monitor.assistant.backend = backend
+    # While a model version is being timed on the same cores, the accuracy run waits its turn.
+    monitor.golden_deferred_by = lambda: "erp/v2 is being validated"
+    with caplog.at_level(logging.INFO, logger="appliance.monitoring.monitor"):
+        assert asyncio.run(monitor.golden_run()) is None
+    assert "golden QA run deferred by 300 s: erp/v2 is being validated" in caplog.text
+    monitor.golden_deferred_by = lambda: None
     try:
         row = asyncio.run(monitor.golden_run())
     finally:

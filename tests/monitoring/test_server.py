@@ -101,7 +101,7 @@ def test_every_v1_request_is_recorded(live):
     assert first["prompt_tokens"] == ok.json()["usage"]["prompt_tokens"]
     assert 0 < first["ttft_s"] <= first["latency_s"]
     assert first["tokens_per_s"] > 0 and hit["tokens_per_s"] is None
-    assert first["model_version"].startswith("smollm2-135m-instruct@") and first["backend"] == "local"
+    assert first["model_version"].startswith("smollm2-135m-instruct.q8_0/") and first["backend"] == "local"
     assert first["retrieval_s"] is None  # no retrieval yet
     assert streamed["stream"] == 1 and streamed["route"] == "/v1/completions"
     assert streamed["completion_tokens"] > 0 and streamed["ttft_s"] < streamed["latency_s"]
@@ -132,7 +132,7 @@ def test_feedback_is_stored_with_the_answer(live):
     stored = httpx.post(live.url + "/api/feedback", json={"response_id": answer["id"], "rating": "down",
                                                            "comment": "too vague"}, timeout=TIMEOUT)
     assert stored.status_code == 201
-    assert stored.json()["model_version"].startswith("smollm2-135m-instruct@")
+    assert stored.json()["model_version"].startswith("smollm2-135m-instruct.q8_0/")
     [row] = rows(live, "SELECT * FROM feedback WHERE response_id = ?", [answer["id"]])
     assert (row["rating"], row["comment"]) == ("down", "too vague")
 

@@ -29,8 +29,10 @@ def test_cli_import_list_activate_history(tmp_path, monkeypatch, release_setting
     result = runner.invoke(main, ["models", "activate", "erp/v1", "--force", "--reason", "lab"])
     assert result.exit_code == 0 and "next starts" in result.output
 
-    result = runner.invoke(main, ["models", "rollback"])
-    assert result.exit_code == 2 and "no previous good version" in result.output
+    result = runner.invoke(main, ["models", "rollback"])  # says why before doing anything
+    assert result.exit_code == 2 and result.output == (
+        "Error: There is no version to roll back to: erp/v1 is the only version that has served "
+        "here, so there is nothing before it to go back to.\n")
     result = runner.invoke(main, ["models", "import", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "does not exist" in result.output
 
@@ -38,6 +40,19 @@ def test_cli_import_list_activate_history(tmp_path, monkeypatch, release_setting
     lines = result.output.strip().splitlines()
     assert "activated" in lines[0] and "forced while staged; lab" in lines[0]
     assert "imported" in lines[1]
+
+    # With somewhere to go, the rollback names it and asks first.
+    other = write_version(tmp_path / "incoming", "erp", "v2", gguf, copy=True)
+    runner.invoke(main, ["models", "import", str(other)])
+    runner.invoke(main, ["models", "activate", "erp/v2", "--force"])
+    result = runner.invoke(main, ["models", "rollback"], input="n\n")
+    assert result.exit_code == 1 and result.output.startswith(
+        "Rollback: erp/v2 -> erp/v1\nRoll back to erp/v1? [y/N]: n\nAborted!")
+    assert "erp/v2" in runner.invoke(main, ["models", "list"]).output.splitlines()[1]
+    result = runner.invoke(main, ["models", "rollback", "--yes", "--reason", "lab over"])
+    assert result.exit_code == 0 and result.output.startswith("Rollback: erp/v2 -> erp/v1\n")
+    rows = runner.invoke(main, ["models", "list"]).output.splitlines()
+    assert "active" in rows[0] and rows[0].startswith("erp/v1")
 
 
 def test_api_errors_share_one_shape(release_settings, shared_backend, live_server):

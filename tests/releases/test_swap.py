@@ -150,8 +150,10 @@ def test_cli_activation_and_rollback_wait_for_the_server_job(
     assert again.exit_code == 0 and "erp/v2 is already active and serving." in again.output
 
     # A rollback is the same kind of background job on the server, and the CLI follows it too.
-    back = CliRunner().invoke(main, ["models", "rollback", "--server", server.url, "--reason", "cli rollback"])
+    back = CliRunner().invoke(main, ["models", "rollback", "--server", server.url, "--reason", "cli rollback"],
+                              input="y\n")
     assert back.exit_code == 0, back.output
+    assert back.output.startswith("Rollback: erp/v2 -> erp/v1\nRoll back to erp/v1? [y/N]: y\n")
     assert back.output.splitlines()[-1].startswith("erp/v1 is active and serving (load "), back.output
     assert server.assistant.backend.version == "erp/v1"
     [event] = httpx.get(f"{server.url}/api/models/history", params={"limit": 1}).json()["history"]

@@ -116,7 +116,46 @@ def test_degraded_version_scores_below_the_active_one(tmp_path, release_settings
     manager.close()
     record, _ = validate(settings, "erp/bad")
     assert record.state == "failed"
-    assert "Golden QA score 0.00 is below the active version's 0.67" in record.reason
+    # The active version is scored again in the same run; its fresh score is the reference.
+    reference = record.validation["checks"]["golden_reference"]
+    assert reference["score"] > 0.3 and reference["items"] == 3
+    assert f"Golden QA score 0.00 is below the active version's {reference['score']:.2f}" in record.reason
+
+
+def golden(score: float, p95: float, items: int = 30) -> dict:
+    return {"mode": "retrieval", "score": score, "passed": round(score * items), "items": items,
+            "errors": 0, "first_error": None, "latency_p95": p95}
+
+
+@pytest.mark.parametrize(("candidate", "reference", "ceiling", "fails_with"), [
+    # The figures: 59.4 s against the serving version's 50.0 s on the same 2 cores.
+    (golden(0.1, 59.4), golden(0.1, 50.0), 0, None),
+    (golden(0.1, 80.0), golden(0.1, 50.0), 0,
+     "Golden answers took 80.0 s at p95, over 1.5 x the serving version's 50.0 s measured in the "
+     "same run (releases.golden_latency_ratio)."),
+    (golden(0.1, 59.4), golden(0.1, 50.0), 30,
+     "Golden answers took 59.4 s at p95, over the ceiling releases.max_latency_seconds = 30."),
+    (golden(0.0, 10.0), golden(0.2, 50.0), 0, "Golden QA score 0.00 is below the active version's 0.20"),
+])
+def test_latency_is_judged_against_the_serving_version_measured_in_the_same_run(
+        release_settings, candidate, reference, ceiling, fails_with):
+    from appliance.releases.validation import ValidationFailed, Validator
+
+    settings = release_settings(golden_latency_ratio=1.5, max_latency_seconds=ceiling)
+    validator = Validator(settings.releases, factory=None)
+    if fails_with is None:
+        validator.check_quality(candidate, reference["score"], reference)
+        return
+    with pytest.raises(ValidationFailed) as failed:
+        validator.check_quality(candidate, reference["score"], reference)
+    assert failed.value.message.startswith(fails_with)
+
+
+def test_the_gate_defaults_are_relative_with_no_absolute_ceiling():
+    from appliance.settings import ReleasesSettings
+
+    defaults = ReleasesSettings()
+    assert (defaults.golden_latency_ratio, defaults.max_latency_seconds) == (1.5, 0.0)
 
 
 def test_a_validation_cut_short_by_a_stop_is_staged_again_on_start(tmp_path, release_settings):
@@ -217,7 +256,7 @@ def test_golden_questions_retrieve_from_the_knowledge_base(tmp_path, monkeypatch
     # The offline CLI does the same, waiting for the result and printing each step's figures.
     for key, value in {"DATA_DIR": settings.data_dir, "RELEASES__MODELS_DIR": settings.releases.models_dir,
                        "RELEASES__GOLDEN_PATH": settings.releases.golden_path,
-                       "RELEASES__GOLDEN_MAX_TOKENS": 24, "RELEASES__MAX_LATENCY_SECONDS": 600,
+                       "RELEASES__GOLDEN_MAX_TOKENS": 24, "RELEASES__GOLDEN_LATENCY_RATIO": 50,
                        "KNOWLEDGE__EMBEDDER_PATH": embedder_dir, "ENGINE__SLOTS": 4,
                        "ENGINE__MAX_REQUEST_TOKENS": 512, "SERVER__PORT": 9}.items():
         monkeypatch.setenv(f"APPLIANCE_{key}", str(value))

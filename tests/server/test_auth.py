@@ -399,7 +399,7 @@ def test_model_commands_use_an_admin_key_against_a_running_server(auth, tmp_path
     employee = models("--api-key", auth.employee_key)
     assert employee.exit_code == 2 and "admin role" in employee.output
     admin = models(APPLIANCE_API_KEY=auth.admin_key)  # authenticated: the server's own answer
-    assert admin.exit_code == 2 and "no previous good version" in admin.output
+    assert admin.exit_code == 2 and "There is no version to roll back to" in admin.output
 
 
 def test_with_auth_off_everyone_is_the_local_developer(live_server, app_settings, shared_backend):

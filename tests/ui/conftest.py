@@ -126,7 +126,9 @@ def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir,
     started = []
 
     def start(*, max_tokens: int | None = None, backend: LLMBackend | None = None,
-              **settings_changes) -> Appliance:
+              own_model: bool = False, **settings_changes) -> Appliance:
+        """`own_model`: the server loads the configured model itself, registering it as a
+        version (as a real start does), instead of borrowing the session's backend."""
         data = tmp_path / f"data{len(started)}"
         shutil.copytree(knowledge_template, data)
         settings = load_settings(data_dir=data)
@@ -140,8 +142,8 @@ def appliance_factory(tmp_path, live_server, ui_backend, embedder, embedder_dir,
         knowledge = KnowledgeBase.open(settings, embedder=embedder)
         backend = backend or ui_backend
         backend = LongAnswers(backend, max_tokens) if max_tokens is not None else LentBackend(backend)
-        server = live_server(settings, backend, knowledge=knowledge)
-        server.wait_ready()
+        server = live_server(settings, None if own_model else backend, knowledge=knowledge)
+        server.wait_ready(120)
         accounts = server.app.state.accounts
         accounts.create_user(ADMIN[0], ADMIN[1], role="admin", groups=["all", OUTSIDER_GROUP],
                              display_name="Kim Admin")

@@ -251,21 +251,31 @@ def test_users_keys_and_audit(appliance, new_page):
 
 
 @pytest.mark.slow
-def test_model_versions_validate_schedule_activate_and_monitoring(appliance_factory, model_path,
-                                                                   tmp_path, new_page):
+def test_model_versions_validate_schedule_activate_roll_back_and_monitoring(
+        appliance_factory, model_path, tmp_path, new_page):
     golden = tmp_path / "golden.jsonl"
     golden.write_text("".join(json.dumps(item) + "\n" for item in GOLDEN_ITEMS), encoding="utf-8")
     models = tmp_path / "models"
     write_version(models, "erp-assistant", "1.1.0", Path(model_path))
     appliance = appliance_factory(
-        releases__models_dir=str(models), releases__golden_path=str(golden),
-        releases__golden_max_tokens=16, releases__max_latency_seconds=600,
+        own_model=True, releases__models_dir=str(models), releases__golden_path=str(golden),
+        releases__golden_max_tokens=16, releases__golden_latency_ratio=50,
         releases__load_timeout_seconds=120, releases__probation_seconds=0)
+    served = appliance.server.assistant.backend.version  # the configured model, as a version
     page = new_page()
     login(page, appliance.url, ADMIN, "/admin")
     open_tab(page, appliance.url, "models")
+    base = f"#versions-table tr[data-id='{served}']"
+    page.wait_for_selector(base)
+    assert "Active" in page.inner_text(base) and "serving requests" in page.inner_text(base)
+    assert "model of engine.model_path" in page.inner_text(base)
+    # Nothing served before it: the rollback is disabled, and its tooltip says why.
+    assert page.locator("#rollback").is_disabled()
+    assert page.get_attribute("#rollback-wrap", "title") == (
+        f"There is no version to roll back to: {served} is the only version that has served "
+        "here, so there is nothing before it to go back to.")
+
     row = page.locator("#versions-table tr[data-id='erp-assistant/1.1.0']")
-    row.wait_for()
     assert "Staged" in row.inner_text() and "Not validated" in row.inner_text()
 
     row.locator("button", has_text="Validate").click()
@@ -274,6 +284,7 @@ def test_model_versions_validate_schedule_activate_and_monitoring(appliance_fact
     page.wait_for_selector(f"{version} :text('Ready')", timeout=300_000)
     row = page.locator(version)
     assert "Passed" in row.inner_text() and "golden QA" in row.inner_text()
+    assert "serving version, same run" in row.locator("[data-reference]").inner_text()
 
     # Schedule for the maintenance window, then cancel it.
     row.locator("button", has_text="Schedule").click()
@@ -297,10 +308,15 @@ def test_model_versions_validate_schedule_activate_and_monitoring(appliance_fact
                   "activated"):
         assert event in history, event
 
-    # A rollback with nothing to roll back to says so.
+    # The rollback now names where it goes, in the button and in the confirmation.
+    page.wait_for_selector(f"#rollback:text('Roll back to {served}')")
     page.click("#rollback")
+    dialog = page.inner_text("#confirm-dialog")
+    assert f"Roll back to {served}?" in dialog and "from erp-assistant/1.1.0" in dialog
     page.click("#confirm-dialog button[value=ok]")
-    page.wait_for_selector(".toast.error")
+    page.wait_for_selector(f"{base} :text('serving requests')", timeout=300_000)
+    assert appliance.server.assistant.backend.version == served
+    assert "rolled_back" in page.inner_text("#history-table")
 
     # Monitoring: the requests so far are counted and charted.
     client = api_session(page, appliance.url)
@@ -315,7 +331,17 @@ def test_model_versions_validate_schedule_activate_and_monitoring(appliance_fact
     page.wait_for_selector("#summary .stat")
     assert page.locator("#charts svg.chart").count() == 6
     assert page.locator("#charts [data-metric='latency_seconds'] path.line").count() == 1
+    # Over 24 hours, hours and minutes alone would read the same at both ends.
+    times = page.locator("#charts [data-metric='latency_seconds'] text.time").all_text_contents()
+    assert len(times) == 3 and len(set(times)) == 3, times
     requests = page.locator("#summary .stat >> nth=0").locator(".value").inner_text()
     assert int(requests.replace(",", "")) >= 1
     page.wait_for_selector("#alerts")
     assert not page.errors
+    korean = new_page(locale="ko-KR")  # "오전 01:06 · 오후 01:06 · 오전 01:06" before
+    login(korean, appliance.url, ADMIN, "/admin")
+    open_tab(korean, appliance.url, "monitoring")
+    korean.wait_for_selector("#charts [data-metric='latency_seconds'] text.time")
+    times = korean.locator("#charts [data-metric='latency_seconds'] text.time").all_text_contents()
+    assert len(times) == 3 and len(set(times)) == 3, times
+    assert not korean.errors

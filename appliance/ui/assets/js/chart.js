@@ -23,6 +23,23 @@ function niceMax(value) {
   return step * magnitude;
 }
 
+// Labels for the time axis at `ticks` (seconds): the shortest format in which no two read the
+// same. Hours and minutes alone repeat across a day ("01:06 AM · 01:06 PM · 01:06 AM" for 24 hours),
+// so the date is added then, and seconds when the ticks are less than a minute apart.
+export function timeLabels(ticks, span) {
+  const formats = span > 2 * 86400
+    ? [{ month: "short", day: "numeric" }, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }]
+    : [{ hour: "2-digit", minute: "2-digit" }, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" },
+      { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" }];
+  let labels = [];
+  for (const options of formats) {
+    const format = new Intl.DateTimeFormat(currentLanguage(), options);
+    labels = ticks.map((ts) => format.format(new Date(ts * 1000)));
+    if (new Set(labels).size === labels.length) break;
+  }
+  return labels;
+}
+
 // `points` = [{ts, value}], `since`/`until` in seconds; `scale` multiplies values for display.
 export function lineChart(points, { since, until, scale = 1, digits = 1, label = "" }) {
   const values = points.filter((p) => p.value !== null && p.value !== undefined)
@@ -44,15 +61,10 @@ export function lineChart(points, { since, until, scale = 1, digits = 1, label =
     svg.append(el("line", { class: i ? "grid" : "axis", x1: PAD.left, x2: WIDTH - PAD.right, y1: y(value), y2: y(value) }));
     svg.append(el("text", { x: PAD.left - 6, y: y(value) + 4, "text-anchor": "end" }, formatNumber(value, labelDigits)));
   }
-  const span = until - since;
-  const format = new Intl.DateTimeFormat(currentLanguage(), span > 2 * 86400
-    ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" });
-  for (let i = 0; i <= 4; i += 1) {
-    const ts = since + (span * i) / 4;
-    if (i % 2) continue; // three time labels fit a phone-sized chart
-    svg.append(el("text", { x: x(ts), y: HEIGHT - 6, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" },
-      format.format(new Date(ts * 1000))));
-  }
+  const ticks = [since, (since + until) / 2, until]; // three time labels fit a phone-sized chart
+  timeLabels(ticks, until - since).forEach((text, i) => {
+    svg.append(el("text", { class: "time", x: x(ticks[i]), y: HEIGHT - 6, "text-anchor": ["start", "middle", "end"][i] }, text));
+  });
   if (!values.length) {
     svg.append(el("text", { x: PAD.left + innerW / 2, y: PAD.top + innerH / 2, "text-anchor": "middle" }, t("monitoring.noData")));
     return svg;

@@ -28,6 +28,12 @@ function validationSummary(version) {
       score: formatNumber((golden.score || 0) * 100, 0), p95: formatNumber(golden.latency_p95, 1),
     })));
   }
+  const reference = checks.golden_reference;
+  if (reference) {
+    parts.push(h("span", { class: "sub", "data-reference": "" }, t("models.goldenReference", {
+      score: formatNumber((reference.score || 0) * 100, 0), p95: formatNumber(reference.latency_p95, 1),
+    })));
+  }
   if (validation.reason) parts.push(h("span", { class: "sub" }, validation.reason));
   const rows = [];
   for (const [name, check] of Object.entries(checks)) {
@@ -111,7 +117,7 @@ export default {
         {
           label: t("models.version"), class: "nowrap",
           cell: (v) => [h("strong", { title: v.path }, `${v.name}/${v.version}`),
-            h("span", { class: "sub" }, v.kind === "upstream" ? t("models.upstream") : t("models.importedAt", { when: formatDate(v.created_at) }))],
+            h("span", { class: "sub", "data-kind": v.kind }, kindLabel(v))],
         },
         { label: t("models.state"), cell: stateSummary },
         { label: t("models.validation"), cell: validationSummary, class: "wide" },
@@ -146,10 +152,7 @@ export default {
         { label: t("models.reason"), cell: (e) => e.reason || (e.previous ? t("models.previous", { previous: e.previous }) : "") },
       ], history.history, { id: "history-table", empty: t("models.noHistory") });
 
-      const rollback = actionButton(t("models.rollback"), async () => {
-        const ok = await confirmDialog({ title: t("models.rollbackTitle"), body: t("models.rollbackBody"), confirm: t("models.rollback"), danger: true });
-        if (ok) await act(t("models.rollbackStarted"), () => api.post("/api/models/rollback", { reason: "admin console" }));
-      }, { iconName: "undo", kind: "danger", id: "rollback", small: false });
+      const rollback = rollbackButton(data.rollback || {}, act);
 
       const reembed = data.reembed;
       const reembedStat = reembed ? stat(t("models.reembed"),
@@ -188,6 +191,36 @@ export default {
     };
   },
 };
+
+function kindLabel(v) {
+  if (v.kind === "upstream") return t("models.upstream");
+  const when = formatDate(v.created_at);
+  if (v.kind === "bundled") return t("models.kindBundled", { when });
+  if (v.kind === "configured") return t("models.kindConfigured", { when });
+  return t("models.importedAt", { when });
+}
+
+// The rollback names its target before anything happens; with none, it is disabled and its
+// tooltip says why.
+function rollbackButton(plan, act) {
+  if (!plan.target) {
+    const reason = plan.reason || t("models.noRollbackTarget");
+    const button = actionButton(t("models.rollback"), async () => {}, { iconName: "undo", kind: "danger", id: "rollback", small: false, title: reason });
+    button.disabled = true;
+    button.setAttribute("aria-describedby", "rollback-why");
+    // A disabled button gets no pointer events in some browsers: the wrapper carries the tooltip.
+    return h("span", { class: "disabled-action", title: reason, id: "rollback-wrap" }, button,
+      h("span", { class: "visually-hidden", id: "rollback-why" }, reason));
+  }
+  return actionButton(t("models.rollbackTo", { version: plan.target }), async () => {
+    const ok = await confirmDialog({
+      title: t("models.rollbackTitle", { version: plan.target }),
+      body: t("models.rollbackBody", { version: plan.target, from: plan.from || "–" }),
+      confirm: t("models.rollbackTo", { version: plan.target }), danger: true,
+    });
+    if (ok) await act(t("models.rollbackStarted", { version: plan.target }), () => api.post("/api/models/rollback", { to: plan.target, reason: "admin console" }));
+  }, { iconName: "undo", kind: "danger", id: "rollback", small: false, title: t("models.rollbackTo", { version: plan.target }) });
+}
 
 function stat(label, value, sub = "") {
   return h("div", { class: "stat" }, h("div", { class: "label" }, label), h("div", { class: "value text" }, value), sub ? h("div", { class: "sub" }, sub) : null);
