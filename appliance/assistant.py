@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -24,6 +25,7 @@ from appliance.cache import CachedResponse, ResponseCache, cache_key
 from appliance.errors import ApplianceError, ModelNotFound, NotReady
 from appliance.knowledge.retrieval import Hit, snippet
 from appliance.llm.base import Event, Finished, Generation, GenerationRequest, LLMBackend, TextDelta
+from appliance.llm.serving import Lease, Serving
 from appliance.settings import AnswerSettings, KnowledgeSettings
 
 MODEL_ALIASES = ("default",)
@@ -45,12 +47,20 @@ Observer = Callable[[RequestOutcome], None]
 
 
 class AnswerStream:
-    """Events of one answer, live from the backend or replayed from the cache."""
+    """Events of one answer, live from the backend or replayed from the cache.
+
+    It holds the request's lease on its backend until the answer ends: its last event, an
+    error, `cancel()`, or (never read) its garbage collection."""
 
     def __init__(self, *, generation: Generation | None = None, cached: CachedResponse | None = None,
                  on_complete=None, from_cache: bool | None = None, on_outcome=None,
-                 served_by: str = "", grounding: dict | None = None):
+                 served_by: str = "", grounding: dict | None = None, lease: Lease | None = None):
         self._generation = generation
+        self._lease = lease
+        self._reading = False
+        if lease is not None:
+            weakref.finalize(self, lease.release)
+            lease.on_cancel(self.cancel)  # the drain time of a swap or shutdown is up
         self.served_by = served_by  # the model version that produced these events
         self.cached = cached
         self.from_cache = cached is not None if from_cache is None else from_cache
@@ -102,6 +112,7 @@ class AnswerStream:
                 "removed": verified.removed}
 
     async def __aiter__(self) -> AsyncIterator[Event]:
+        self._reading = True
         try:
             async for event in self._events():
                 if self.on_event is not None:
@@ -111,6 +122,9 @@ class AnswerStream:
             if self.on_event is not None:
                 self.on_event(exc)
             raise
+        finally:
+            self._reading = False
+            self._release()
 
     async def _events(self) -> AsyncIterator[Event]:
         if self.cached is not None:
@@ -140,6 +154,12 @@ class AnswerStream:
     def cancel(self) -> None:
         if self._generation is not None:
             self._generation.cancel()
+        if not self._reading:  # else the reader releases the lease as the answer ends
+            self._release()
+
+    def _release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
 
 
 @dataclass
@@ -157,7 +177,8 @@ class Assistant:
                  knowledge=None, knowledge_settings: KnowledgeSettings | None = None,
                  answer_settings: AnswerSettings | None = None,
                  figures: Callable[[str], dict | None] | None = None):
-        self.backend = backend
+        # The one owner of what is serving now: requests lease from it, swaps replace through it.
+        self.serving = Serving(backend)
         self.cache = cache
         self.knowledge = knowledge  # a KnowledgeBase once it is open; None while unavailable
         self.knowledge_settings = knowledge_settings or KnowledgeSettings()
@@ -168,12 +189,15 @@ class Assistant:
         self.observers: list[Observer] = []  # called with every answer's RequestOutcome
         self._selectors: dict[int, EvidenceSelector] = {}
 
+    @property
+    def backend(self) -> LLMBackend | None:
+        """The backend serving now, to look at; a request that uses it takes a lease (`answer` does)."""
+        return self.serving.backend
+
     def require_backend(self) -> LLMBackend:
-        if self.backend is None:
-            raise NotReady("The model is still loading; retry in a few seconds (see GET /ready).")
-        if not self.backend.ready:
-            raise NotReady(f"{self.backend.unavailable} Retry in a few seconds (see GET /ready).")
-        return self.backend
+        """The serving backend, to look at (its name, limits); raises NotReady without one."""
+        with self.serving.lease() as lease:
+            return lease.backend
 
     def check_model(self, name: str) -> LLMBackend:
         backend = self.require_backend()
@@ -208,9 +232,21 @@ class Assistant:
 
         Chat requests are grounded in the knowledge base unless `rag` is False; `groups` are the
         caller's access groups (None: the default groups), and with `scope` they key the cache.
-        `mode` overrides answers.mode (the golden runs score both).
+        `mode` overrides answers.mode (the golden runs score both). The answer holds a lease on
+        the backend it started with until it ends, so a swap or shutdown never closes it under it.
         """
-        backend = self.require_backend()
+        lease = self.serving.lease()
+        try:
+            return await self._answer(lease, request, scope=scope, groups=groups, rag=rag, mode=mode,
+                                      use_cache=use_cache)
+        except BaseException:
+            lease.release()
+            raise
+
+    async def _answer(self, lease: Lease, request: GenerationRequest, *, scope: str,
+                      groups: Sequence[str] | None, rag: bool | None, mode: str | None,
+                      use_cache: bool) -> AnswerStream:
+        backend = lease.backend
         original = request
         use_rag = (self.knowledge_settings.enabled if rag is None else rag) and \
             request.messages is not None
@@ -226,7 +262,7 @@ class Assistant:
             )
             hit = self.cache.get(key)
             if hit is not None:
-                return AnswerStream(cached=hit, served_by=backend.version)
+                return AnswerStream(cached=hit, served_by=backend.version, lease=lease)
         grounding: dict = {}
         verify = None
         if use_rag:
@@ -244,19 +280,20 @@ class Assistant:
                     # Nothing relevant: say so rather than quote or invent something unrelated.
                     grounding.update(sources=[], grounded=False,
                                      retrieval_notice="Nothing relevant was found in the knowledge base.")
-                    return self._finished(no_answer(found.query.question), grounding, key, backend)
+                    return await self._finished(no_answer(found.query.question), grounding, key, lease)
                 if chosen == answer_modes.EXTRACTIVE:
                     grounding["answer_mode"] = answer_modes.EXTRACTIVE
                     grounding["support"] = round(found.evidence.support, 3)
-                    return self._finished(compose(found.evidence), grounding, key, backend)
+                    return await self._finished(compose(found.evidence), grounding, key, lease)
                 request, verify = self._generative(request, found)
         started_at, started = time.time(), time.perf_counter()
         try:
             generation = await backend.start(request)
         except NotReady:
-            if self.backend is backend or self.backend is None:
+            if not lease.cancelled or self.backend is None:
                 raise
-            # A swap closed this backend between our lookup and start(): the new one answers.
+            # A swap's drain time ran out before this request reached the model: the new one answers.
+            lease.release()
             return await self.answer(original, scope=scope, groups=groups, rag=rag, mode=mode,
                                      use_cache=use_cache)
         except ApplianceError as exc:
@@ -277,14 +314,17 @@ class Assistant:
 
         return AnswerStream(generation=generation, on_complete=store if key else None,
                             on_outcome=outcome if self.observers else None, served_by=served_by,
-                            grounding=grounding)
+                            grounding=grounding, lease=lease)
 
-    def _finished(self, text: str, grounding: dict, key: str | None, backend: LLMBackend) -> AnswerStream:
-        """An answer made without the model (quoted, or "nothing found"): complete at once."""
-        reply = CachedResponse(text, "stop", 0, backend.count_tokens(text) if text else 0, grounding)
+    async def _finished(self, text: str, grounding: dict, key: str | None, lease: Lease) -> AnswerStream:
+        """An answer made without the model (quoted, or "nothing found"): complete at once. Its
+        tokens are counted with the model's tokenizer, on a worker thread, under the lease."""
+        backend = lease.backend
+        tokens = await anyio.to_thread.run_sync(backend.count_tokens, text) if text else 0
+        reply = CachedResponse(text, "stop", 0, tokens, grounding)
         if key:
             self.cache.put(key, reply)
-        return AnswerStream(cached=reply, from_cache=False, served_by=backend.version)
+        return AnswerStream(cached=reply, from_cache=False, served_by=backend.version, lease=lease)
 
     def _ground(self, request: GenerationRequest, groups: list[str]) -> _Grounding:
         """Retrieval and evidence selection (blocking: runs on a worker thread)."""

@@ -109,5 +109,6 @@ class LLMBackend(ABC):
     @abstractmethod
     async def start(self, request: GenerationRequest) -> Generation: ...
 
-    async def close(self) -> None:
-        """Stop admitting, let in-flight generations finish, release resources."""
+    async def close(self, drain_seconds: float = 0.0) -> None:
+        """Stop admitting, let in-flight generations finish (up to `drain_seconds`), release
+        resources. A serving backend is closed by its Serving, once no request holds a lease on it."""

@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -77,6 +78,9 @@ class ReleaseManager:
                  monitoring_store: Any = None, knowledge: Any = None):
         self.settings = settings
         self.assistant = assistant
+        # What serves now belongs to the assistant's Serving: swaps go through it, and scoring
+        # the serving model holds a lease on it like a request.
+        self.serving = assistant.serving if assistant is not None else None
         data_dir = settings.resolved_data_dir()
         self.registry = Registry(data_dir / "releases.db", Path(settings.releases.models_dir).expanduser())
         self.factory = factory or backend_factory(settings)
@@ -158,7 +162,7 @@ class ReleaseManager:
     def status(self) -> dict[str, Any]:
         active = self.registry.active()
         return {"active": active.key if active else None,
-                "serving": self.assistant.backend.version if self.assistant and self.assistant.backend else None,
+                "serving": self._serving_version(),
                 "probation": self.probation.status(), "schedules": self.scheduler.list(pending_only=True),
                 "validating": sorted(self._validations),
                 "activating": self._job.record.key if self._job is not None else None,
@@ -198,8 +202,7 @@ class ReleaseManager:
         return self._public(self.registry.find(ref))
 
     def _public(self, record: ModelVersion) -> dict[str, Any]:
-        serving = self.assistant.backend.version if self.assistant and self.assistant.backend else None
-        row = {**record.public(), "serving": record.key == serving}
+        row = {**record.public(), "serving": record.key == self._serving_version()}
         if self._job is not None and self._job.record.key == record.key and not self._job.finished:
             row["activation"] = {**row["activation"], **self._job_view(self._job)}
         return row
@@ -257,14 +260,14 @@ class ReleaseManager:
                 active = self.registry.active()
                 # The version the candidate would replace is scored in the same run: the serving
                 # model here, or (no server: the CLI) the active version loaded for it.
-                serving = self.assistant.backend if self.assistant else None
                 recorded = self._recorded_golden(active, self.validator.golden_mode())
-                report = await self.validator.validate(
-                    record, reference_score=recorded,
-                    reference_backend=serving,
-                    reference_record=active if serving is None and active is not None else None,
-                    progress=step,
-                )
+                with self._serving_lease() as serving:
+                    report = await self.validator.validate(
+                        record, reference_score=recorded,
+                        reference_backend=serving,
+                        reference_record=active if serving is None and active is not None else None,
+                        progress=step,
+                    )
         except asyncio.CancelledError:
             self.registry.set_state(record.name, record.version, "staged",
                                     reason="validation was interrupted; run it again")
@@ -434,12 +437,13 @@ class ReleaseManager:
                 step("queued")  # a validation holds the second model slot; this waits for it
             async with self._model_lock:
                 step("starting")
-                old = self.assistant.backend
+                old = self.serving.backend
                 previous_golden = self._recorded_golden(previous, self.validator.golden_mode())
                 if previous_golden is None and old is not None and self.settings.releases.probation_golden \
                         and self.settings.releases.probation_seconds > 0 and job.event == "activated":
                     step("golden_reference")
-                    previous_golden = (await self._score_and_record(old))["score"]
+                    with self._serving_lease() as serving:
+                        previous_golden = (await self._score_and_record(serving))["score"]
                     if previous is not None:
                         self.registry.set_state(previous.name, previous.version, "active", validation={
                             **previous.validation, "golden": {"score": previous_golden,
@@ -450,7 +454,7 @@ class ReleaseManager:
                 if index is not None:
                     job.steps["reembed"] = self.index_switch.status()
                 swapped = await swap(
-                    self.assistant, lambda: self.factory(record),
+                    self.serving, lambda: self.factory(record),
                     drain_seconds=self.settings.server.drain_seconds,
                     warmup_timeout=self.settings.releases.warmup_timeout_seconds,
                     on_switch=lambda: self._switch(job, index), progress=step,
@@ -534,10 +538,23 @@ class ReleaseManager:
     # -- internals -------------------------------------------------------------------------------
 
     def _serving(self, record: ModelVersion) -> bool:
-        if self.assistant is None:
+        if self.serving is None:
             return True
-        backend = self.assistant.backend
+        backend = self.serving.backend
         return backend is not None and backend.version in (record.key, _upstream_version(self, record))
+
+    def _serving_version(self) -> str | None:
+        backend = self.serving.backend if self.serving is not None else None
+        return backend.version if backend is not None else None
+
+    @contextmanager
+    def _serving_lease(self) -> Iterator[LLMBackend | None]:
+        """The serving backend, held open (like a request's) while it is scored; None without one."""
+        if self.serving is None or self.serving.backend is None:
+            yield None
+            return
+        with self.serving.lease(ready=False) as lease:
+            yield lease.backend
 
     def _reembed_detail(self) -> dict[str, Any]:
         status = self.index_switch.status() if self.index_switch is not None else None
@@ -590,7 +607,8 @@ class ReleaseManager:
         return result
 
     async def _current_golden(self) -> dict[str, Any]:
-        return await self._score_and_record(self.assistant.backend)
+        with self.serving.lease(ready=False) as lease:
+            return await self._score_and_record(lease.backend)
 
     async def _scheduled_activate(self, ref: str, actor: str, reason: str) -> Any:
         return await self.activate(ref, actor=actor, reason=reason)

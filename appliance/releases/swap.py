@@ -1,4 +1,5 @@
-"""Zero-downtime model swap: load beside, warm up, switch atomically, drain the old one, free it."""
+"""Zero-downtime model swap: load beside, warm up, switch atomically, drain the old one's leases,
+free it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.assistant import Assistant
 from appliance.errors import ApplianceError
 from appliance.llm.base import GenerationRequest, LLMBackend, SamplingParams, TextDelta
+from appliance.llm.serving import Serving
 from appliance.releases.registry import ReleaseError
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class SwapResult:
     warmup_seconds: float
     drain_seconds: float
     total_seconds: float
+    cancelled: int = 0  # requests on the old model still running when the drain time was up
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -52,14 +54,16 @@ async def warm_up(backend: LLMBackend, timeout: float) -> str:
         raise SwapFailed(f"The new model did not finish its warm-up in {timeout:g} s; the old one stays.") from None
 
 
-async def swap(assistant: Assistant, load: Callable[[], LLMBackend], *, drain_seconds: float,
+async def swap(serving: Serving, load: Callable[[], LLMBackend], *, drain_seconds: float,
                warmup_timeout: float, on_switch: Callable[[], None] | None = None,
                progress: Progress | None = None) -> SwapResult:
-    """Replace `assistant.backend` with `load()` without failing a request.
+    """Serve `load()` instead of the serving backend without failing a request.
 
     The caller holds the lock that keeps this to one swap (two models in memory) at a time.
     `on_switch` runs in the same loop step as the switch (e.g. install the re-embedded index);
     `progress(step, figures)` hears each step (load, warmup, switch, drain) as it starts.
+    The old backend is closed once the last request that started with it has ended (its lease
+    is released), or after `drain_seconds`, cancelling the requests left.
     """
     step = progress or (lambda name, figures: None)
     figures: dict[str, float] = {}
@@ -77,22 +81,22 @@ async def swap(assistant: Assistant, load: Callable[[], LLMBackend], *, drain_se
     warmed = time.perf_counter()
     figures["warmup_seconds"] = warmed - loaded
     step("switch", dict(figures))
-    old = assistant.backend
     if on_switch is not None:
         try:
             on_switch()  # no await between this and the switch: no request sees one without the other
         except BaseException:
             await new.close()
             raise
-    # One attribute store on the event loop: every later request sees the new backend, and no
-    # request can see a half-switched state. Requests already admitted keep a reference to `old`.
-    assistant.backend = new
+    # One step on the event loop: every later request leases the new backend, and no request
+    # sees a half-switched state. Requests that leased `old` keep it until their answers end.
+    old = serving.replace(new)
     log.info("swapped model: %s -> %s", old.version if old else None, new.version)
+    cancelled = 0
     if old is not None:
         step("drain", dict(figures))
-        draining = asyncio.ensure_future(old.close(drain_seconds))  # stops admitting, drains, frees
+        draining = asyncio.ensure_future(serving.retire(old, drain_seconds))
         try:
-            await asyncio.shield(draining)
+            cancelled = await asyncio.shield(draining)
         except asyncio.CancelledError:
             # The switch has happened: a stop lets the old model finish its answers and free its
             # memory (within drain_seconds) rather than leave it half-closed.
@@ -102,7 +106,7 @@ async def swap(assistant: Assistant, load: Callable[[], LLMBackend], *, drain_se
     return SwapResult(
         previous_version=old.version if old else None, version=new.version,
         load_seconds=loaded - started, warmup_seconds=warmed - loaded, drain_seconds=done - warmed,
-        total_seconds=done - started,
+        total_seconds=done - started, cancelled=cancelled,
     )
 
 

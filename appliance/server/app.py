@@ -290,8 +290,8 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             if loader is not None and not loader.done():
                 loader.cancel()
             await releases.stop()
-            if assistant.backend is not None:
-                await assistant.backend.close(settings.server.drain_seconds)
+            # The answers under way end first (within the drain time), then the model is freed.
+            await assistant.serving.shutdown(settings.server.drain_seconds)
             if knowledge_task is not None:
                 # A sample ingest in flight finishes its document; repair covers the rest.
                 await asyncio.wait({knowledge_task}, timeout=settings.server.drain_seconds)
@@ -344,10 +344,11 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
 
     async def _load(app: Litestar) -> None:
         try:
-            assistant.backend = await anyio.to_thread.run_sync(_startup_backend, app)
+            backend = await anyio.to_thread.run_sync(_startup_backend, app)
+            assistant.serving.install(backend)
             if monitor is not None:
-                watch_backend(assistant.backend, monitor.alerts)
-            log.info("model ready: %s", assistant.backend.version)
+                watch_backend(backend, monitor.alerts)
+            log.info("model ready: %s", backend.version)
         except ApplianceError as exc:
             app.state.model_error = exc.message
             log.error("model failed to load: %s", exc.message)

@@ -71,7 +71,7 @@ def test_golden_run_scores_keyword_matches(tmp_path, model_path, caplog):
         {"id": "q2", "lang": "en", "question": "Hello", "answer": "", "keywords": ["zqxjv-never"]},
     ]) + "\n")
     backend = LocalBackend(settings.engine)
-    monitor.assistant.backend = backend
+    monitor.assistant.serving.install(backend)
     # While a model version is being timed on the same cores, the accuracy run waits its turn.
     monitor.golden_deferred_by = lambda: "erp/v2 is being validated"
     with caplog.at_level(logging.INFO, logger="appliance.monitoring.monitor"):
