@@ -83,9 +83,10 @@ def _data_files(data_dir: Path) -> list[Path]:
     return out
 
 
-def _file_entries(root: Path) -> list[dict[str, Any]]:
+def _file_entries(root: Path, skip: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
     return [{"path": p.relative_to(root).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(root.rglob("*")) if p.is_file()]
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not any(p.is_relative_to(folder) for folder in skip)]
 
 
 def _model_versions(releases_db: Path) -> list[dict[str, Any]]:
@@ -137,8 +138,12 @@ def create_backup(settings: Settings, out: Path, *, with_models: bool = False,
                 report.files.append(rel)
         manifest["databases"], manifest["files"] = report.databases, report.files
         manifest["settings"] = _settings_snapshot(settings, staging, config_path)
-        manifest["data_models"] = _data_models(data_dir, staging, with_models, report)
         versions = _model_versions(staging / "data" / "releases.db")
+        for version in versions:  # a relative path is from before the registry settled them
+            if version["path"] and not Path(version["path"]).is_absolute():
+                version["path"] = str(data_dir / version["path"])
+        folders = [Path(v["path"]) for v in versions if v["kind"] == "local" and v["path"]]
+        manifest["data_models"] = _data_models(data_dir, staging, with_models, report, folders)
         for version in versions:
             report.models.append(f"{version['name']}/{version['version']}")
             if version["kind"] != "local" or not version["path"]:
@@ -183,12 +188,14 @@ def _settings_snapshot(settings: Settings, staging: Path, config_path) -> dict[s
     return {"config_file": None}
 
 
-def _data_models(data_dir: Path, staging: Path, with_models: bool, report: BackupReport) -> list[dict]:
-    """The embedder and cached model files under <data>/models: checksums, or copies."""
+def _data_models(data_dir: Path, staging: Path, with_models: bool, report: BackupReport,
+                 versions: list[Path]) -> list[dict]:
+    """The embedder and cached model files under <data>/models: checksums, or copies. Version
+    folders there (imported versions) are backed up as versions, by their manifests."""
     root = data_dir / MODELS_DIR
     if not root.is_dir():
         return []
-    entries = _file_entries(root)
+    entries = _file_entries(root, skip=tuple(versions))
     if with_models:
         for entry in entries:
             target = staging / "data" / MODELS_DIR / entry["path"]
@@ -331,9 +338,7 @@ def _check_models(manifest: dict, staging: Path, data_dir: Path) -> list[str]:
 # -- scheduled backups ----------------------------------------------------------------------------
 
 def backup_dir(settings: Settings) -> Path:
-    folder = Path(settings.backup.dir).expanduser() if settings.backup.dir else \
-        settings.resolved_data_dir() / BACKUPS_DIR
-    return folder if folder.is_absolute() else settings.resolved_data_dir() / folder
+    return settings.resolve(settings.backup.dir or BACKUPS_DIR)
 
 
 def scheduled_backup(settings: Settings) -> BackupReport:

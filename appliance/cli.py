@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
+from appliance.cli_options import command_settings, data_options
 from appliance.errors import ApplianceError, ConfigError
-from appliance.settings import load_settings, settings_markdown
+from appliance.settings import settings_markdown
 
 
 def _fail(exc: ApplianceError) -> None:
@@ -27,32 +28,24 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
+@data_options
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8080).")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder for databases and indexes.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), help="GGUF model to serve.")
-def serve(config_path, host, port, data_dir, model_path) -> None:
+def serve(config_path, data_dir, host, port, model_path) -> None:
     """Start the appliance's HTTP server (web UI, OpenAI-compatible API)."""
     from appliance.server.run import run_server
 
     overrides: dict = {}
     if host or port is not None:
         overrides["server"] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    if model_path:
-        overrides["engine"] = {"model_path": model_path}
-    if data_dir:
-        overrides["data_dir"] = Path(data_dir)
+    if model_path:  # a file named on the command line is where the shell is
+        overrides["engine"] = {"model_path": str(Path(model_path).expanduser().resolve())}
     try:
-        settings = load_settings(config_path, **overrides)
+        settings = command_settings(config_path, data_dir, **overrides)
         run_server(settings)
     except ApplianceError as exc:
         _fail(exc)
-
-
-def _load(config_path, data_dir):
-    overrides = {"data_dir": Path(data_dir)} if data_dir else {}
-    return load_settings(config_path, **overrides)
 
 
 def _groups(value: str | None) -> list[str] | None:
@@ -68,8 +61,7 @@ api_key_option = click.option(
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--groups", help="Access groups of these documents, comma-separated (default: all).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder for databases and indexes.")
+@data_options
 @api_key_option
 def ingest(paths, groups, config_path, data_dir, api_key) -> None:
     """Add or update documents (files or folders, recursively) in the knowledge base.
@@ -83,7 +75,7 @@ def ingest(paths, groups, config_path, data_dir, api_key) -> None:
     from appliance.remote import writer
 
     try:
-        settings = _load(config_path, data_dir)
+        settings = command_settings(config_path, data_dir)
         files = list(iter_files(Path(p) for p in paths))
         with writer(settings, "appliance ingest", api_key=api_key) as server, \
                 Progress(transient=False) as bar:
@@ -106,8 +98,7 @@ def ingest(paths, groups, config_path, data_dir, api_key) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder for databases and indexes.")
+@data_options
 def rechunk(config_path, data_dir) -> None:
     """Cut every document again whose chunks an older chunker (or other chunk settings) cut.
 
@@ -119,7 +110,7 @@ def rechunk(config_path, data_dir) -> None:
     from appliance.knowledge.knowledge_base import KnowledgeBase
 
     try:
-        settings = _load(config_path, data_dir)
+        settings = command_settings(config_path, data_dir)
         holder = read_holder(settings.resolved_data_dir())
         if holder is not None and holder.kind == "server":
             raise FolderBusy(f"{holder.describe().capitalize()} serves this data folder; it re-chunks "
@@ -199,15 +190,14 @@ def _ingest_through(server, files, groups, progress):
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "keyword"]), default="hybrid",
               show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder for databases and indexes.")
+@data_options
 @api_key_option
 def search(query, k, groups, mode, as_json, config_path, data_dir, api_key) -> None:
     """Search the knowledge base and print the best chunks with their sources."""
     from appliance.remote import find_server
 
     try:
-        settings = _load(config_path, data_dir)
+        settings = command_settings(config_path, data_dir)
         server = find_server(settings.resolved_data_dir(), api_key)
         if server is not None:  # the server's indexes are the live ones
             server.wait_knowledge()
@@ -245,16 +235,15 @@ def _search_here(settings, query, k, groups, mode):
               help="The backup file to write (.tar.gz).")
 @click.option("--with-models", is_flag=True,
               help="Copy the model files too (by default they are referenced by their checksums).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="The appliance's data folder.")
+@data_options
 def backup(out, with_models, config_path, data_dir) -> None:
     """Back up the data folder (safe while the appliance serves): databases, indexes, settings,
     model manifests."""
     from appliance.backup import create_backup
 
     try:
-        report = create_backup(_load(config_path, data_dir), Path(out), with_models=with_models,
-                               config_path=config_path)
+        report = create_backup(command_settings(config_path, data_dir), Path(out),
+                               with_models=with_models, config_path=config_path)
     except ApplianceError as exc:
         _fail(exc)
     click.echo(f"Wrote {report.path}: {report.summary()}.")
@@ -264,14 +253,14 @@ def backup(out, with_models, config_path, data_dir) -> None:
 
 @main.command()
 @click.argument("archive", type=click.Path(dir_okay=False))
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="The empty data folder to restore into.")
+@data_options
 def restore(archive, config_path, data_dir) -> None:
-    """Restore a backup onto an empty data folder; then start the appliance on it."""
+    """Restore a backup onto an empty data folder (--data-dir); then start the appliance on it."""
     from appliance.backup import restore_backup
 
     try:
-        report = restore_backup(Path(archive), _load(config_path, data_dir).resolved_data_dir())
+        target = command_settings(config_path, data_dir).resolved_data_dir()
+        report = restore_backup(Path(archive), target)
     except ApplianceError as exc:
         _fail(exc)
     click.echo(f"Restored {len(report.databases)} databases and {report.files} files into "
@@ -291,11 +280,11 @@ def settings() -> None:
 
 
 @settings.command("show")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
-def settings_show(config_path) -> None:
+@data_options
+def settings_show(config_path, data_dir) -> None:
     """Print the effective settings (defaults, file and environment merged) as JSON."""
     try:
-        loaded = load_settings(config_path)
+        loaded = command_settings(config_path, data_dir)
     except ApplianceError as exc:
         _fail(exc)
     click.echo(json.dumps(loaded.model_dump(mode="json"), indent=2))
@@ -312,8 +301,7 @@ def _open_store(config_path, data_dir):
     from appliance.monitoring.monitor import metrics_db_path
     from appliance.monitoring.store import MetricsStore, Retention
 
-    overrides = {"data_dir": Path(data_dir)} if data_dir else {}
-    loaded = load_settings(config_path, **overrides)
+    loaded = command_settings(config_path, data_dir)
     path = metrics_db_path(loaded)
     if not path.exists():
         raise ConfigError(f"No metrics database at {path}; start the appliance (appliance serve) "
@@ -329,20 +317,8 @@ def _fmt(value, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
     return "-" if value is None else f"{value * scale:.{digits}g}{unit}"
 
 
-_data_options = [
-    click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file."),
-    click.option("--data-dir", type=click.Path(file_okay=False), help="The appliance's data folder."),
-]
-
-
-def _with_data_options(fn):
-    for option in reversed(_data_options):
-        fn = option(fn)
-    return fn
-
-
 @main.group(invoke_without_command=True)
-@_with_data_options
+@data_options
 @click.option("--since", default="24h", show_default=True, help="Period start: 24h, 7d, ISO time or Unix seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
@@ -404,15 +380,16 @@ def metrics_list() -> None:
 @click.option("--aggregate", default="avg", show_default=True, help="avg, p95, max, rate, ...")
 @click.option("--since", default="24h", show_default=True, help="Period start.")
 @click.option("--step", default="5m", show_default=True, help="Bucket width: 60s, 5m, 1h...")
+@data_options
 @click.pass_context
-def metrics_chart(ctx, out, metric_name, aggregate, since, step) -> None:
+def metrics_chart(ctx, out, metric_name, aggregate, since, step, config_path, data_dir) -> None:
     """Render latency, throughput, errors, memory and accuracy over time to a PNG."""
     from appliance.monitoring.charts import DASHBOARD, Panel, render_png
     from appliance.monitoring.store import check_aggregate, metric
     from appliance.monitoring.timespec import parse_duration, parse_time
 
     try:
-        store = _open_store(ctx.obj["config_path"], ctx.obj["data_dir"])
+        store = _open_store(config_path or ctx.obj["config_path"], data_dir or ctx.obj["data_dir"])
         panels = [Panel(f"{aggregate}({metric_name})", metric(metric_name).name,
                         check_aggregate(aggregate))] if metric_name else list(DASHBOARD)
         png = render_png(store, panels, since=parse_time(since), step=parse_duration(step))
@@ -424,7 +401,7 @@ def metrics_chart(ctx, out, metric_name, aggregate, since, step) -> None:
 
 
 @main.command()
-@_with_data_options
+@data_options
 @click.option("--state", type=click.Choice(["firing", "resolved"]), help="Only alerts in this state.")
 @click.option("--limit", type=int, default=20, show_default=True, help="Most alerts shown.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON with each alert's history.")

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -26,7 +27,41 @@ ENV_PREFIX = "APPLIANCE_"
 CONFIG_ENV = "APPLIANCE_CONFIG"
 
 
-class Section(BaseModel):
+IN_DATA_DIR = " A relative path is inside data_dir."
+
+
+class InDataFolder(BaseModel):
+    """Settings whose relative paths mean places in the data folder, wherever the shell is.
+
+    `Settings` tells every part of its tree which data folder that is (again whenever data_dir
+    or a part changes); a part built on its own knows none, and reads relative paths as given.
+    """
+
+    _data_dir: Path | None = PrivateAttr(None)
+
+    def resolve(self, value: str | Path) -> Path:
+        """A path setting's value as a path: `~` expanded, a relative one inside the data folder."""
+        path = Path(value).expanduser()
+        if path.is_absolute() or self._data_dir is None:
+            return path
+        return self._data_dir / path
+
+    @model_validator(mode="after")
+    def _tell_parts(self):
+        _attach(self, self._data_dir)  # a part assigned here learns the data folder too
+        return self
+
+
+def _attach(model: BaseModel, data_dir: Path | None) -> None:
+    for name in type(model).model_fields:
+        value = getattr(model, name, None)
+        for part in value if isinstance(value, list) else [value]:
+            if isinstance(part, InDataFolder):
+                part._data_dir = data_dir
+                _attach(part, data_dir)
+
+
+class Section(InDataFolder):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
@@ -45,6 +80,7 @@ class ServerSettings(Section):
 class EngineSettings(Section):
     model_path: str = Field(
         "", description="GGUF model file to serve; empty means the bundled SmolLM2-135M-Instruct."
+        + IN_DATA_DIR
     )
     model_id: str = Field(
         "smollm2-135m-instruct", description="Model name shown by /v1/models and accepted in requests."
@@ -133,14 +169,14 @@ class CacheSettings(Section):
     ttl_seconds: float = Field(3600.0, gt=0, description="How long a cached response stays valid.")
 
 
-class SourceSettings(BaseModel):
+class SourceSettings(InDataFolder):
     """One watched folder: its files are ingested on a schedule with these access groups."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
                       description="Stable name: documents record it, and their names start with it.")
-    path: str = Field(description="Folder to watch, e.g. a mounted SMB or NFS share.")
+    path: str = Field(description="Folder to watch, e.g. a mounted SMB or NFS share." + IN_DATA_DIR)
     groups: list[str] = Field(default_factory=list, description="Access groups of its documents; "
                               "empty means knowledge.default_groups.")
     cron: str = Field("", description="Crontab (min hour day month weekday) of its runs, in "
@@ -172,6 +208,7 @@ class KnowledgeSettings(Section):
     embedder: str = Field("onnx", description="Embedder implementation; 'onnx' reads an int8 ONNX artifact.")
     embedder_path: str = Field(
         "", description="Embedder artifact folder; empty means <data_dir>/models/embedder."
+        + IN_DATA_DIR
     )
     embedder_threads: int = Field(0, ge=0, description="onnxruntime threads; 0 means all cores.")
     embed_batch: int = Field(32, ge=1, le=1024, description="Most texts embedded in one model call.")
@@ -180,7 +217,8 @@ class KnowledgeSettings(Section):
     )
     vector_store: str = Field("faiss", description="Vector store: 'faiss' (embedded) or 'milvus'.")
     milvus_uri: str = Field(
-        "", description="Milvus server URI or milvus-lite file; empty means <data_dir>/knowledge/milvus.db."
+        "", description="Milvus server URI or milvus-lite file; empty means <data_dir>/knowledge/milvus.db; "
+        "a relative file is inside data_dir."
     )
     ivf_threshold: int = Field(
         50_000, ge=1, description="Chunks above which FAISS switches from exact search to an IVF index."
@@ -351,7 +389,8 @@ class MonitoringSettings(Section):
         512.0, ge=1, description="Size bound of metrics.db; the oldest raw rows go first when it is exceeded."
     )
     golden_qa_path: str = Field(
-        "", description="Golden QA set (JSONL: id, lang, question, answer, keywords); empty means the bundled one."
+        "", description="Golden QA set (JSONL: id, lang, question, answer, keywords); empty means the "
+        "bundled one." + IN_DATA_DIR
     )
     golden_interval_hours: float = Field(
         24.0, ge=0, description="How often the golden QA set is run to score accuracy; 0 turns it off."
@@ -386,7 +425,8 @@ class AlertSettings(Section):
 
 class ReleasesSettings(Section):
     models_dir: str = Field(
-        "models", description="Folder of model versions (<name>/<version>/manifest.json); relative to the working directory."
+        "models", description="Folder of model versions (<name>/<version>/manifest.json): where "
+        "imports go and new version folders are found." + IN_DATA_DIR
     )
     maintenance_cron: str = Field(
         "0 3 * * *", description="Crontab (min hour day month weekday) of the maintenance window for scheduled swaps."
@@ -398,7 +438,8 @@ class ReleasesSettings(Section):
         120.0, gt=0, description="Validation: how long the isolated test load of a model may take before it counts as hung."
     )
     golden_path: str = Field(
-        "", description="Golden QA set (JSON lines with question, answer, keywords); empty means the bundled one."
+        "", description="Golden QA set (JSON lines with question, answer, keywords); empty means the "
+        "bundled one." + IN_DATA_DIR
     )
     golden_limit: int = Field(0, ge=0, description="Golden questions asked per run; 0 means all of them.")
     golden_max_tokens: int = Field(96, ge=8, description="Longest answer generated per golden question.")
@@ -461,7 +502,7 @@ class DirectorySettings(Section):
     )
     ca_file: str = Field(
         "", description="PEM file of the CA certificates that signed the directory's certificate; "
-        "empty means the system's CAs. The certificate and host name are always verified."
+        "empty means the system's CAs. The certificate and host name are always verified." + IN_DATA_DIR
     )
     connect_timeout_seconds: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
     timeout_seconds: float = Field(10.0, gt=0, description="Seconds to wait for any one answer.")
@@ -595,7 +636,7 @@ class BackupSettings(Section):
         "", description="Crontab (min hour day month weekday) of automatic backups while the server "
         "runs, e.g. '30 2 * * *'; empty turns them off."
     )
-    dir: str = Field("", description="Folder of automatic backups; empty means <data_dir>/backups.")
+    dir: str = Field("", description="Folder of automatic backups; empty means <data_dir>/backups." + IN_DATA_DIR)
     keep: int = Field(7, ge=1, description="Automatic backups kept; older ones are deleted.")
     with_models: bool = Field(
         False, description="Copy model files into automatic backups too (else they are referenced by checksum)."
@@ -611,7 +652,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         Path("~/.local/share/erp-appliance"),
-        description="Folder for the appliance's databases, indexes and logs.",
+        description="Folder for the appliance's databases, indexes, logs and model versions; the "
+        "other path settings' relative paths are inside it. A relative data_dir is read from the "
+        "settings file's folder (in the file) or the working directory (--data-dir, environment).",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -639,8 +682,18 @@ class Settings(BaseSettings):
         # Explicit arguments (the CLI flags and the TOML file, merged by load_settings) lose to env.
         return (env_settings, init_settings)
 
+    @model_validator(mode="after")
+    def _tell_parts(self):
+        _attach(self, self.resolved_data_dir())  # again on every change of data_dir or a section
+        return self
+
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    def resolve(self, value: str | Path) -> Path:
+        """A path setting's value as a path: `~` expanded, a relative one inside the data folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.resolved_data_dir() / path
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -668,6 +721,10 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
             raise ConfigError(f"Config file {path} does not exist; check --config / {CONFIG_ENV}.")
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from exc
+        data_dir = file_values.get("data_dir")
+        if isinstance(data_dir, str) and not Path(data_dir).expanduser().is_absolute():
+            # The file's data folder, wherever the command that reads it runs.
+            file_values["data_dir"] = str((path.resolve().parent / data_dir).resolve())
     try:
         settings = Settings(**file_values)
         for key, value in overrides.items():
@@ -677,6 +734,8 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
                     setattr(section, sub_key, sub_value)
             else:
                 setattr(settings, key, value)
+        if not settings.data_dir.expanduser().is_absolute():
+            settings.data_dir = settings.resolved_data_dir()  # fixed now: a later chdir changes nothing
     except ValidationError as exc:
         raise ConfigError(_explain(exc, path)) from exc
     return settings

@@ -13,16 +13,15 @@ import json
 import secrets
 import sys
 from datetime import datetime
-from pathlib import Path
 
 import click
 
 from appliance.accounts.remote import RemoteAccounts
 from appliance.accounts.store import ROLES, Accounts, User
+from appliance.cli_options import command_settings, config_option, data_dir_option
 from appliance.datafolder import DataFolderLock
 from appliance.errors import ApplianceError
 from appliance.remote import find_server
-from appliance.settings import load_settings
 
 
 def _remember_api_key(ctx: click.Context, _param, value: str | None) -> None:
@@ -30,8 +29,8 @@ def _remember_api_key(ctx: click.Context, _param, value: str | None) -> None:
 
 
 data_options = [
-    click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file."),
-    click.option("--data-dir", type=click.Path(file_okay=False), help="The appliance's data folder."),
+    config_option,
+    data_dir_option,
     click.option("--api-key", envvar="APPLIANCE_API_KEY", expose_value=False, callback=_remember_api_key,
                  help="An admin's API key for a running server (default: its local admin token)."),
 ]
@@ -55,7 +54,7 @@ def _open(config_path: str | None, data_dir: str | None, *, create: bool = False
     --data-dir must not look like an empty appliance). `local`: accounts.db even while a server
     runs, for commands that read (SQLite lets them beside the server)."""
     try:
-        settings = load_settings(config_path, **({"data_dir": Path(data_dir)} if data_dir else {}))
+        settings = command_settings(config_path, data_dir)
     except ApplianceError as exc:
         _fail(exc.message)
     path = settings.resolved_data_dir() / "accounts.db"
@@ -269,7 +268,7 @@ def directory(username, config_path, data_dir) -> None:
     from appliance.accounts.directory import Directory
 
     try:
-        settings = load_settings(config_path, **({"data_dir": Path(data_dir)} if data_dir else {}))
+        settings = command_settings(config_path, data_dir)
         found = Directory.from_settings(settings.auth.directory)
     except ApplianceError as exc:
         _fail(exc.message)

@@ -13,7 +13,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ldap3
@@ -97,8 +96,8 @@ def check_settings(settings: DirectorySettings) -> None:
         raise ConfigError(f"{where}.user_filter must contain {{username}}.")
     if settings.user_dn_template and "{username}" not in settings.user_dn_template:
         raise ConfigError(f"{where}.user_dn_template must contain {{username}}.")
-    if settings.ca_file and not Path(settings.ca_file).is_file():
-        raise ConfigError(f"{where}.ca_file {settings.ca_file} does not exist.")
+    if settings.ca_file and not settings.resolve(settings.ca_file).is_file():
+        raise ConfigError(f"{where}.ca_file {settings.resolve(settings.ca_file)} does not exist.")
     if not settings.groups:
         raise ConfigError(f"No directory group may sign in: add [[{where}.groups]] tables that "
                           "map groups to a role and access groups.")
@@ -249,7 +248,8 @@ class Directory:
     @contextmanager
     def _connection(self) -> Iterator[ldap3.Connection]:
         settings = self.settings
-        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_file or None)
+        ca_file = str(settings.resolve(settings.ca_file)) if settings.ca_file else None
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_file)
         server = ldap3.Server(settings.url, tls=tls, get_info=ldap3.NONE,
                               connect_timeout=settings.connect_timeout_seconds)
         # ldap3 packs the receive timeout into SO_RCVTIMEO as whole seconds.

@@ -7,7 +7,6 @@ folder, and on accounts.db otherwise. Changes are audited as `cli:<os user>`.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
@@ -16,14 +15,14 @@ from appliance.accounts.cli import _open, _run, _with_data_options
 from appliance.accounts.exports import Period
 from appliance.accounts.quotas import Override, Quotas
 from appliance.accounts.remote import RemoteAccounts, RemoteQuotas
-from appliance.settings import load_settings
+from appliance.cli_options import command_settings
 
 
 def open_quotas(config_path, data_dir, *, local: bool = False) -> Quotas | RemoteQuotas:
     """The running server's quotas, or those over the data dir's accounts.db (which must exist);
     `local` reads accounts.db even while a server runs (exports)."""
     accounts, _ = _open(config_path, data_dir, local=local)  # checks the settings and the database
-    settings = load_settings(config_path, **({"data_dir": Path(data_dir)} if data_dir else {}))
+    settings = command_settings(config_path, data_dir)
     if isinstance(accounts, RemoteAccounts):
         return RemoteQuotas(accounts, ZoneInfo(settings.quotas.timezone))
     return Quotas(accounts, settings.quotas)

@@ -31,7 +31,8 @@ def bundled_model_path() -> Path:
     return Path(str(dist.locate_file(BUNDLED_MODEL_FILE)))
 
 
-def resolve_model_path(model_path: str, *, bundled_type: str = "original", cache_dir: Path | None = None) -> Path:
+def resolve_model_path(model_path: str | Path, *, bundled_type: str = "original",
+                       cache_dir: Path | None = None) -> Path:
     """The GGUF to serve: `model_path`, else the bundled model, re-encoded once to `bundled_type`."""
     if model_path:
         return Path(model_path).expanduser()

@@ -8,13 +8,12 @@ import json
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
 
+from appliance.cli_options import command_settings, config_option, data_dir_option
 from appliance.errors import ApplianceError
-from appliance.settings import load_settings
 
 COUNTS = ("added", "updated", "unchanged", "removed", "skipped", "failed")
 
@@ -25,9 +24,8 @@ def _fail(message: str) -> None:
 
 
 def _settings(config_path, data_dir):
-    overrides = {"data_dir": Path(data_dir)} if data_dir else {}
     try:
-        return load_settings(config_path, **overrides)
+        return command_settings(config_path, data_dir)
     except ApplianceError as exc:
         _fail(exc.message)
 
@@ -112,8 +110,8 @@ def _print_run(name: str, run: dict) -> None:
 
 
 _options = [
-    click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file."),
-    click.option("--data-dir", type=click.Path(file_okay=False), help="The appliance's data folder."),
+    config_option,
+    data_dir_option,
     click.option("--server", help="Act through this running appliance's API (e.g. http://127.0.0.1:8080) "
                  "instead of on the data folder here."),
     click.option("--api-key", envvar="APPLIANCE_API_KEY",

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 def embedder_path(settings: Settings) -> Path:
     path = settings.knowledge.embedder_path
-    return Path(path).expanduser() if path else settings.resolved_data_dir() / "models" / "embedder"
+    return settings.resolve(path) if path else settings.resolved_data_dir() / "models" / "embedder"
 
 
 def sample_kb_path() -> Path:

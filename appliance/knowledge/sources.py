@@ -71,7 +71,8 @@ class WatchedSources:
         counts = self.kb.store.origin_counts()
         with self._lock:
             running = dict(self._running)
-        return [{"name": n, "path": self.settings[n].path, "groups": self.groups(self.settings[n]),
+        return [{"name": n, "path": str(self.settings[n].resolve(self.settings[n].path)),
+                 "groups": self.groups(self.settings[n]),
                  "cron": self.settings[n].cron, "interval_minutes": self.settings[n].interval_minutes,
                  "exclude": list(self.settings[n].exclude), "documents": counts.get(n, 0),
                  "running": n in running, "last_run": last.get(n)} for n in names]
@@ -134,7 +135,7 @@ class WatchedSources:
 
     def _sync(self, source: SourceSettings, tally: _Tally,
               progress: Callable[[str], None] | None) -> None:
-        root = Path(source.path).expanduser()
+        root = source.resolve(source.path)
         if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
             raise SourceUnavailable(f"{root} is not a readable folder (is the share mounted?); "
                                     "nothing was changed.")

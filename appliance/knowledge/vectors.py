@@ -263,7 +263,10 @@ def _faiss(dim: int, data_dir: Path, settings, name: str) -> VectorStore:
 
 
 def _milvus(dim: int, data_dir: Path, settings, name: str) -> VectorStore:
-    return MilvusStore(dim, settings.milvus_uri or str(data_dir / "milvus.db"),
+    uri = settings.milvus_uri
+    if uri and "://" not in uri:  # a milvus-lite file: a relative one lies in the data folder
+        uri = str(settings.resolve(uri))
+    return MilvusStore(dim, uri or str(data_dir / "milvus.db"),
                        collection=f"chunks_{name}" if name else "chunks")
 
 

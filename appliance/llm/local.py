@@ -47,7 +47,8 @@ class LocalBackend(LLMBackend):
                  version_label: str | None = None):
         self.settings = settings
         self.path: Path = resolve_model_path(
-            settings.model_path, bundled_type=settings.bundled_model_type, cache_dir=cache_dir
+            settings.resolve(settings.model_path) if settings.model_path else "",
+            bundled_type=settings.bundled_model_type, cache_dir=cache_dir,
         )
         self.listeners: list = []
         self.model = Model(self.path, extra_buffers=settings.cpu_extra_buffers)

@@ -85,7 +85,10 @@ class _Tenancy:
             self.leases.discard(lease)
             empty, drained, loop = not self.leases, self._drained, self._loop
         if empty and drained is not None:
-            loop.call_soon_threadsafe(drained.set)
+            try:
+                loop.call_soon_threadsafe(drained.set)
+            except RuntimeError:  # the loop that waited has closed: nobody waits any more
+                pass
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no lease is held, at most `timeout` seconds; whether that happened."""

@@ -108,7 +108,8 @@ class Monitor:
 
     async def golden_run(self) -> dict | None:
         """Score the golden QA set; skipped (with a log line) without the file or the model."""
-        path = golden_path(self.settings.monitoring.golden_qa_path)
+        configured = self.settings.monitoring.golden_qa_path
+        path = golden_path(self.settings.resolve(configured) if configured else "")
         if not path.is_file():
             log.info("golden QA set %s not found; skipping the accuracy run", path)
             return None

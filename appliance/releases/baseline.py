@@ -16,13 +16,18 @@ from pathlib import Path
 from appliance import manifest as manifests
 from appliance.errors import ModelLoadError, NotFound
 from appliance.releases.checksums import ChecksumCache
-from appliance.releases.registry import BASE_KINDS, ModelVersion, Registry, manifest_dict
+from appliance.releases.registry import (
+    BASE_KINDS,
+    RESERVED_NAMES,
+    ModelVersion,
+    Registry,
+    manifest_dict,
+)
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
 
 BUNDLED_NAME = "smollm2-135m-instruct"
-_RESERVED = {"bundled", "embedder"}  # folders of <data_dir>/models the appliance uses otherwise
 
 
 def served_model(settings: Settings) -> tuple[Path, str]:
@@ -30,7 +35,8 @@ def served_model(settings: Settings) -> tuple[Path, str]:
     bundled model is re-encoded once, on first use)."""
     from appliance.engine.model import resolve_model_path  # loads llama.cpp: only when needed
 
-    path = resolve_model_path(settings.engine.model_path,
+    configured = settings.engine.model_path
+    path = resolve_model_path(settings.resolve(configured) if configured else "",
                               bundled_type=settings.engine.bundled_model_type,
                               cache_dir=bundled_cache_dir(settings))
     return path, "configured" if settings.engine.model_path else "bundled"
@@ -44,7 +50,7 @@ def version_name(path: Path, kind: str) -> str:
     if kind == "bundled":
         return BUNDLED_NAME
     name = re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-.") or "model"
-    return f"{name}-model" if name in _RESERVED else name
+    return f"{name}-model" if name in RESERVED_NAMES else name
 
 
 def register(registry: Registry, settings: Settings) -> ModelVersion:

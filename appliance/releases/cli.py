@@ -20,10 +20,11 @@ from typing import Any
 
 import click
 
+from appliance.cli_options import command_settings, data_options
 from appliance.datafolder import DataFolderLock, read_holder
 from appliance.errors import ApplianceError
 from appliance.remote import OPERATOR_HEADER, find_server, operator_name
-from appliance.settings import Settings, load_settings
+from appliance.settings import Settings
 
 
 def _fail(message: str) -> None:
@@ -90,14 +91,13 @@ def _echo(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-def _settings(config_path: str | None) -> Settings:
+def _settings(config_path: str | None, data_dir: str | None) -> Settings:
     try:
-        return load_settings(config_path)
+        return command_settings(config_path, data_dir)
     except ApplianceError as exc:
         _fail(exc.message)
 
 
-config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML settings file.")
 server_option = click.option("--server", help="Running appliance to act on (default: the configured address).")
 api_key_option = click.option("--api-key", envvar="APPLIANCE_API_KEY",
                               help="An admin's API key for the running server (default: $APPLIANCE_API_KEY).")
@@ -109,14 +109,14 @@ def models() -> None:
 
 
 @models.command("list")
-@config_option
-def list_versions(config_path) -> None:
+@data_options
+def list_versions(config_path, data_dir) -> None:
     """List every known version with its state."""
-    settings = _settings(config_path)
+    settings = _settings(config_path, data_dir)
     manager = _manager(settings)
     rows = manager.list()
     if not rows:
-        click.echo(f"No model versions yet; import one, or build into {settings.releases.models_dir}/.")
+        click.echo(f"No model versions yet; import one into {manager.registry.models_dir}/.")
     for row in rows:
         score = (row["validation"].get("checks", {}).get("golden") or row["validation"].get("golden") or {})
         shown = f"  golden={score['score']:.2f}" if "score" in score else ""
@@ -127,14 +127,15 @@ def list_versions(config_path) -> None:
 @models.command("import")
 @click.argument("source", required=False)
 @click.option("--upstream", "upstream_model", help="Register a model name served by the OpenAI-compatible upstream.")
-@config_option
+@data_options
 @api_key_option
-def import_version(source, upstream_model, config_path, api_key) -> None:
-    """Import a version folder or .tar.gz/.zip archive (checksums verified).
+def import_version(source, upstream_model, config_path, data_dir, api_key) -> None:
+    """Import a version folder or .tar.gz/.zip archive (checksums verified) into the data
+    folder's models/<name>/<version>.
 
     With a server running on the data folder, the server imports it.
     """
-    settings = _settings(config_path)
+    settings = _settings(config_path, data_dir)
     if bool(source) == bool(upstream_model):
         _fail("Give a SOURCE folder or archive, or --upstream MODEL (one of them).")
     url = _server_url(settings, None)
@@ -149,7 +150,7 @@ def import_version(source, upstream_model, config_path, api_key) -> None:
                 lock.acquire("command", command="appliance models import")
                 manager = _manager(settings)
                 record = (manager.register_upstream(upstream_model) if upstream_model
-                          else manager.import_path(Path(source)))
+                          else manager.import_path(Path(source).expanduser().resolve()))
             except ApplianceError as exc:
                 _fail(exc.message)
         key, state = record.key, record.state
@@ -158,15 +159,15 @@ def import_version(source, upstream_model, config_path, api_key) -> None:
 
 @models.command("validate")
 @click.argument("ref")
-@config_option
+@data_options
 @server_option
 @api_key_option
-def validate(ref, config_path, server, api_key) -> None:
+def validate(ref, config_path, data_dir, server, api_key) -> None:
     """Run the validation gate: checksums, isolated load, golden QA score and latency.
 
     With a server running, it validates there (in the background) and this waits for the result.
     """
-    settings = _settings(config_path)
+    settings = _settings(config_path, data_dir)
     url = _server_url(settings, server)
     steps: set[str] = set()
     finished: set[str] = set()
@@ -237,16 +238,16 @@ def _open_knowledge(settings: Settings):
 @click.argument("ref")
 @click.option("--force", is_flag=True, help="Activate without a passed validation (recorded in history).")
 @click.option("--reason", default="", help="Why; kept in the history.")
-@config_option
+@data_options
 @server_option
 @api_key_option
-def activate(ref, force, reason, config_path, server, api_key) -> None:
+def activate(ref, force, reason, config_path, data_dir, server, api_key) -> None:
     """Swap a version in now (zero downtime when the server is running).
 
     With a server running, it activates there (in the background) and this waits, printing each
     step (re-embedding progress, load, warm-up, switch, drain) until the version serves.
     """
-    settings = _settings(config_path)
+    settings = _settings(config_path, data_dir)
     url = _server_url(settings, server)
     manager = _manager(settings)
     if url:
@@ -312,12 +313,12 @@ _STEP_NAMES = {"queued": "waiting for a validation to finish (one extra model at
 @click.option("--at", "at", help="ISO 8601 time; omitted means the next maintenance window.")
 @click.option("--list", "list_only", is_flag=True, help="Show the schedules instead.")
 @click.option("--cancel", "cancel_id", help="Cancel a pending schedule by its id.")
-@config_option
+@data_options
 @server_option
 @api_key_option
-def schedule(ref, at, list_only, cancel_id, config_path, server, api_key) -> None:
+def schedule(ref, at, list_only, cancel_id, config_path, data_dir, server, api_key) -> None:
     """Activate a ready version at a time or in the maintenance window (survives restarts)."""
-    settings = _settings(config_path)
+    settings = _settings(config_path, data_dir)
     manager = _manager(settings)
     if list_only:
         _echo(manager.scheduler.list())
@@ -350,17 +351,17 @@ def schedule(ref, at, list_only, cancel_id, config_path, server, api_key) -> Non
 @click.option("--reason", default="", help="Why; kept in the history.")
 @click.option("--yes", "-y", is_flag=True,
               help="Roll back without asking (the target is still printed).")
-@config_option
+@data_options
 @server_option
 @api_key_option
-def rollback(ref, reason, yes, config_path, server, api_key) -> None:
+def rollback(ref, reason, yes, config_path, data_dir, server, api_key) -> None:
     """Go back to the previous good version, or to REF.
 
     It names the version it goes back to and asks before acting. With a server running, the
     rollback runs there (in the background, like an activation) and this waits, printing each
     step until the version serves.
     """
-    settings = _settings(config_path)
+    settings = _settings(config_path, data_dir)
     url = _server_url(settings, server)
     manager = None if url else _manager(settings)
     plan = _call(url, "GET", "/api/models/rollback", api_key=api_key) if url \
@@ -387,10 +388,10 @@ def rollback(ref, reason, yes, config_path, server, api_key) -> None:
 @models.command("history")
 @click.option("--limit", default=50, show_default=True, help="Most recent events shown.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
-@config_option
-def history(limit, as_json, config_path) -> None:
+@data_options
+def history(limit, as_json, config_path, data_dir) -> None:
     """Every import, validation, activation, rollback and failure, newest first, with reasons."""
-    rows = _manager(_settings(config_path)).history(limit)
+    rows = _manager(_settings(config_path, data_dir)).history(limit)
     if as_json:
         _echo(rows)
         return

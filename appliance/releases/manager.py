@@ -82,7 +82,8 @@ class ReleaseManager:
         # the serving model holds a lease on it like a request.
         self.serving = assistant.serving if assistant is not None else None
         data_dir = settings.resolved_data_dir()
-        self.registry = Registry(data_dir / "releases.db", Path(settings.releases.models_dir).expanduser())
+        self.registry = Registry(data_dir / "releases.db",
+                                 settings.resolve(settings.releases.models_dir))
         self.factory = factory or backend_factory(settings)
         self._knowledge = knowledge  # a KnowledgeBase for the golden set when there is no assistant
         self.validator = Validator(settings.releases, self.factory, knowledge=self.knowledge,

@@ -1,11 +1,13 @@
 """Model versions known to this appliance, their states, and the append-only history of changes.
 
-SQLite (WAL) through sqlite-utils; the version folders themselves live under `releases.models_dir`.
+SQLite (WAL) through sqlite-utils; the version folders themselves live under `releases.models_dir`
+(by default `<data_dir>/models`), and the registry records each folder's absolute path.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tarfile
 import tempfile
@@ -31,6 +33,10 @@ UPSTREAM = "upstream"
 # engine.model_path names. Served from its GGUF like a built version ("local").
 BASE_KINDS = ("bundled", "configured")
 LOCAL_KINDS = ("local", *BASE_KINDS)
+# Folders of <data_dir>/models the appliance uses for other things than versions.
+RESERVED_NAMES = ("bundled", "embedder")
+
+log = logging.getLogger(__name__)
 
 
 class ReleaseError(ApplianceError):
@@ -113,9 +119,32 @@ class Registry:
         # IMMEDIATE transactions (`self.db.atomic()` is one; see appliance.database).
         self.db = Database(self.db_path)
         migrate(self.db)
+        self._settle_relative_paths()
 
     def close(self) -> None:
         self.db.close()
+
+    def _settle_relative_paths(self) -> None:
+        """Versions recorded with a relative path get the absolute path of their folder. Such
+        paths were relative to the working directory of whoever imported them (before models_dir
+        was read from the data folder): the folder is looked for in the data folder first, where
+        the default models_dir now puts it, then where the working directory puts it."""
+        rows = list(self.db["model_versions"].rows_where("path != '' and path not like '/%'"))
+        for row in rows:
+            recorded = Path(row["path"]).expanduser()
+            if recorded.is_absolute():
+                continue
+            candidates = [self.db_path.parent / recorded, Path.cwd() / recorded]
+            found = next((c for c in candidates if (c / manifests.MANIFEST_NAME).is_file()), None)
+            path = (found or candidates[0]).resolve()
+            self.db["model_versions"].update((row["name"], row["version"]), {"path": str(path)})
+            if found is None:
+                log.warning("model version %s/%s was recorded at %s, which is neither in the data "
+                            "folder nor here; it is expected at %s (copy its folder there, or "
+                            "import it again)", row["name"], row["version"], row["path"], path)
+            else:
+                log.info("model version %s/%s: recorded path %s is %s", row["name"], row["version"],
+                         row["path"], path)
 
     # -- versions --------------------------------------------------------------------------------
 
@@ -314,7 +343,8 @@ class Registry:
         for manifest_file in sorted(self.models_dir.glob(f"*/*/{manifests.MANIFEST_NAME}")):
             folder = manifest_file.parent
             name, version = folder.parent.name, folder.name
-            if self.db["model_versions"].count_where("name = ? and version = ?", [name, version]):
+            if name in RESERVED_NAMES or self.db["model_versions"].count_where(
+                    "name = ? and version = ?", [name, version]):
                 continue
             try:
                 manifest = manifests.read(folder)
@@ -342,6 +372,11 @@ class Registry:
                 _extract(source, Path(tmp) / "unpacked")
                 staging = _version_root(Path(tmp) / "unpacked")
             manifest = manifests.verify(staging)  # raises naming the first bad file
+            if manifest.name in RESERVED_NAMES:
+                raise ReleaseError(f"A model version may not be named {manifest.name!r}: "
+                                   f"{self.models_dir / manifest.name} holds the appliance's "
+                                   f"{manifest.name} model. Rename it in its manifest.json "
+                                   "and build it again.")
             target = self.models_dir / manifest.name / manifest.version
             if self.db["model_versions"].count_where("name = ? and version = ?",
                                                      [manifest.name, manifest.version]):

@@ -54,7 +54,8 @@ class Validator:
         return golden.RETRIEVAL if self.knowledge() is not None else golden.OPEN_BOOK
 
     def golden_path(self) -> str:
-        return str(self.settings.golden_path or golden.BUNDLED_GOLDEN)
+        configured = self.settings.golden_path
+        return str(self.settings.resolve(configured) if configured else golden.BUNDLED_GOLDEN)
 
     async def validate(self, record: ModelVersion, *, reference_score: float | None = None,
                        reference_backend: LLMBackend | None = None,
@@ -162,7 +163,7 @@ class Validator:
         """The golden score, with retrieval from the knowledge base when there is one. `warm`:
         one untimed question first, so that one-off costs of a model's first answers and of the
         first retrieval do not land on the timings of whichever version is scored first."""
-        items = golden.load_golden(self.settings.golden_path, self.settings.golden_limit)
+        items = golden.load_golden(self.golden_path(), self.settings.golden_limit)
         options = {"max_tokens": self.settings.golden_max_tokens, "knowledge": self.knowledge(),
                    "knowledge_settings": self.knowledge_settings}
         if warm and items:

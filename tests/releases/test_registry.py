@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -118,4 +120,38 @@ def test_activations_a_stopped_process_left_unfinished_are_settled(tmp_path, reg
     assert events[:3] == [("activation_interrupted", "v3", "api:root"), ("activated", "v2", "api:root"),
                           ("activation_started", "v3", "api:root")]
     assert reopened.interrupted_activations() == []  # settled once
+    reopened.close()
+
+
+def test_a_version_may_not_take_the_name_of_the_data_folders_other_models(tmp_path, registry, small_gguf):
+    source = write_version(tmp_path / "incoming", "embedder", "v1", small_gguf, copy=True)
+    with pytest.raises(ReleaseError, match="may not be named 'embedder'"):
+        registry.import_path(source)
+    write_version(tmp_path / "models", "bundled", "v1", small_gguf, copy=True)
+    assert registry.scan() == []  # <data>/models/bundled holds the re-encoded bundled model
+
+
+@pytest.mark.parametrize("where", ["data folder", "working directory", "nowhere"])
+def test_versions_recorded_with_a_relative_path_keep_working(tmp_path, small_gguf, monkeypatch, where):
+    """Registries written while models_dir followed the shell recorded paths like models/erp/v1:
+    the folder is found in the data folder, else where the working directory puts it."""
+    data, shell = tmp_path / "data", tmp_path / "shell"
+    shell.mkdir()
+    monkeypatch.chdir(shell)
+    registry = Registry(data / "releases.db", Path("models"))  # as before: relative to the shell
+    registry.import_path(write_version(tmp_path / "incoming", "erp", "v1", small_gguf, copy=True))
+    registry.close()
+    assert (shell / "models" / "erp" / "v1").is_dir()
+    if where == "data folder":  # the operator moved it where the data folder's models_dir is
+        (data / "models").mkdir()
+        (shell / "models" / "erp").rename(data / "models" / "erp")
+    elif where == "nowhere":
+        shutil.rmtree(shell / "models")
+
+    reopened = Registry(data / "releases.db", data / "models")
+    folder = {"data folder": data, "working directory": shell, "nowhere": data}[where] / "models/erp/v1"
+    record = reopened.get("erp", "v1")
+    assert record.path == str(folder)
+    if where != "nowhere":
+        assert record.gguf_path.is_file()
     reopened.close()
