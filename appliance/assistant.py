@@ -328,7 +328,9 @@ class Assistant:
             source["spans"] = [list(r) for r in evidence.spans_of(i)]
             sources.append(source)
         extra = {"sources": sources, "grounded": bool(sources),
-                 "passages": [h.text for h in found.hits], "retrieval_seconds": found.seconds}
+                 # What the answer may rest on, with the titles and headings its lead lines name.
+                 "passages": [f"{h.title}\n{h.heading}\n{h.text}" for h in found.hits],
+                 "retrieval_seconds": found.seconds}
         if found.query.carried:
             extra["retrieval_query"] = found.query.shown
         return extra
