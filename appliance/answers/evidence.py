@@ -26,6 +26,7 @@ _PROCEDURE = re.compile(
 _TOKEN_BUDGET_FLOOR = 60
 AMOUNT_BONUS = 0.25  # a span whose range or limit holds an amount the question asks about
 DENSE_POOL = 12  # the best lexical candidates the embedder re-scores
+RERANK_PRIOR = 0.1  # how much of the first stage's order a re-ranked list keeps
 SECTION_MATCH = 0.6  # share of the question's weight a heading must name to quote its section
 TERM_CACHE = 50_000  # span texts whose terms are kept between questions
 SMALL_TABLE = 5  # a table of at most this many rows is quoted whole when it fits
@@ -178,55 +179,8 @@ class EvidenceSelector:
         `next_passage` (chunk id -> the following passage the caller may see) continues lists."""
         korean = is_korean(question)
         evidence = Evidence(question, korean)
-        own_weights, extra_weights = self.question_weights(question, context)
-        own = set(own_weights)
-        # A follow-up's earlier turns count for its match too ("문의처는요?" after a question
-        # about RMA returns is answered by the RMA document's contacts).
-        carried = set(extra_weights) - own if context else set()
-        ordered = self.analyzer.query_terms(question)  # phrases are matched in word order
-        translated = set(self.glossary.translate(question, ordered) +
-                         self.glossary.rephrase(question, ordered)) - own if self.glossary else set()
-        evidence.asked = len(own)
-        total = sum(own_weights.values())
-        bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
-        amounts = _amounts(question)
-        passages: list[_Passage] = []
-        scored: list[_Scored] = []
-        terms_of = self._terms
-        for h, hit in enumerate(hits):
-            passage = _Passage(hit.text)
-            passages.append(passage)
-            spans = passage.spans
-            around_hit = terms_of(f"{hit.title} {hit.heading}")
-            own_section = hit.heading.split(" > ")[-1] if hit.heading else ""
-            sections: dict[str, int] = {}  # each section of the passage and its first span
-            for i, span in enumerate(spans):
-                if span.kind == HEADING:
-                    continue
-                sections.setdefault(span.section, i)
-                terms = terms_of(span.text)
-                local = around_hit | terms_of(span.section) if span.section else around_hit
-                if span.kind == ROW and span.header >= 0:
-                    local = local | terms_of(spans[span.header].text)
-                score = self._span_score(own_weights, extra_weights, total, bigrams, terms, local,
-                                         set(content_units(span.text)))
-                if amounts and _covers_amount(span.text, amounts):
-                    score += AMOUNT_BONUS
-                # Earlier hits ranked better on the whole passage: a small prior breaks ties.
-                score += 0.02 / (1 + h)
-                present = terms | local
-                scored.append(_Scored(h, i, span, score,
-                                      len(own & present) + min(1, len(translated & present)) +
-                                      min(2, len(carried & present))))
-            # A question that names a section ("법인카드 사용 한도는?") is answered by the
-            # section's body, whose own lines (a table of limits) need not repeat the name.
-            for name, first in sections.items():
-                heading = terms_of(name or own_section)
-                named = sum(w for t, w in own_weights.items() if t in heading) + \
-                    sum(w for t, w in extra_weights.items() if t in heading)
-                if total and named / total >= SECTION_MATCH:
-                    scored.append(_Scored(h, first, spans[first], 0.9 * named / total + 0.02 / (1 + h),
-                                          len(own & heading), whole_section=True))
+        passages, scored, asked = self._score(question, hits, context)
+        evidence.asked = asked
         if not scored:
             return evidence
         scored.sort(key=lambda s: -s.score)
@@ -323,6 +277,74 @@ class EvidenceSelector:
                 return paragraph
             return [i for i in paragraph if abs(i - index) <= 1 and cost([i]) <= room // 3] or [index]
         return [index]
+
+    def rerank(self, question: str, hits: Sequence[Hit], *, context: Sequence[str] = (),
+               prior: float = RERANK_PRIOR) -> list[Hit]:
+        """Hits re-ordered by their best span's match (the second stage of retrieval): a passage
+        that holds the sentence, row or step that answers rises above one that only shares
+        words with the question here and there. `prior` keeps some of the first stage's order."""
+        if len(hits) < 2:
+            return list(hits)
+        _, scored, _ = self._score(question, hits, context, prior_weight=0.0)
+        best = [0.0] * len(hits)
+        for candidate in scored:
+            best[candidate.hit_index] = max(best[candidate.hit_index], candidate.score)
+        order = sorted(range(len(hits)), key=lambda i: -(best[i] + prior / (1 + i)))
+        return [hits[i] for i in order]
+
+    def _score(self, question: str, hits: Sequence[Hit], context: Sequence[str],
+               prior_weight: float = 0.02) -> tuple[list[_Passage], list[_Scored], int]:
+        """Every span of every hit scored against the question (and the section candidates);
+        returns the parsed passages, the scored candidates and how many terms the question has."""
+        own_weights, extra_weights = self.question_weights(question, context)
+        own = set(own_weights)
+        # A follow-up's earlier turns count for its match too ("문의처는요?" after a question
+        # about RMA returns is answered by the RMA document's contacts).
+        carried = set(extra_weights) - own if context else set()
+        ordered = self.analyzer.query_terms(question)  # phrases are matched in word order
+        translated = set(self.glossary.translate(question, ordered) +
+                         self.glossary.rephrase(question, ordered)) - own if self.glossary else set()
+        total = sum(own_weights.values())
+        bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
+        amounts = _amounts(question)
+        passages: list[_Passage] = []
+        scored: list[_Scored] = []
+        terms_of = self._terms
+        for h, hit in enumerate(hits):
+            passage = _Passage(hit.text)
+            passages.append(passage)
+            spans = passage.spans
+            around_hit = terms_of(f"{hit.title} {hit.heading}")
+            own_section = hit.heading.split(" > ")[-1] if hit.heading else ""
+            # Earlier hits ranked better on the whole passage: a small prior breaks ties.
+            prior = prior_weight / (1 + h)
+            sections: dict[str, int] = {}  # each section of the passage and its first span
+            for i, span in enumerate(spans):
+                if span.kind == HEADING:
+                    continue
+                sections.setdefault(span.section, i)
+                terms = terms_of(span.text)
+                local = around_hit | terms_of(span.section) if span.section else around_hit
+                if span.kind == ROW and span.header >= 0:
+                    local = local | terms_of(spans[span.header].text)
+                score = self._span_score(own_weights, extra_weights, total, bigrams, terms, local,
+                                         set(content_units(span.text)))
+                if amounts and _covers_amount(span.text, amounts):
+                    score += AMOUNT_BONUS
+                present = terms | local
+                scored.append(_Scored(h, i, span, score + prior,
+                                      len(own & present) + min(1, len(translated & present)) +
+                                      min(2, len(carried & present))))
+            # A question that names a section ("법인카드 사용 한도는?") is answered by the
+            # section's body, whose own lines (a table of limits) need not repeat the name.
+            for name, first in sections.items():
+                heading = terms_of(name or own_section)
+                named = sum(w for t, w in own_weights.items() if t in heading) + \
+                    sum(w for t, w in extra_weights.items() if t in heading)
+                if total and named / total >= SECTION_MATCH:
+                    scored.append(_Scored(h, first, spans[first], 0.9 * named / total + prior,
+                                          len(own & heading), whole_section=True))
+        return passages, scored, len(own)
 
     def _rescore_by_meaning(self, question: str, korean: bool, scored: list[_Scored],
                             passages: list[_Passage], hits: Sequence[Hit]) -> list[_Scored]:
