@@ -306,7 +306,7 @@ class EvidenceSelector:
                          self.glossary.rephrase(question, ordered)) - own if self.glossary else set()
         total = sum(own_weights.values())
         bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
-        amounts = _amounts(question)
+        amounts = _asked_amounts(question)
         passages: list[_Passage] = []
         scored: list[_Scored] = []
         terms_of = self._terms
@@ -453,7 +453,7 @@ _BELOW = re.compile(r"이하|미만|까지|up to|below|under|less than|at most|w
 
 
 def _amounts(text: str) -> list[float]:
-    """Amounts a question asks about (at least a thousand: days and counts are not amounts)."""
+    """Amounts a text states (at least a thousand: days and counts are not amounts)."""
     out = []
     for number in numbers(text):
         try:
@@ -463,6 +463,16 @@ def _amounts(text: str) -> list[float]:
         if value >= 1000:
             out.append(value)
     return out
+
+
+def _asked_amounts(question: str) -> list[float]:
+    """The amounts a question asks about; "over 30 million" asks about just above it."""
+    amounts = _amounts(question)
+    if _ABOVE.search(question) and not _BELOW.search(question):
+        return [a + 1 for a in amounts]
+    if re.search(r"미만|under|below|less than", question, re.I):
+        return [a - 1 for a in amounts]
+    return amounts
 
 
 def _covers_amount(text: str, amounts: list[float]) -> bool:
