@@ -132,14 +132,16 @@ class EvidenceSelector:
 
     # -- scoring ---------------------------------------------------------------------------------
     def question_weights(self, question: str, context: Sequence[str] = ()
-                         ) -> tuple[dict[str, float], dict[str, float]]:
-        """IDF weights of the question's own terms, and of the terms that may stand in for them
-        or add to them: their glossary translations, and the earlier turns of a follow-up.
+                         ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        """IDF weights of the question's own terms; of the terms that may stand in for them
+        (their glossary translations and the words manuals use for everyday ones); and of the
+        earlier turns of a follow-up, which add their topic.
 
-        Only the own terms make up how much there is to match, so a question in one language is
-        not penalised for the translations a passage in the same language cannot hold. A word no
-        passage has (a colloquial verb, a typo) weighs like an average word: it cannot be
-        matched, but the question may still be answerable.
+        Only the own terms make up how much there is to match, and a stand-in only counts for an
+        own term not matched, so a bilingual row that holds a term and its translation does not
+        beat a passage in the question's language. A word no passage has (a colloquial verb, a
+        typo) weighs like an average word: it cannot be matched, but the question may still be
+        answerable.
         """
         terms = list(dict.fromkeys(self.analyzer.query_terms(question)))
         weights = self.idf(terms)
@@ -147,27 +149,31 @@ class EvidenceSelector:
         seen = [w for w in weights.values() if w < unseen - 1e-9]
         typical = sum(seen) / len(seen) if seen else 1.0
         own = {t: (w if w < unseen - 1e-9 else _unseen_share(t) * typical) for t, w in weights.items()}
-        extra: dict[str, float] = {}
+        alternatives: dict[str, float] = {}
         if self.glossary is not None:
-            alternatives = [t for t in (*self.glossary.translate(question, terms),
-                                        *self.glossary.rephrase(question, terms)) if t not in own]
-            for term, weight in self.idf(alternatives).items():
-                extra[term] = weight * self.translated_weight
+            stand_ins = [t for t in (*self.glossary.translate(question, terms),
+                                     *self.glossary.rephrase(question, terms)) if t not in own]
+            for term, weight in self.idf(stand_ins).items():
+                alternatives[term] = weight * self.translated_weight
+        carried: dict[str, float] = {}
         if context:  # earlier turns of a follow-up carry its topic, at half weight
-            earlier, earlier_extra = self.question_weights(" ".join(context))
-            for term, weight in {**earlier_extra, **earlier}.items():
-                if term not in own:
-                    extra.setdefault(term, 0.5 * weight)
-        return own, extra
+            earlier, earlier_alternatives, _ = self.question_weights(" ".join(context))
+            for term, weight in {**earlier_alternatives, **earlier}.items():
+                if term not in own and term not in alternatives:
+                    carried.setdefault(term, 0.5 * weight)
+        return own, alternatives, carried
 
     @staticmethod
-    def _span_score(own: dict[str, float], extra: dict[str, float], total: float, bigrams: set[str],
-                    span_terms: set[str], context_terms: set[str], span_units: set[str]) -> float:
-        matched = 0.0
-        for weights in (own, extra):
-            matched += sum(w for t, w in weights.items() if t in span_terms)
-            matched += 0.4 * sum(w for t, w in weights.items() if t in context_terms and t not in span_terms)
-        lexical = matched / total if total else 0.0
+    def _span_score(own: dict[str, float], alternatives: dict[str, float], carried: dict[str, float],
+                    total: float, bigrams: set[str], span_terms: set[str], context_terms: set[str],
+                    span_units: set[str]) -> float:
+        def matched(weights: dict[str, float]) -> float:
+            return sum(w for t, w in weights.items() if t in span_terms) + \
+                0.4 * sum(w for t, w in weights.items() if t in context_terms and t not in span_terms)
+
+        own_matched = matched(own)
+        stand_in = min(matched(alternatives), max(0.0, total - own_matched))
+        lexical = (own_matched + stand_in + matched(carried)) / total if total else 0.0
         if not bigrams:
             return lexical
         overlap = len(bigrams & span_units) / len(bigrams)
@@ -296,14 +302,12 @@ class EvidenceSelector:
                prior_weight: float = 0.02) -> tuple[list[_Passage], list[_Scored], int]:
         """Every span of every hit scored against the question (and the section candidates);
         returns the parsed passages, the scored candidates and how many terms the question has."""
-        own_weights, extra_weights = self.question_weights(question, context)
+        own_weights, alternative_weights, carried_weights = self.question_weights(question, context)
         own = set(own_weights)
         # A follow-up's earlier turns count for its match too ("문의처는요?" after a question
         # about RMA returns is answered by the RMA document's contacts).
-        carried = set(extra_weights) - own if context else set()
-        ordered = self.analyzer.query_terms(question)  # phrases are matched in word order
-        translated = set(self.glossary.translate(question, ordered) +
-                         self.glossary.rephrase(question, ordered)) - own if self.glossary else set()
+        carried = set(carried_weights)
+        translated = set(alternative_weights)
         total = sum(own_weights.values())
         bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
         amounts = _asked_amounts(question)
@@ -327,8 +331,8 @@ class EvidenceSelector:
                 local = around_hit | terms_of(span.section) if span.section else around_hit
                 if span.kind == ROW and span.header >= 0:
                     local = local | terms_of(spans[span.header].text)
-                score = self._span_score(own_weights, extra_weights, total, bigrams, terms, local,
-                                         set(content_units(span.text)))
+                score = self._span_score(own_weights, alternative_weights, carried_weights, total,
+                                         bigrams, terms, local, set(content_units(span.text)))
                 if amounts and _covers_amount(span.text, amounts):
                     score += AMOUNT_BONUS
                 present = terms | local
@@ -339,8 +343,9 @@ class EvidenceSelector:
             # section's body, whose own lines (a table of limits) need not repeat the name.
             for name, first in sections.items():
                 heading = terms_of(name or own_section)
-                named = sum(w for t, w in own_weights.items() if t in heading) + \
-                    sum(w for t, w in extra_weights.items() if t in heading)
+                named = sum(w for t, w in own_weights.items() if t in heading)
+                named += min(sum(w for t, w in alternative_weights.items() if t in heading),
+                             max(0.0, total - named))
                 if total and named / total >= SECTION_MATCH:
                     scored.append(_Scored(h, first, spans[first], 0.9 * named / total + prior,
                                           len(own & heading), whole_section=True))
