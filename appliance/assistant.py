@@ -337,11 +337,17 @@ class Assistant:
             question = question_of(request.messages)
             query = RetrievalQuery(question, question)
         top_k = self.knowledge_settings.top_k
-        hits = kb.search(query.text, 2 * top_k if query.carried else top_k, groups=groups)
+        selector = self._selector(kb)
+        pool = max(top_k, settings.rerank_candidates, 2 * top_k if query.carried else 0)
+        hits = kb.search(query.text, pool, groups=groups)
         if query.previous_answer:
-            hits = _favour_cited(hits, query.previous_answer)[:top_k]
-        evidence = self._selector(kb).select(query.question, hits, context=query.earlier,
-                                             next_passage=lambda i: kb.next_passage(i, groups))
+            hits = _favour_cited(hits, query.previous_answer)
+        if settings.rerank_candidates:
+            # Second stage: passages re-ranked by the span that would answer in them.
+            hits = selector.rerank(query.question, hits, context=query.earlier)
+        hits = hits[:top_k]
+        evidence = selector.select(query.question, hits, context=query.earlier,
+                                   next_passage=lambda i: kb.next_passage(i, groups))
         return _Grounding(query, hits, evidence, time.perf_counter() - started)
 
     def _selector(self, kb) -> EvidenceSelector:
@@ -368,7 +374,9 @@ class Assistant:
             source["spans"] = [list(r) for r in evidence.spans_of(i)]
             sources.append(source)
         extra = {"sources": sources, "grounded": bool(sources),
-                 "passages": [h.text for h in found.hits], "retrieval_seconds": found.seconds}
+                 # What the answer may rest on, with the titles and headings its lead lines name.
+                 "passages": [f"{h.title}\n{h.heading}\n{h.text}" for h in found.hits],
+                 "retrieval_seconds": found.seconds}
         if found.query.carried:
             extra["retrieval_query"] = found.query.shown
         return extra

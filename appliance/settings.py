@@ -311,6 +311,11 @@ class AnswerSettings(Section):
         "(estimated tokens): what an extractive answer quotes and what the model is given."
     )
     max_quotes: int = Field(3, ge=1, le=10, description="Most separate quotes (passages or sections) in the evidence.")
+    rerank_candidates: int = Field(
+        0, ge=0, le=100, description="Retrieved passages re-ranked by their best answering span before "
+        "the top ones are used (a second retrieval stage; off: on the tune half it raised passage "
+        "recall@5 slightly but lowered the good-answer rate)."
+    )
     min_support: float = Field(
         0.2, ge=0, le=1, description="Share of the question's key terms the best evidence span must "
         "match; below it the appliance says it found nothing instead of quoting something unrelated."

@@ -6,9 +6,10 @@ Method
   are chosen on the tune half; this prints the half asked for, held-out by default):
   * golden: the bundled golden set (appliance/data/golden_qa.jsonl: 96 questions over the sample
     knowledge base, half Korean), asked against a knowledge base holding the sample documents;
-  * manuals: the passage-level probes of four ERP user manuals written for evaluation
-    (benchmarks/data/manuals, two Korean, two English), asked against the whole evaluation corpus
-    (sample knowledge base plus the manuals, 167 documents).
+  * manuals: the passage-level probes of six ERP user manuals written for evaluation
+    (benchmarks/data/manuals, three Korean, three English, other products than the sample's),
+    asked against the whole evaluation corpus (sample knowledge base plus the manuals, 197
+    documents), so other manuals' passages on the same subjects compete.
 - Every question goes through the production answer path (appliance.assistant.Assistant: retrieval
   query, hybrid retrieval, evidence selection, then an extractive answer or a generated one checked
   by the verifier), greedy, response cache off, with the bundled SmolLM2-135M (Q8_0).

@@ -1,7 +1,7 @@
 """The evaluation corpus and its probes, shared by benchmarks/retrieval.py and benchmarks/answers.py.
 
-The corpus is the bundled sample knowledge base plus four ERP user manuals written for evaluation
-(benchmarks/data/manuals: two Korean, two English). Probes name the passage that answers them
+The corpus is the bundled sample knowledge base plus six ERP user manuals written for evaluation
+(benchmarks/data/manuals: three Korean, three English). Probes name the passage that answers them
 (a verbatim span of the document), so retrieval is scored at passage level: a retrieved chunk
 counts when it holds that span. Every probe belongs to the tune or the held-out half by a hash of
 its id (`appliance.answers.golden.half_of`); settings are chosen on the tune half and figures are

@@ -26,6 +26,7 @@ _PROCEDURE = re.compile(
 _TOKEN_BUDGET_FLOOR = 60
 AMOUNT_BONUS = 0.25  # a span whose range or limit holds an amount the question asks about
 DENSE_POOL = 12  # the best lexical candidates the embedder re-scores
+RERANK_PRIOR = 0.1  # how much of the first stage's order a re-ranked list keeps
 SECTION_MATCH = 0.6  # share of the question's weight a heading must name to quote its section
 TERM_CACHE = 50_000  # span texts whose terms are kept between questions
 SMALL_TABLE = 5  # a table of at most this many rows is quoted whole when it fits
@@ -131,14 +132,16 @@ class EvidenceSelector:
 
     # -- scoring ---------------------------------------------------------------------------------
     def question_weights(self, question: str, context: Sequence[str] = ()
-                         ) -> tuple[dict[str, float], dict[str, float]]:
-        """IDF weights of the question's own terms, and of the terms that may stand in for them
-        or add to them: their glossary translations, and the earlier turns of a follow-up.
+                         ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        """IDF weights of the question's own terms; of the terms that may stand in for them
+        (their glossary translations and the words manuals use for everyday ones); and of the
+        earlier turns of a follow-up, which add their topic.
 
-        Only the own terms make up how much there is to match, so a question in one language is
-        not penalised for the translations a passage in the same language cannot hold. A word no
-        passage has (a colloquial verb, a typo) weighs like an average word: it cannot be
-        matched, but the question may still be answerable.
+        Only the own terms make up how much there is to match, and a stand-in only counts for an
+        own term not matched, so a bilingual row that holds a term and its translation does not
+        beat a passage in the question's language. A word no passage has (a colloquial verb, a
+        typo) weighs like an average word: it cannot be matched, but the question may still be
+        answerable.
         """
         terms = list(dict.fromkeys(self.analyzer.query_terms(question)))
         weights = self.idf(terms)
@@ -146,27 +149,31 @@ class EvidenceSelector:
         seen = [w for w in weights.values() if w < unseen - 1e-9]
         typical = sum(seen) / len(seen) if seen else 1.0
         own = {t: (w if w < unseen - 1e-9 else _unseen_share(t) * typical) for t, w in weights.items()}
-        extra: dict[str, float] = {}
+        alternatives: dict[str, float] = {}
         if self.glossary is not None:
-            alternatives = [t for t in (*self.glossary.translate(question, terms),
-                                        *self.glossary.rephrase(question, terms)) if t not in own]
-            for term, weight in self.idf(alternatives).items():
-                extra[term] = weight * self.translated_weight
+            stand_ins = [t for t in (*self.glossary.translate(question, terms),
+                                     *self.glossary.rephrase(question, terms)) if t not in own]
+            for term, weight in self.idf(stand_ins).items():
+                alternatives[term] = weight * self.translated_weight
+        carried: dict[str, float] = {}
         if context:  # earlier turns of a follow-up carry its topic, at half weight
-            earlier, earlier_extra = self.question_weights(" ".join(context))
-            for term, weight in {**earlier_extra, **earlier}.items():
-                if term not in own:
-                    extra.setdefault(term, 0.5 * weight)
-        return own, extra
+            earlier, earlier_alternatives, _ = self.question_weights(" ".join(context))
+            for term, weight in {**earlier_alternatives, **earlier}.items():
+                if term not in own and term not in alternatives:
+                    carried.setdefault(term, 0.5 * weight)
+        return own, alternatives, carried
 
     @staticmethod
-    def _span_score(own: dict[str, float], extra: dict[str, float], total: float, bigrams: set[str],
-                    span_terms: set[str], context_terms: set[str], span_units: set[str]) -> float:
-        matched = 0.0
-        for weights in (own, extra):
-            matched += sum(w for t, w in weights.items() if t in span_terms)
-            matched += 0.4 * sum(w for t, w in weights.items() if t in context_terms and t not in span_terms)
-        lexical = matched / total if total else 0.0
+    def _span_score(own: dict[str, float], alternatives: dict[str, float], carried: dict[str, float],
+                    total: float, bigrams: set[str], span_terms: set[str], context_terms: set[str],
+                    span_units: set[str]) -> float:
+        def matched(weights: dict[str, float]) -> float:
+            return sum(w for t, w in weights.items() if t in span_terms) + \
+                0.4 * sum(w for t, w in weights.items() if t in context_terms and t not in span_terms)
+
+        own_matched = matched(own)
+        stand_in = min(matched(alternatives), max(0.0, total - own_matched))
+        lexical = (own_matched + stand_in + matched(carried)) / total if total else 0.0
         if not bigrams:
             return lexical
         overlap = len(bigrams & span_units) / len(bigrams)
@@ -178,55 +185,8 @@ class EvidenceSelector:
         `next_passage` (chunk id -> the following passage the caller may see) continues lists."""
         korean = is_korean(question)
         evidence = Evidence(question, korean)
-        own_weights, extra_weights = self.question_weights(question, context)
-        own = set(own_weights)
-        # A follow-up's earlier turns count for its match too ("문의처는요?" after a question
-        # about RMA returns is answered by the RMA document's contacts).
-        carried = set(extra_weights) - own if context else set()
-        ordered = self.analyzer.query_terms(question)  # phrases are matched in word order
-        translated = set(self.glossary.translate(question, ordered) +
-                         self.glossary.rephrase(question, ordered)) - own if self.glossary else set()
-        evidence.asked = len(own)
-        total = sum(own_weights.values())
-        bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
-        amounts = _amounts(question)
-        passages: list[_Passage] = []
-        scored: list[_Scored] = []
-        terms_of = self._terms
-        for h, hit in enumerate(hits):
-            passage = _Passage(hit.text)
-            passages.append(passage)
-            spans = passage.spans
-            around_hit = terms_of(f"{hit.title} {hit.heading}")
-            own_section = hit.heading.split(" > ")[-1] if hit.heading else ""
-            sections: dict[str, int] = {}  # each section of the passage and its first span
-            for i, span in enumerate(spans):
-                if span.kind == HEADING:
-                    continue
-                sections.setdefault(span.section, i)
-                terms = terms_of(span.text)
-                local = around_hit | terms_of(span.section) if span.section else around_hit
-                if span.kind == ROW and span.header >= 0:
-                    local = local | terms_of(spans[span.header].text)
-                score = self._span_score(own_weights, extra_weights, total, bigrams, terms, local,
-                                         set(content_units(span.text)))
-                if amounts and _covers_amount(span.text, amounts):
-                    score += AMOUNT_BONUS
-                # Earlier hits ranked better on the whole passage: a small prior breaks ties.
-                score += 0.02 / (1 + h)
-                present = terms | local
-                scored.append(_Scored(h, i, span, score,
-                                      len(own & present) + min(1, len(translated & present)) +
-                                      min(2, len(carried & present))))
-            # A question that names a section ("법인카드 사용 한도는?") is answered by the
-            # section's body, whose own lines (a table of limits) need not repeat the name.
-            for name, first in sections.items():
-                heading = terms_of(name or own_section)
-                named = sum(w for t, w in own_weights.items() if t in heading) + \
-                    sum(w for t, w in extra_weights.items() if t in heading)
-                if total and named / total >= SECTION_MATCH:
-                    scored.append(_Scored(h, first, spans[first], 0.9 * named / total + 0.02 / (1 + h),
-                                          len(own & heading), whole_section=True))
+        passages, scored, asked = self._score(question, hits, context)
+        evidence.asked = asked
         if not scored:
             return evidence
         scored.sort(key=lambda s: -s.score)
@@ -323,6 +283,73 @@ class EvidenceSelector:
                 return paragraph
             return [i for i in paragraph if abs(i - index) <= 1 and cost([i]) <= room // 3] or [index]
         return [index]
+
+    def rerank(self, question: str, hits: Sequence[Hit], *, context: Sequence[str] = (),
+               prior: float = RERANK_PRIOR) -> list[Hit]:
+        """Hits re-ordered by their best span's match (the second stage of retrieval): a passage
+        that holds the sentence, row or step that answers rises above one that only shares
+        words with the question here and there. `prior` keeps some of the first stage's order."""
+        if len(hits) < 2:
+            return list(hits)
+        _, scored, _ = self._score(question, hits, context, prior_weight=0.0)
+        best = [0.0] * len(hits)
+        for candidate in scored:
+            best[candidate.hit_index] = max(best[candidate.hit_index], candidate.score)
+        order = sorted(range(len(hits)), key=lambda i: -(best[i] + prior / (1 + i)))
+        return [hits[i] for i in order]
+
+    def _score(self, question: str, hits: Sequence[Hit], context: Sequence[str],
+               prior_weight: float = 0.02) -> tuple[list[_Passage], list[_Scored], int]:
+        """Every span of every hit scored against the question (and the section candidates);
+        returns the parsed passages, the scored candidates and how many terms the question has."""
+        own_weights, alternative_weights, carried_weights = self.question_weights(question, context)
+        own = set(own_weights)
+        # A follow-up's earlier turns count for its match too ("문의처는요?" after a question
+        # about RMA returns is answered by the RMA document's contacts).
+        carried = set(carried_weights)
+        translated = set(alternative_weights)
+        total = sum(own_weights.values())
+        bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
+        amounts = _asked_amounts(question)
+        passages: list[_Passage] = []
+        scored: list[_Scored] = []
+        terms_of = self._terms
+        for h, hit in enumerate(hits):
+            passage = _Passage(hit.text)
+            passages.append(passage)
+            spans = passage.spans
+            around_hit = terms_of(f"{hit.title} {hit.heading}")
+            own_section = hit.heading.split(" > ")[-1] if hit.heading else ""
+            # Earlier hits ranked better on the whole passage: a small prior breaks ties.
+            prior = prior_weight / (1 + h)
+            sections: dict[str, int] = {}  # each section of the passage and its first span
+            for i, span in enumerate(spans):
+                if span.kind == HEADING:
+                    continue
+                sections.setdefault(span.section, i)
+                terms = terms_of(span.text)
+                local = around_hit | terms_of(span.section) if span.section else around_hit
+                if span.kind == ROW and span.header >= 0:
+                    local = local | terms_of(spans[span.header].text)
+                score = self._span_score(own_weights, alternative_weights, carried_weights, total,
+                                         bigrams, terms, local, set(content_units(span.text)))
+                if amounts and _covers_amount(span.text, amounts):
+                    score += AMOUNT_BONUS
+                present = terms | local
+                scored.append(_Scored(h, i, span, score + prior,
+                                      len(own & present) + min(1, len(translated & present)) +
+                                      min(2, len(carried & present))))
+            # A question that names a section ("법인카드 사용 한도는?") is answered by the
+            # section's body, whose own lines (a table of limits) need not repeat the name.
+            for name, first in sections.items():
+                heading = terms_of(name or own_section)
+                named = sum(w for t, w in own_weights.items() if t in heading)
+                named += min(sum(w for t, w in alternative_weights.items() if t in heading),
+                             max(0.0, total - named))
+                if total and named / total >= SECTION_MATCH:
+                    scored.append(_Scored(h, first, spans[first], 0.9 * named / total + prior,
+                                          len(own & heading), whole_section=True))
+        return passages, scored, len(own)
 
     def _rescore_by_meaning(self, question: str, korean: bool, scored: list[_Scored],
                             passages: list[_Passage], hits: Sequence[Hit]) -> list[_Scored]:
@@ -431,7 +458,7 @@ _BELOW = re.compile(r"이하|미만|까지|up to|below|under|less than|at most|w
 
 
 def _amounts(text: str) -> list[float]:
-    """Amounts a question asks about (at least a thousand: days and counts are not amounts)."""
+    """Amounts a text states (at least a thousand: days and counts are not amounts)."""
     out = []
     for number in numbers(text):
         try:
@@ -441,6 +468,16 @@ def _amounts(text: str) -> list[float]:
         if value >= 1000:
             out.append(value)
     return out
+
+
+def _asked_amounts(question: str) -> list[float]:
+    """The amounts a question asks about; "over 30 million" asks about just above it."""
+    amounts = _amounts(question)
+    if _ABOVE.search(question) and not _BELOW.search(question):
+        return [a + 1 for a in amounts]
+    if re.search(r"미만|under|below|less than", question, re.I):
+        return [a - 1 for a in amounts]
+    return amounts
 
 
 def _covers_amount(text: str, amounts: list[float]) -> bool:

@@ -24,6 +24,7 @@ from appliance.llm.base import GenerationRequest, SamplingParams, TextDelta
 
 BUNDLED_GOLDEN = Path(__file__).resolve().parent.parent / "data" / "golden_qa.jsonl"
 TUNE, HELD_OUT = "tune", "held-out"
+SERVED = "served"  # a run in the mode the appliance serves each language in
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ async def run_golden(assistant, items: Sequence[GoldenItem], *, modes: Sequence[
         async with limit:
             started = time.perf_counter()
             try:
-                stream = await assistant.answer(request, rag=True, mode=mode, use_cache=False)
+                stream = await assistant.answer(request, rag=True, use_cache=False,
+                                                mode=None if mode == SERVED else mode)
                 parts = [e.text async for e in stream if isinstance(e, TextDelta)]
                 result.answer = "".join(parts)
                 result.answer_mode = stream.answer_mode or ""
@@ -187,6 +189,118 @@ def summarize_results(results: Sequence[GoldenResult], modes: Sequence[str], *,
             "seconds": seconds, "results": [r.as_dict() for r in results]}
 
 
+RETRIEVAL, OPEN_BOOK = "retrieval", "open_book"
+OPEN_BOOK_PROMPT = ("You answer questions about the company's ERP system. Use only this source, and "
+                    "quote its codes and names exactly:\n\n{source}")
+
+
+async def score(backend, items: Sequence[GoldenItem], *, knowledge=None, knowledge_settings=None,
+                answer_settings=None, max_tokens: int = 96, concurrency: int = 4,
+                on_item: Callable[[int, int], None] | None = None) -> dict:
+    """A model version's golden figures, as the validation gate and probation compare them.
+
+    With a knowledge base ("retrieval"), every question is answered through the production path
+    in each mode `answers.mode` may use (both for auto), scored per language; the score is the
+    good-answer rate of the mode each language gets, averaged over the languages, and the
+    per-language figures are what auto mode later decides by. Without one ("open book"), each
+    question is asked with its gold answer as the only source and scored by its keywords.
+    """
+    from appliance.answers import modes as answer_modes
+    from appliance.assistant import Assistant
+    from appliance.cache import ResponseCache
+    from appliance.settings import AnswerSettings
+
+    answer_settings = answer_settings or AnswerSettings()
+    if knowledge is None:
+        return await _open_book(backend, items, max_tokens=max_tokens, concurrency=concurrency,
+                                on_item=on_item)
+    assistant = Assistant(backend, ResponseCache(1, 1.0, enabled=False), knowledge=knowledge,
+                          knowledge_settings=knowledge_settings, answer_settings=answer_settings)
+    setting = answer_settings.mode
+    used = (EXTRACTIVE, GENERATIVE) if setting == answer_modes.AUTO else (setting,)
+    run = await run_golden(assistant, items, modes=used, max_tokens=max_tokens,
+                           concurrency=concurrency, on_item=on_item)
+    figures = by_language(run["figures"])
+    served = {lang: answer_modes.choose(setting, lang, figures) for lang in figures}
+    good = {lang: figures[lang][mode]["good"] for lang, mode in served.items()}
+    model_mode = GENERATIVE if GENERATIVE in used else used[0]
+    results = run["results"]
+    passed = sum(1 for r in results if r["good"] and r["mode"] == served.get(r["lang"]))
+    return {
+        "mode": RETRIEVAL,
+        "score": sum(good.values()) / len(good) if good else 0.0,
+        "items": run["items"],
+        "passed": passed,
+        "errors": run["errors"],
+        "first_error": run["first_error"],
+        # The model's own latency: the generated answers' (quoted ones do not depend on it).
+        "latency_p95": run["figures"][model_mode]["latency_p95"],
+        "seconds": run["seconds"],
+        "answers": figures,
+        "served_modes": served,
+        "knowledge_version": knowledge.version,
+    }
+
+
+async def _open_book(backend, items: Sequence[GoldenItem], *, max_tokens: int, concurrency: int,
+                     on_item) -> dict:
+    limit = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def ask(item: GoldenItem) -> tuple[bool, float, str | None]:
+        nonlocal done
+        messages = ({"role": "system", "content": OPEN_BOOK_PROMPT.format(source=item.answer)},
+                    {"role": "user", "content": item.question})
+        async with limit:
+            started = time.perf_counter()
+            try:
+                events = await backend.start(GenerationRequest(
+                    SamplingParams(temperature=0.0, max_tokens=max_tokens), messages=messages))
+                text = "".join([e.text async for e in events if isinstance(e, TextDelta)])
+            except ApplianceError as exc:
+                return False, time.perf_counter() - started, exc.message
+            finally:
+                done += 1
+                if on_item is not None:
+                    on_item(done, len(items))
+            return passes_keywords(text, item.keywords), time.perf_counter() - started, None
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(ask(item) for item in items))
+    errors = [r[2] for r in results if r[2]]
+    return {"mode": OPEN_BOOK, "score": sum(r[0] for r in results) / len(results) if results else 0.0,
+            "items": len(results), "passed": sum(r[0] for r in results), "errors": len(errors),
+            "first_error": errors[0] if errors else None,
+            "latency_p95": percentile(sorted(r[1] for r in results), 0.95),
+            "seconds": time.perf_counter() - started}
+
+
+async def accuracy_run(assistant, items: Sequence[GoldenItem], *, max_tokens: int = 192,
+                       concurrency: int = 4) -> dict:
+    """The scheduled accuracy run: every question as the appliance serves it now (its mode per
+    language); returns a golden_runs row. Its score is the good-answer rate, or without a
+    knowledge base (nothing to judge faithfulness against) the share holding all keywords."""
+    run = await run_golden(assistant, items, modes=(SERVED,), max_tokens=max_tokens,
+                           concurrency=concurrency)
+    results = run["results"]
+    if assistant.knowledge is None:
+        keywords = {item.id: item.keywords for item in items}
+        for result in results:
+            result["good"] = result["error"] is None and passes_keywords(result["answer"],
+                                                                         keywords[result["id"]])
+    passed = sum(1 for r in results if r["good"])
+    backend = assistant.backend
+    return {
+        "ts": time.time(),
+        "questions": len(results),
+        "passed": passed,
+        "score": passed / len(results) if results else None,
+        "model_version": backend.version if backend is not None else None,
+        "duration_s": run["seconds"],
+        "detail": json.dumps(results, ensure_ascii=False),
+    }
+
+
 def by_language(figures: dict) -> dict[str, dict[str, dict]]:
     """{mode: {lang: summary}} re-keyed as {lang: {mode: summary}} (what the registry stores)."""
     out: dict[str, dict[str, dict]] = {}
@@ -197,6 +311,7 @@ def by_language(figures: dict) -> dict[str, dict[str, dict]]:
     return out
 
 
-__all__ = ["BUNDLED_GOLDEN", "EXTRACTIVE", "GENERATIVE", "GoldenItem", "GoldenResult", "HELD_OUT",
-           "TUNE", "by_language", "golden_path", "half_of", "load_golden", "passes_keywords",
-           "percentile", "run_golden", "summarize_results"]
+__all__ = ["BUNDLED_GOLDEN", "EXTRACTIVE", "GENERATIVE", "OPEN_BOOK", "RETRIEVAL", "SERVED",
+           "GoldenItem", "GoldenResult", "HELD_OUT", "TUNE", "accuracy_run", "by_language",
+           "golden_path", "half_of", "load_golden", "passes_keywords", "percentile", "run_golden",
+           "score", "summarize_results"]

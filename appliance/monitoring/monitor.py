@@ -16,11 +16,11 @@ from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from appliance.answers.golden import accuracy_run, golden_path, load_golden
 from appliance.monitoring.alerts import AlertManager
 from appliance.monitoring.channels import build_channels
 from appliance.monitoring.collector import Collector, RequestEvent
 from appliance.monitoring.delivery import Dispatcher
-from appliance.monitoring.golden import golden_path, load_golden, run_golden
 from appliance.monitoring.prometheus import PrometheusMetrics
 from appliance.monitoring.sampler import GpuProbe, Sampler
 from appliance.monitoring.store import MetricsStore, Retention
@@ -127,7 +127,7 @@ class Monitor:
                                            seconds=GOLDEN_FIRST_RUN_SECONDS))
             return None
         items = await asyncio.to_thread(load_golden, path)
-        row = await run_golden(self.assistant, items, max_tokens=self.settings.monitoring.golden_max_tokens)
+        row = await accuracy_run(self.assistant, items, max_tokens=self.settings.monitoring.golden_max_tokens)
         row["set_path"] = str(path)
         row = await asyncio.to_thread(self.store.add_golden_run, row)
         log.info("golden QA run: %d of %d passed (score %.2f)", row["passed"], row["questions"],

@@ -68,6 +68,8 @@ class ActivationJob:
                 "started_at": self.started_at, **outcome}
 
 
+FIGURES_SECONDS = 10.0  # a version's golden figures are read again after this long (a validation may have changed them)
+
 class ReleaseManager:
     """One per process. Without an assistant (CLI, server down) activation only updates the
     registry, and the server serves the active version when it next starts."""
@@ -87,8 +89,10 @@ class ReleaseManager:
         self.factory = factory or backend_factory(settings)
         self._knowledge = knowledge  # a KnowledgeBase for the golden set when there is no assistant
         self.validator = Validator(settings.releases, self.factory, knowledge=self.knowledge,
-                                   knowledge_settings=settings.knowledge)
+                                   knowledge_settings=settings.knowledge,
+                                   answer_settings=settings.answers)
         self.on_alert = on_alert
+        self._figures: dict[str, tuple[float, dict | None]] = {}  # answer_figures, briefly cached
         self.index_switch = index_switch
         self.monitoring_store = monitoring_store
         if signals is None:
@@ -606,6 +610,24 @@ class ReleaseManager:
                 "detail": json.dumps({"source": "releases", "mode": result["mode"]})})
             result["golden_run_id"] = row["id"]
         return result
+
+    def answer_figures(self, version: str) -> dict | None:
+        """Golden figures per language and mode of the version serving as `version` (a backend's
+        version label): measured by this appliance's gate, else recorded by the build in its
+        manifest; None when neither measured it (answers are then quoted)."""
+        cached = self._figures.get(version)
+        if cached is not None and time.monotonic() - cached[0] < FIGURES_SECONDS:
+            return cached[1]
+        name, _, number = version.partition("/")
+        try:
+            record = self.registry.get(name, number)
+        except ApplianceError:
+            figures = None
+        else:
+            golden = record.validation.get("checks", {}).get("golden") or record.validation.get("golden") or {}
+            figures = golden.get("answers") or record.manifest.get("answer_figures") or None
+        self._figures[version] = (time.monotonic(), figures)
+        return figures
 
     async def _current_golden(self) -> dict[str, Any]:
         with self.serving.lease(ready=False) as lease:

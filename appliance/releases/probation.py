@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from appliance.answers.golden import percentile
 from appliance.assistant import RequestOutcome
-from appliance.releases.golden import percentile
 from appliance.settings import ReleasesSettings
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ from typing import Any
 import anyio
 
 from appliance import manifest as manifests
+from appliance.answers import golden
 from appliance.errors import ApplianceError
 from appliance.llm.base import LLMBackend
-from appliance.releases import golden
 from appliance.releases.backends import BackendFactory
 from appliance.releases.registry import LOCAL_KINDS, ModelVersion, ReleaseError
 from appliance.settings import ReleasesSettings
@@ -44,11 +44,13 @@ class Validator:
     """Runs the checks in order and stops at the first failure, whose reason says what to do."""
 
     def __init__(self, settings: ReleasesSettings, factory: BackendFactory, *,
-                 knowledge: Callable[[], Any] | None = None, knowledge_settings=None):
+                 knowledge: Callable[[], Any] | None = None, knowledge_settings=None,
+                 answer_settings=None):
         self.settings = settings
         self.factory = factory
         self.knowledge = knowledge or (lambda: None)  # the knowledge base golden questions use
         self.knowledge_settings = knowledge_settings
+        self.answer_settings = answer_settings  # answers.mode: which modes the run scores
 
     def golden_mode(self) -> str:
         return golden.RETRIEVAL if self.knowledge() is not None else golden.OPEN_BOOK
@@ -163,9 +165,10 @@ class Validator:
         """The golden score, with retrieval from the knowledge base when there is one. `warm`:
         one untimed question first, so that one-off costs of a model's first answers and of the
         first retrieval do not land on the timings of whichever version is scored first."""
-        items = golden.load_golden(self.golden_path(), self.settings.golden_limit)
+        items = golden.load_golden(self.golden_path(), limit=self.settings.golden_limit)
         options = {"max_tokens": self.settings.golden_max_tokens, "knowledge": self.knowledge(),
-                   "knowledge_settings": self.knowledge_settings}
+                   "knowledge_settings": self.knowledge_settings,
+                   "answer_settings": self.answer_settings}
         if warm and items:
             await golden.score(backend, items[:1], **options)
         return await golden.score(backend, items, on_item=on_item, **options)

@@ -254,6 +254,7 @@ def create_app(settings: Settings, backend: LLMBackend | None = None, *, knowled
             if monitor is not None else {}
         releases = holder["releases"] = app.state.releases = ReleaseManager(
             settings, assistant, index_switch=KnowledgeIndexSwitch(assistant, settings), **monitoring)
+        assistant.figures = releases.answer_figures  # auto mode: per version and language
         releases.start()
         if monitor is not None:  # no accuracy run on the same cores while a version is timed
             monitor.golden_deferred_by = releases.busy

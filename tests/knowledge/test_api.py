@@ -15,6 +15,7 @@ import pytest
 from appliance.answers.compose import NO_ANSWER
 from appliance.assistant import Assistant
 from appliance.cache import ResponseCache
+from appliance.knowledge.analyzer import is_korean
 from appliance.llm.base import GenerationRequest, SamplingParams
 from appliance.server.app import create_app, load_backend
 from tests.conftest import LentBackend, LiveServer
@@ -284,3 +285,52 @@ def test_request_metrics_record_the_retrieval_time(tmp_path, embedder_dir, backe
     assert rows[grounded]["retrieval_s"] < rows[grounded]["latency_s"]
     assert rows[plain]["retrieval_s"] is None and rows[replayed]["retrieval_s"] is None
     assert rows[replayed]["cache_hit"] == 1
+
+
+def test_a_korean_question_gets_a_korean_answer_quoted_from_the_manual(client, http):
+    reply = client.chat.completions.create(
+        model="default", temperature=0, messages=[{"role": "user", "content": "연차 신청은 어떻게 하나요?"}])
+    extra = reply.model_extra
+    text = reply.choices[0].message.content
+    assert extra["answer_mode"] == "extractive" and extra["grounded"]
+    lead, *quoted = text.splitlines()
+    assert is_korean(lead) and lead.endswith(":") and " › " in lead
+    assert "[1]" in text and is_korean("\n".join(quoted))
+    # Every quoted span is the cited passage's own text, at the offsets the source names.
+    source = extra["sources"][0]
+    passage = http.get(f"/api/chunks/{source['chunk_id']}").json()["text"]
+    assert source["spans"]
+    for start, end in source["spans"]:
+        assert passage[start:end].strip("*").split("**")[0] in text.replace("**", "")
+
+
+def test_streamed_and_whole_answers_are_the_same(client):
+    ask = dict(model="default", temperature=0, messages=[{"role": "user", "content": "구매요청서에 꼭 넣어야 하는 항목이 뭐예요?"}])
+    whole = client.chat.completions.create(**ask)
+    chunks = list(client.chat.completions.create(**ask, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == whole.choices[0].message.content
+    assert chunks[0].model_extra["answer_mode"] == whole.model_extra["answer_mode"] == "extractive"
+
+
+def test_an_approval_question_is_answered_from_the_approval_table(client):
+    reply = client.chat.completions.create(
+        model="default", temperature=0,
+        messages=[{"role": "user", "content": "Who approves a purchase order over 30 million won?"}])
+    text = reply.choices[0].message.content
+    assert text.startswith("Purchase Order Approval (Release) Procedure › 3. Approval limits:")
+    assert "| R3 | 30,000,001 – 150,000,000 | CFO" in text
+    assert reply.model_extra["answer_mode"] == "extractive"
+
+
+def test_a_follow_up_keeps_its_topic_and_says_what_it_searched(client):
+    first = "How do I get a purchase order approved?"
+    answer = client.chat.completions.create(
+        model="default", temperature=0, messages=[{"role": "user", "content": first}]).choices[0].message.content
+    follow_up = "And who approves it when it is over 30 million won?"
+    reply = client.chat.completions.create(model="default", temperature=0, messages=[
+        {"role": "user", "content": first}, {"role": "assistant", "content": answer},
+        {"role": "user", "content": follow_up}])
+    assert reply.model_extra["retrieval_query"] == f"{first} {follow_up}"
+    assert reply.model_extra["sources"][0]["document"] == "purchasing/purchase-order-approval.md"
+    assert "CFO" in reply.choices[0].message.content

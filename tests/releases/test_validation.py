@@ -91,9 +91,15 @@ def test_a_cancelled_isolated_load_leaves_no_child_process(tmp_path, release_set
 
     async def scenario():
         task = asyncio.create_task(Validator(settings.releases, factory=None).check_isolated_load(record))
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not children and time.monotonic() < deadline:
-            children.extend(c.pid for c in psutil.Process().children())
+            # Only the probe: other children of this process (earlier tests' servers) are not it.
+            for child in psutil.Process().children():
+                try:
+                    if "appliance.releases.probe" in " ".join(child.cmdline()):
+                        children.append(child.pid)
+                except psutil.Error:
+                    pass
             await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -239,7 +245,7 @@ def test_golden_questions_retrieve_from_the_knowledge_base(tmp_path, monkeypatch
     write_version(tmp_path / "models", "erp", "cli", gguf_files["q8_0"])
     kb = KnowledgeBase.open(settings)
     for item in GOLDEN_ITEMS:  # the documents that answer the golden questions
-        kb.ingest_bytes(f"{item['id']}.md", f"# {item['question']}\n\n{item['answer']}\n".encode())
+        kb.ingest_bytes(f"{item['id']}.md", f"# Procedure {item['id']}\n\n{item['answer']}\n".encode())
     kb.ingest_bytes("other.md", b"# Printers\n\nNetwork printers are set up by IT in PR100.\n")
 
     manager = ReleaseManager(settings, knowledge=kb)
@@ -250,8 +256,12 @@ def test_golden_questions_retrieve_from_the_knowledge_base(tmp_path, monkeypatch
     kb.close()
     assert record.state == "ready", record.reason
     golden = record.validation["checks"]["golden"]
-    assert golden["mode"] == "retrieval" and golden["grounded"] >= 2 and golden["score"] > 0.3
+    assert golden["mode"] == "retrieval" and golden["score"] > 0.3
     assert golden["knowledge_version"] == version
+    # Both ways of answering were scored per language; auto mode reads these figures later.
+    assert set(golden["answers"]["en"]) == {"extractive", "generative"}
+    assert golden["answers"]["en"]["extractive"]["good"] >= 2 / 3
+    assert golden["served_modes"]["en"] in ("extractive", "generative")
 
     # The offline CLI does the same, waiting for the result and printing each step's figures.
     for key, value in {"DATA_DIR": settings.data_dir, "RELEASES__MODELS_DIR": settings.releases.models_dir,

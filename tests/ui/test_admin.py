@@ -285,6 +285,9 @@ def test_model_versions_validate_schedule_activate_roll_back_and_monitoring(
     row = page.locator(version)
     assert "Passed" in row.inner_text() and "golden QA" in row.inner_text()
     assert "serving version, same run" in row.locator("[data-reference]").inner_text()
+    # The golden set was answered both ways per language; auto mode serves the better one.
+    answers = row.locator("[data-answers='en']").inner_text()
+    assert answers.startswith("English: quoted ") and " · generated " in answers and "→ answers" in answers
 
     # Schedule for the maintenance window, then cancel it.
     row.locator("button", has_text="Schedule").click()

@@ -19,6 +19,8 @@ DYNAMIC_KEYS = {  # built as t(`prefix.${value}`) from values the server sends
     "models.activationSteps": ["queued", "starting", "golden_reference", "reembed", "load", "warmup",
                                "switch", "drain"],
     "models.reembedStates": ["building", "ready", "installed", "failed", "cancelled"],
+    "models.modes": ["extractive", "generative"],
+    "models.lang": ["ko", "en"],
     "monitoring.ranges": ["1h", "24h", "7d"],
     "monitoring.state": ["firing", "resolved"],
     "role": ["employee", "admin"],

@@ -106,6 +106,11 @@ def sentence_transformers_spec(folder: Path, overrides: dict[str, Any] | None = 
     modes = [name for key, name in POOLING_MODES.items() if pooling_config.get(key)]
     others = [k for k, v in pooling_config.items()
               if k.startswith("pooling_mode_") and v and k not in POOLING_MODES]
+    # sentence-transformers 5 writes one "pooling_mode" name (or a list) instead of flags.
+    named = pooling_config.get("pooling_mode")
+    for mode in [named] if isinstance(named, str) else (named or []):
+        short = {"lasttoken": "last", "cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max"}.get(mode, mode)
+        (modes if short in POOLING_MODES.values() else others).append(short)
     overrides = overrides or {}
     if (len(modes) != 1 or others) and "pooling" not in overrides:
         raise BuildError(f"{folder} pools with {', '.join(modes + others) or 'nothing'}; the appliance "

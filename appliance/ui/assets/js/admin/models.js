@@ -28,6 +28,19 @@ function validationSummary(version) {
       score: formatNumber((golden.score || 0) * 100, 0), p95: formatNumber(golden.latency_p95, 1),
     })));
   }
+  // Good answers per language, quoted and generated: auto mode serves each language the better.
+  const answers = (golden && golden.answers) || (version.manifest && version.manifest.answer_figures) || null;
+  if (answers) {
+    const served = (golden && golden.served_modes) || {};
+    for (const [lang, byMode] of Object.entries(answers)) {
+      const rate = (mode) => byMode[mode] ? `${formatNumber((byMode[mode].good || 0) * 100, 0)}%` : "–";
+      const mode = served[lang] || ((byMode.generative?.good || 0) > (byMode.extractive?.good || 0) ? "generative" : "extractive");
+      parts.push(h("span", { class: "sub", "data-answers": lang, "data-mode": mode }, t("models.answers", {
+        lang: t(`models.lang.${lang}`), extractive: rate("extractive"), generative: rate("generative"),
+        mode: t(`models.modes.${mode}`),
+      })));
+    }
+  }
   const reference = checks.golden_reference;
   if (reference) {
     parts.push(h("span", { class: "sub", "data-reference": "" }, t("models.goldenReference", {
