@@ -23,7 +23,15 @@ from appliance.answers.verify import Verifier
 from appliance.cache import CachedResponse, ResponseCache, cache_key
 from appliance.errors import ApplianceError, ModelNotFound, NotReady
 from appliance.knowledge.retrieval import Hit, snippet
-from appliance.llm.base import Event, Finished, Generation, GenerationRequest, LLMBackend, TextDelta
+from appliance.llm.base import (
+    Event,
+    Finished,
+    Generation,
+    GenerationRequest,
+    LLMBackend,
+    SamplingParams,
+    TextDelta,
+)
 from appliance.settings import AnswerSettings, KnowledgeSettings
 
 MODEL_ALIASES = ("default",)
@@ -280,6 +288,12 @@ class Assistant:
         if key:
             self.cache.put(key, reply)
         return AnswerStream(cached=reply, from_cache=False, served_by=backend.version)
+
+    def ground(self, messages: Sequence[dict[str, str]], groups: Sequence[str] | None = None) -> _Grounding:
+        """Retrieval and evidence selection for a conversation, as an answer to it makes them (the
+        build makes its training prompts with this, so they are the prompts the model is served)."""
+        request = GenerationRequest(SamplingParams(), messages=tuple(messages))
+        return self._ground(request, self.caller_groups(groups))
 
     def _ground(self, request: GenerationRequest, groups: list[str]) -> _Grounding:
         """Retrieval and evidence selection (blocking: runs on a worker thread)."""

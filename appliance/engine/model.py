@@ -140,8 +140,9 @@ class Model:
     def is_eog(self, token: int) -> bool:
         return bool(llama.llama_vocab_is_eog(self.vocab, token))
 
-    def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
-        """Render chat messages with the model's own template, ending where the assistant speaks."""
+    def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        """Render chat messages with the model's own template, ending where the assistant speaks
+        (or, without `add_generation_prompt`, after the last message: how a reply is trained)."""
         if not self.chat_template:
             raise ModelLoadError(f"{self.path.name} has no chat template; use /v1/completions.")
         keep = []  # the C strings must outlive the call
@@ -155,7 +156,8 @@ class Model:
         size = sum(len(x) for x in keep) * 2 + 256
         for _ in range(2):
             buf = ctypes.create_string_buffer(size)
-            n = llama.llama_chat_apply_template(self.chat_template, chat, len(messages), True, buf, size)
+            n = llama.llama_chat_apply_template(self.chat_template, chat, len(messages), add_generation_prompt,
+                                               buf, size)
             if n < 0:
                 raise ModelLoadError(f"llama.cpp does not support the chat template of {self.path.name}.")
             if n <= size:
