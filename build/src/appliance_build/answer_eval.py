@@ -83,18 +83,26 @@ async def _run(kb, settings, items: list[GoldenItem], gguf: Path, modes: Sequenc
 
 
 def score_set(answer_set: AnswerSet, models: list[tuple[str, Path]], embedder_dir: Path, work: Path,
-              max_tokens: int) -> dict[str, list[dict]]:
+              max_tokens: int, seconds: dict[str, float] | None = None) -> dict[str, list[dict]]:
     """Every item of the set answered extractively (once) and by each model in generative mode:
-    {label: result rows}, labels "extractive" and the models' labels."""
+    {label: result rows}, labels "extractive" and the models' labels. `seconds` gets the wall time
+    of each step ("knowledge base" and each model's run)."""
+    import time
+
     from appliance_build.knowledge import open_knowledge
 
+    seconds = {} if seconds is None else seconds
     rows: dict[str, list[dict]] = {}
+    started = time.perf_counter()
     with open_knowledge(answer_set.docs, embedder_dir, work) as (kb, settings):
+        seconds["knowledge base"] = round(time.perf_counter() - started, 1)
         for n, (label, gguf) in enumerate(models):
             modes = (EXTRACTIVE, GENERATIVE) if n == 0 else (GENERATIVE,)
             console.print(f"answers: {answer_set.name}, {len(answer_set.items)} held-out items, {label} "
                           f"({' and '.join(modes)})")
+            started = time.perf_counter()
             run = asyncio.run(_run(kb, settings, answer_set.items, gguf, modes, max_tokens))
+            seconds[label] = round(time.perf_counter() - started, 1)
             if run["errors"]:
                 console.print(f"[yellow]{run['errors']} answers failed[/]: {run['first_error']}")
             for row in run["results"]:
@@ -112,9 +120,11 @@ def evaluate_answers(recipe, models: list[tuple[str, Path]], embedder_dir: Path,
     labels = [EXTRACTIVE, *(label for label, _ in models)]
     per_set: dict[str, dict[str, list[dict]]] = {}
     items: dict[str, GoldenItem] = {}
+    seconds: dict[str, dict[str, float]] = {}
     for answer_set in sets:
+        seconds[answer_set.name] = {}
         per_set[answer_set.name] = score_set(answer_set, models, embedder_dir, work / answer_set.name,
-                                             cfg["answer_max_tokens"])
+                                             cfg["answer_max_tokens"], seconds[answer_set.name])
         items.update({f"{answer_set.name}:{i.id}": i for i in answer_set.items})
 
     figures: dict[str, Any] = {}
@@ -135,7 +145,7 @@ def evaluate_answers(recipe, models: list[tuple[str, Path]], embedder_dir: Path,
                                   for r in rows.get(label, []))) for label, _ in models}
     return {"sets": {s.name: {"items": len(s.items), "docs": str(s.docs),
                               "languages": dict(Counter(i.language for i in s.items))} for s in sets},
-            "labels": labels, "figures": figures, "served_modes": served,
+            "labels": labels, "figures": figures, "served_modes": served, "seconds": seconds,
             "side_by_side": side_by_side(per_set, items, labels, cfg["answer_examples"])}
 
 

@@ -136,7 +136,7 @@ def hf_tokenizer_parity(folder: Path, vocabulary: Path) -> dict[str, Any]:
     try:
         mismatches = []
         for text in PROBES:
-            ours = served.tokenize(text, special=False)
+            ours = served.tokenize(text, special=True)  # transformers parses chat markup too
             if served.add_bos:  # the BOS llama.cpp adds is not part of the text
                 ours = ours[1:]
             theirs = hf(text, add_special_tokens=False)["input_ids"]

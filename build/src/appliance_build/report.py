@@ -89,6 +89,9 @@ def answers_section(answers: dict[str, Any]) -> list[str]:
         lines.append("")
     for label, mix in answers.get("served_modes", {}).items():
         lines.append(f"- {label}: served answers by kind {mix}")
+    for name, steps in answers.get("seconds", {}).items():
+        lines.append(f"- wall time, {name}: " + ", ".join(f"{step} {value:.0f} s" for step, value in steps.items())
+                     + " (the first model's run includes the extractive answers)")
     examples = answers.get("side_by_side") or []
     if examples:
         lines += ["", "### Answers side by side", ""]
