@@ -24,7 +24,15 @@ from appliance.answers.verify import Verifier
 from appliance.cache import CachedResponse, ResponseCache, cache_key
 from appliance.errors import ApplianceError, ModelNotFound, NotReady
 from appliance.knowledge.retrieval import Hit, snippet
-from appliance.llm.base import Event, Finished, Generation, GenerationRequest, LLMBackend, TextDelta
+from appliance.llm.base import (
+    Event,
+    Finished,
+    Generation,
+    GenerationRequest,
+    LLMBackend,
+    SamplingParams,
+    TextDelta,
+)
 from appliance.llm.serving import Lease, Serving
 from appliance.settings import AnswerSettings, KnowledgeSettings
 
@@ -325,6 +333,12 @@ class Assistant:
         if key:
             self.cache.put(key, reply)
         return AnswerStream(cached=reply, from_cache=False, served_by=backend.version, lease=lease)
+
+    def ground(self, messages: Sequence[dict[str, str]], groups: Sequence[str] | None = None) -> _Grounding:
+        """Retrieval and evidence selection for a conversation, as an answer to it makes them (the
+        build makes its training prompts with this, so they are the prompts the model is served)."""
+        request = GenerationRequest(SamplingParams(), messages=tuple(messages))
+        return self._ground(request, self.caller_groups(groups))
 
     def _ground(self, request: GenerationRequest, groups: list[str]) -> _Grounding:
         """Retrieval and evidence selection (blocking: runs on a worker thread)."""

@@ -41,6 +41,12 @@ class Manifest:
     data_fingerprint: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
+    # Held-out answer figures per language and answer mode ({"ko": {"extractive": {"good": ...},
+    # "generative": {...}}, "en": ...}) as the build measured them: what answers.mode = "auto" reads.
+    answer_figures: dict[str, Any] = field(default_factory=dict)
+    # The model's verified answers beat quoting the evidence in no language: kept for the record,
+    # served extractively.
+    extractive_only: bool = False
     created_at: str = ""
     format_version: int = FORMAT_VERSION
 

@@ -208,8 +208,9 @@ class Model:
     def _is_eog(self, token: int) -> bool:  # the caller holds a use
         return bool(llama.llama_vocab_is_eog(self.vocab, token))
 
-    def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
-        """Render chat messages with the model's own template, ending where the assistant speaks."""
+    def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        """Render chat messages with the model's own template, ending where the assistant speaks
+        (or, without `add_generation_prompt`, after the last message: how a reply is trained)."""
         if self._closing:
             raise ModelClosed(self.path.name)
         if not self.chat_template:
@@ -225,7 +226,8 @@ class Model:
         size = sum(len(x) for x in keep) * 2 + 256
         for _ in range(2):
             buf = ctypes.create_string_buffer(size)
-            n = llama.llama_chat_apply_template(self.chat_template, chat, len(messages), True, buf, size)
+            n = llama.llama_chat_apply_template(self.chat_template, chat, len(messages), add_generation_prompt,
+                                               buf, size)
             if n < 0:
                 raise ModelLoadError(f"llama.cpp does not support the chat template of {self.path.name}.")
             if n <= size:

@@ -93,7 +93,36 @@ def write_corpus(root: Path) -> dict[str, Path]:
         {"question": "연차를 당일에 쓰려면?", "gold": "docs/hr/annual-leave-ko.txt"},
         {"question": "When must e-tax invoices be issued?", "gold": "docs/accounting/tax-invoice.html"},
     ]) + "\n", encoding="utf-8")
-    return {"data": data, "docs": docs, "probes": root / "kb" / "probes.jsonl"}
+    golden = [  # ids chosen in the held-out half (appliance.answers.golden.half_of)
+        {"id": "tg-en-0", "question": "Who releases a purchase order of KRW 20,000,000?",
+         "document": "docs/purchasing/po-approval.md", "answer": "The Head of Procurement releases it (R2)."},
+        {"id": "tg-en-1", "question": "By when must the electronic tax invoice be issued?",
+         "document": "docs/accounting/tax-invoice.html", "answer": "By the 10th of the following month."},
+        {"id": "tg-ko-0", "question": "당일 연차를 쓰려면 몇 시까지 팀장에게 보고해야 하나요?",
+         "document": "docs/hr/annual-leave-ko.txt", "answer": "당일 09:30까지 팀장에게 보고합니다."},
+        {"id": "tg-ko-1", "question": "연차는 어느 화면에서 신청하나요?",
+         "document": "docs/hr/annual-leave-ko.txt", "answer": "HR100 화면에서 사용일 3영업일 전까지 신청합니다."},
+    ]
+    (root / "kb" / "golden.jsonl").write_text(
+        "\n".join(json.dumps(g, ensure_ascii=False) for g in golden) + "\n", encoding="utf-8")
+    manual = root / "manuals" / "travel"
+    manual.mkdir(parents=True)
+    (manual / "travel-guide.md").write_text(
+        "# Travel guide\n\n## Mileage\nPrivate car mileage is reimbursed at KRW 300 per km in TR300.\n\n"
+        "## Hotels\nHotel costs are capped at KRW 150,000 per night in Seoul.\n", encoding="utf-8")
+    (manual / "출장-안내.md").write_text(
+        "# 출장 안내\n\n## 일비\n국내 출장 일비는 하루 30,000원입니다.\n", encoding="utf-8")
+    probes = [
+        {"id": "tp-en-4", "question": "How much is private car mileage reimbursed?",
+         "document": "travel/travel-guide.md", "answer": "KRW 300 per km, in TR300."},
+        {"id": "tp-ko-4", "question": "국내 출장 일비는 얼마인가요?", "document": "travel/출장-안내.md",
+         "answer": "하루 30,000원입니다."},
+    ]
+    (root / "manuals" / "probes.jsonl").write_text(
+        "\n".join(json.dumps(p, ensure_ascii=False) for p in probes) + "\n", encoding="utf-8")
+    return {"data": data, "docs": docs, "probes": root / "kb" / "probes.jsonl",
+            "golden": root / "kb" / "golden.jsonl", "manuals": root / "manuals",
+            "manual_probes": root / "manuals" / "probes.jsonl"}
 
 
 def _write_docx(path: Path) -> None:
@@ -130,6 +159,22 @@ def tiny_overrides(corpus: dict[str, Path]) -> dict:
     }}
 
 
+def tiny_grounded_overrides(corpus: dict[str, Path]) -> dict:
+    """The grounded recipe on a tiny random llama: a few steps, answers scored on the test corpus."""
+    return tiny_overrides(corpus) | {
+        "base": {"model": "tiny-random"},
+        "grounded": {"section_questions": 1, "max_eval_examples": 8},
+        "validate": {"max_tokens": 256},
+        "finetune": {"max_steps": 4, "batch_size": 4, "learning_rate": 1e-3, "warmup_steps": 1,
+                     "logging_steps": 2, "eval_steps": 4, "save_steps": 4, "max_length": 640},
+        "embedder": {"quantization": "dynamic"},
+        "evaluate": {"perplexity_samples": 8, "gguf_perplexity_samples": 4, "include_base_gguf": False, "answer_items": 2,
+                     "answer_max_tokens": 16, "answer_examples": 2,
+                     "answer_golden": [str(corpus["golden"])], "answer_probes_dir": str(corpus["manuals"]),
+                     "answer_probes": [str(corpus["manual_probes"])]},
+    }
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> dict[str, Path]:
     return write_corpus(tmp_path_factory.mktemp("corpus"))
@@ -149,5 +194,23 @@ def tiny_run(corpus, tmp_path_factory):
 
     work = tmp_path_factory.mktemp("tiny-run")
     recipe = Recipe.load("tiny", overrides=tiny_overrides(corpus))
+    pipeline = Pipeline(recipe, cache_dir=work / "cache", models_dir=work / "models")
+    return pipeline, pipeline.run()
+
+
+@pytest.fixture(scope="session")
+def grounded_overrides(corpus) -> dict:
+    """Recipe overrides running the grounded recipe on the tiny random llama over the test corpus."""
+    return tiny_grounded_overrides(corpus)
+
+
+@pytest.fixture(scope="session")
+def grounded_run(corpus, tmp_path_factory):
+    """One end-to-end run of the `grounded` recipe on the tiny random llama; returns (pipeline, outputs)."""
+    from appliance_build.pipeline import Pipeline
+    from appliance_build.recipe import Recipe
+
+    work = tmp_path_factory.mktemp("grounded-run")
+    recipe = Recipe.load("grounded", overrides=tiny_grounded_overrides(corpus))
     pipeline = Pipeline(recipe, cache_dir=work / "cache", models_dir=work / "models")
     return pipeline, pipeline.run()

@@ -92,7 +92,75 @@ def import_base(recipe, out: Path) -> dict[str, Any]:
     else:
         model = AutoModelForCausalLM.from_pretrained(str(recipe.path(model_name)), dtype=torch.float32)
     if model.config.model_type != "llama":
-        raise BuildError(f"Base model is a {model.config.model_type} model; the GGUF exporter handles llama only.")
+        raise BuildError(f"Base model is a {model.config.model_type} model; the GGUF exporter handles llama "
+                         "only (SmolLM, Llama and other llama-architecture bases).")
+    vocabulary = tokenizer_gguf(recipe)
+    checks: dict[str, Any] = {"vocabulary": vocabulary_check(model, vocabulary)}
+    if gguf is None:
+        checks["tokenizer"] = hf_tokenizer_parity(recipe.path(model_name), vocabulary)
     model.save_pretrained(target)
+    if gguf is not None and model_name != "tiny-random" and recipe["base"]["check_logits"]:
+        checks["logits"] = import_parity(target, gguf, vocabulary, recipe["base"]["logits_tolerance"])
     return {"model_dir": str(target), "source": model_name, "source_gguf": str(gguf) if gguf else None,
-            "parameters": sum(p.numel() for p in model.parameters())}
+            "tokenizer_gguf": str(vocabulary), "parameters": sum(p.numel() for p in model.parameters()),
+            "checks": checks}
+
+
+def vocabulary_check(model, vocabulary: Path) -> dict[str, Any]:
+    """The model has an embedding row for every token of the tokenizer GGUF."""
+    from appliance_build.training_data import Encoder
+
+    encoder = Encoder(vocabulary)
+    n_vocab = encoder.n_vocab
+    encoder.close()
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows < n_vocab:
+        raise BuildError(f"The base model has {rows} token embeddings but {vocabulary.name} has {n_vocab} tokens; "
+                         "base.tokenizer_gguf must be a GGUF of the base's own vocabulary.")
+    return {"embedding_rows": rows, "tokenizer_tokens": n_vocab}
+
+
+def hf_tokenizer_parity(folder: Path, vocabulary: Path) -> dict[str, Any]:
+    """A Hugging Face base's own tokenizer and the GGUF it is exported with give the same ids
+    (checked when the folder has tokenizer files): otherwise training would see other ids than
+    the served model."""
+    from transformers import AutoTokenizer
+
+    from appliance.engine.model import Model
+    from appliance_build.parity import PROBES
+
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        return {"checked": False, "reason": f"{folder} has no tokenizer files; the vocabulary size was checked"}
+    hf = AutoTokenizer.from_pretrained(str(folder))
+    served = Model(vocabulary)
+    try:
+        mismatches = []
+        for text in PROBES:
+            ours = served.tokenize(text, special=True)  # transformers parses chat markup too
+            if served.add_bos:  # the BOS llama.cpp adds is not part of the text
+                ours = ours[1:]
+            theirs = hf(text, add_special_tokens=False)["input_ids"]
+            if ours != theirs:
+                mismatches.append({"text": text, "gguf": ours[:20], "hf": theirs[:20]})
+    finally:
+        served.close()
+    if mismatches:
+        raise BuildError(f"The base's tokenizer in {folder} and {vocabulary.name} tokenize differently "
+                         f"({mismatches[0]}); set base.tokenizer_gguf to a GGUF of this model's vocabulary.")
+    return {"checked": True, "probes": len(PROBES), "mismatches": 0}
+
+
+def import_parity(model_dir: Path, gguf: Path, vocabulary: Path, tolerance: float) -> dict[str, Any]:
+    """The torch model imported from a GGUF gives llama.cpp's logits for that GGUF."""
+    from appliance_build.parity import PROBES, logits_parity
+    from appliance_build.training_data import Encoder
+
+    encoder = Encoder(vocabulary)
+    ids = [encoder.prompt_ids(text) for text in PROBES[:4]]
+    encoder.close()
+    result = logits_parity(model_dir, gguf, ids, tolerance)
+    if not result["within_tolerance"]:
+        raise BuildError(f"The base imported from {gguf.name} gives other logits than llama.cpp does for that "
+                         f"file ({result}); transformers cannot read this GGUF faithfully: give the base as a "
+                         "Hugging Face folder (base.model) with base.tokenizer_gguf.")
+    return result

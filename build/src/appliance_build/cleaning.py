@@ -53,7 +53,12 @@ def clean(records: list[dict[str, Any]], *, near_threshold: float, shingle_size:
             exact += 1
             continue
         seen.add(key)
-        kept.append({**record, "question": question, "answer": answer})
+        cleaned = {**record, "question": question, "answer": answer}
+        if record.get("history"):
+            # Earlier turns are records of their own too: masked here, counted there.
+            cleaned["history"] = [{**m, "content": mask_pii(normalize(m["content"]), Counter())}
+                                  for m in record["history"]]
+        kept.append(cleaned)
 
     # Near duplicates: Jaccard over character shingles, bucketed by length so the quadratic
     # comparison only runs between texts that could reach the threshold.

@@ -81,6 +81,7 @@ def evaluate(ctx) -> dict[str, Any]:
     from appliance_build.basemodel import source_gguf, tokenizer_gguf
     from appliance_build.llama_eval import answers, mean_loss
     from appliance_build.metrics import token_f1
+    from appliance_build.pipeline import training_splits
     from appliance_build.training_data import Encoder
 
     cfg = ctx.recipe["evaluate"]
@@ -88,7 +89,8 @@ def evaluate(ctx) -> dict[str, Any]:
     held_qa = [r for r in eval_records if r["kind"] in ("qa", "chat") and "augmented" not in r["tags"]]
     held_qa = held_qa[: cfg["qa_samples"]]
     encoder = Encoder(tokenizer_gguf(ctx.recipe))
-    encoded = encoder.encode(eval_records, ctx.recipe["finetune"]["max_length"])
+    # The perplexity rows score what the model learns to produce (grounded answers where it learned those).
+    encoded = encoder.encode(training_splits(ctx)[1], ctx.recipe["finetune"]["max_length"])
     examples = encoded[: cfg["perplexity_samples"]]  # what the torch rows (fine-tune, prune) used
     gguf_examples = encoded[: cfg["gguf_perplexity_samples"] or len(encoded)]
     prompts = [encoder.prompt_ids(r["question"]) for r in held_qa]
@@ -141,6 +143,7 @@ def evaluate(ctx) -> dict[str, Any]:
         comparisons["finetune_perplexity_change"] = tuned.summary["perplexity"] / tuned.summary["base_perplexity"] - 1
 
     result = {
+        "answers": answers_through_ggufs(ctx) if cfg["answers"] else {},
         "eval_examples": len(examples),
         "gguf_eval_examples": len(gguf_examples),
         "held_out_qa": len(held_qa),
@@ -152,5 +155,51 @@ def evaluate(ctx) -> dict[str, Any]:
     }
     write_report(ctx, result, ctx.out)
     (ctx.out / "report.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return {k: v for k, v in result.items() if k != "rows"} | {"rows": [
+    answers = {k: v for k, v in result["answers"].items() if k != "side_by_side"}
+    return {k: v for k, v in result.items() if k not in ("rows", "answers")} | {"answers": answers, "rows": [
         {k: v for k, v in r.items() if k != "samples"} for r in rows]}
+
+
+def answers_base_gguf(ctx) -> Path | None:
+    """The base model as the appliance would serve it (re-encoded to the build's GGUF type), for
+    the answer comparison; None where the base is not a GGUF (a random or Hugging Face base)."""
+    from appliance.engine.quantize import quantize
+    from appliance_build.basemodel import source_gguf
+
+    if ctx.recipe["base"]["model"] == "tiny-random" or not ctx.recipe["evaluate"]["include_base_gguf"]:
+        return None
+    source = source_gguf(ctx.recipe)
+    if source is None:
+        return None
+    target = ctx.out / f"base-{ctx.recipe['export']['gguf_type']}.gguf"
+    with console.status(f"re-encoding the base GGUF to {ctx.recipe['export']['gguf_type']}"):
+        quantize(source, target, ctx.recipe["export"]["gguf_type"])
+    return target
+
+
+def answers_through_ggufs(ctx) -> dict[str, Any]:
+    """Held-out answer figures of the base and the built GGUF (generative, verified) and of the
+    extractive answer, the manifest's answer_figures and the ship decision."""
+    import shutil
+
+    from appliance_build.answer_eval import evaluate_answers, manifest_figures
+    from appliance_build.ship import ship_decision
+
+    exported = ctx.need("export")
+    built = "fine-tuned" if ctx.input("finetune") is not None else "built"
+    models = []
+    if (base := answers_base_gguf(ctx)) is not None:
+        models.append(("base", base))
+    models.append((built, Path(exported.summary["main"])))
+    grounded = ctx.input("grounded")
+    try:
+        answers = evaluate_answers(ctx.recipe, models, Path(ctx.need("embedder").summary["folder"]),
+                                   ctx.out / "answer-kb", grounded.summary["train_documents"] if grounded else None)
+    finally:
+        shutil.rmtree(ctx.out / "answer-kb", ignore_errors=True)
+        if base is not None:
+            base.unlink(missing_ok=True)
+    answers["model"] = built
+    answers["answer_figures"] = manifest_figures(answers, built)
+    answers["ship"] = ship_decision(answers["answer_figures"])
+    return answers

@@ -4,10 +4,11 @@ resumable from the checkpoints of an interrupted run."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
-from appliance_build.training_data import Collator, mean_loss
+from appliance_build.training_data import Collator, answer_loss, mean_loss
 
 
 class _ListDataset:
@@ -21,11 +22,42 @@ class _ListDataset:
         return self.rows[index]
 
 
+def precision(setting: str, cuda: bool) -> dict[str, bool]:
+    """TrainingArguments' fp16/bf16 flags: half precision only on a GPU; "auto" takes bf16 where the
+    GPU has it."""
+    import torch
+
+    if not cuda or setting == "fp32":
+        return {"fp16": False, "bf16": False}
+    if setting == "auto":
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"fp16": not bf16, "bf16": bf16}
+    return {"fp16": setting == "fp16", "bf16": setting == "bf16"}
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class AnswerLossTrainer(Trainer):
+        """The loss on answer tokens only, with output logits computed for those positions alone:
+        a grounded prompt is mostly evidence, and the vocabulary projection of every prompt
+        position would cost a fifth of each step for nothing."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if num_items_in_batch is not None:  # gradient accumulation: normalise over the whole batch
+                loss = answer_loss(model, inputs, reduction="sum") / num_items_in_batch
+            else:
+                loss = answer_loss(model, inputs)
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return AnswerLossTrainer
+
+
 def finetune(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], cfg: dict[str, Any],
              out: Path, seed: int, pad_id: int) -> dict[str, Any]:
     """`train_rows`/`eval_rows` are encoded examples (input_ids, attention_mask, labels)."""
     import torch
-    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, TrainingArguments
 
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
     cuda = torch.cuda.is_available()
@@ -41,15 +73,19 @@ def finetune(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], cfg:
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
             task_type="CAUSAL_LM"))
 
-    fp16 = cuda if cfg["fp16"] == "auto" else bool(cfg["fp16"]) and cuda
+    half = precision(cfg["precision"], cuda)
+    # On a GPU memory is not what limits the batch: one large batch a step instead of accumulating.
+    batch_size = (cfg["gpu_batch_size"] or cfg["batch_size"] * cfg["gradient_accumulation_steps"]) if cuda \
+        else cfg["batch_size"]
+    accumulation = 1 if cuda else cfg["gradient_accumulation_steps"]
     checkpoints = out / "checkpoints"
     args = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=cfg["epochs"],
         max_steps=cfg["max_steps"],
-        per_device_train_batch_size=cfg["batch_size"],
-        per_device_eval_batch_size=cfg["batch_size"],
-        gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
         learning_rate=cfg["learning_rate"],
         warmup_steps=cfg["warmup_steps"],
         weight_decay=cfg["weight_decay"],
@@ -59,18 +95,22 @@ def finetune(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], cfg:
         save_strategy="steps",
         save_steps=cfg["save_steps"],
         save_total_limit=2,
-        fp16=fp16,
+        prediction_loss_only=True,
+        group_by_length=True,  # batches of similar length: little padding in long grounded prompts
         seed=seed,
         report_to=[],
         disable_tqdm=False,
         dataloader_num_workers=0,
         remove_unused_columns=False,
         use_cpu=not cuda,
+        **half,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=_ListDataset(train_rows),
-                      eval_dataset=_ListDataset(eval_rows), data_collator=Collator(pad_id))
+    trainer = _trainer_class()(model=model, args=args, train_dataset=_ListDataset(train_rows),
+                               eval_dataset=_ListDataset(eval_rows), data_collator=Collator(pad_id))
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    wall, cpu = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=True if resume else None)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 
     if cfg["lora"]:
         model = model.merge_and_unload()
@@ -79,15 +119,26 @@ def finetune(base_dir: Path, train_rows: list[dict], eval_rows: list[dict], cfg:
     target = out / "model"
     model.save_pretrained(target)
     history = [{k: v for k, v in row.items()} for row in trainer.state.log_history]
+    steps = trainer.state.global_step
     return {
         "model_dir": str(target),
         "resumed_from_checkpoint": resume,
-        "steps": trainer.state.global_step,
+        "steps": steps,
+        "batch_size": batch_size,
+        "gradient_accumulation_steps": accumulation,
         "train_runtime_s": result.metrics.get("train_runtime"),
+        # CPU seconds of this process over training (all threads): on a shared machine the wall
+        # time says more about the neighbours than about the work; this says what the work took.
+        "train_cpu_s": round(cpu, 1),
+        "train_wall_s": round(wall, 1),
+        "cpu_s_per_step": round(cpu / steps, 2) if steps else None,
         "train_loss": result.metrics.get("train_loss"),
-        "fp16": fp16,
+        "fp16": half["fp16"],
+        "bf16": half["bf16"],
+        "device": "cuda" if cuda else "cpu",
         "lora": cfg["lora"],
         "train_examples": len(train_rows),
+        "train_tokens": sum(len(r["input_ids"]) for r in train_rows),
         "eval_examples": len(eval_rows),
         "base_eval_loss": base_loss,
         "eval_loss": tuned_loss,

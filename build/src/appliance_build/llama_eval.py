@@ -103,7 +103,8 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 def mean_loss(path: Path, examples: list[dict[str, list[int]]]) -> float:
     """Same answer-token cross-entropy as the torch side, computed by llama.cpp."""
     total, count = 0.0, 0
-    with open_gguf(path) as runner:
+    longest = max((len(e["input_ids"]) for e in examples), default=0)
+    with open_gguf(path, n_ctx=max(1024, longest)) as runner:
         for example in examples:
             ids, labels = example["input_ids"], example["labels"]
             logp = _log_softmax(runner.logits(ids)[:-1])

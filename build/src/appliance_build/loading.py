@@ -66,9 +66,12 @@ def load_chat_logs(path: Path, out: Loaded, rel: str) -> None:
             if not (isinstance(message, dict) and isinstance(nxt, dict)):
                 continue
             if message.get("role") == "user" and nxt.get("role") == "assistant":
+                # The turns before it: a follow-up is asked (and retrieved for) in its conversation.
+                history = [{"role": m["role"], "content": str(m.get("content") or "")} for m in messages[:i]
+                           if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
                 out.records.append(_record("chat", rel, f"chat:{conversation}",
                                            str(message.get("content") or ""), str(nxt.get("content") or ""),
-                                           line=number))
+                                           line=number, history=history))
                 pairs += 1
         if not pairs:
             out.problem(path, number, "conversation has no user turn followed by an assistant turn")
@@ -213,11 +216,14 @@ def load_all(recipe) -> Loaded:
     return out
 
 
+def document_files(recipe) -> list[Path]:
+    folder = recipe.path(recipe["data"]["docs_dir"]) if recipe["data"]["docs_dir"] else None
+    if folder is None or not folder.is_dir():
+        return []
+    return [p for p in folder.rglob("*") if p.suffix.lower() in FORMATS]
+
+
 def input_files(recipe) -> list[Path]:
     """Every file the load stage reads: its bytes key the stage cache."""
     data = recipe["data"]
-    files = [recipe.path(p) for p in data["chat_logs"] + data["qa_pairs"]]
-    folder = recipe.path(data["docs_dir"]) if data["docs_dir"] else None
-    if folder is not None and folder.is_dir():
-        files += [p for p in folder.rglob("*") if p.suffix.lower() in FORMATS]
-    return files
+    return [recipe.path(p) for p in data["chat_logs"] + data["qa_pairs"]] + document_files(recipe)

@@ -40,15 +40,21 @@ def package(ctx) -> dict[str, Any]:
         for file_name in REPORT_FILES:
             if (evaluated.path / file_name).is_file():
                 shutil.copy2(evaluated.path / file_name, report_dir / file_name)
-    data_report = {n: ctx.inputs[n].summary for n in ("load", "clean", "augment", "validate") if n in ctx.inputs}
+    data_report = {n: ctx.inputs[n].summary for n in ("load", "clean", "augment", "validate", "grounded")
+                   if n in ctx.inputs}
     (report_dir / "data.json").write_text(json.dumps(data_report, indent=2, ensure_ascii=False, default=str) + "\n",
                                           encoding="utf-8")
     roles["report"] = "report"
 
     metrics: dict[str, Any] = {}
+    answers: dict[str, Any] = {}
     if evaluated is not None:
         metrics = {k: evaluated.summary[k] for k in ("comparisons", "retrieval", "rows", "embedder_adaptation")
                    if k in evaluated.summary}
+        answers = evaluated.summary.get("answers") or {}
+        if answers:
+            metrics["answers"] = {k: answers[k] for k in ("sets", "figures", "served_modes", "ship", "model")
+                                  if k in answers}
     adapted = ctx.input("embedder_adapt")
     if adapted is not None and "embedder_adaptation" not in metrics:
         metrics["embedder_adaptation"] = {k: adapted.summary.get(k) for k in ("kept", "reason", "recall")}
@@ -66,6 +72,8 @@ def package(ctx) -> dict[str, Any]:
         recipe={"name": recipe.name, "settings": recipe.settings},
         data_fingerprint=load.summary.get("data_fingerprint", load.key) if load else "",
         metrics=metrics,
+        answer_figures=answers.get("answer_figures", {}),
+        extractive_only=bool(answers.get("ship", {}).get("extractive_only")),
         lineage={
             "base_model": recipe["base"]["model"],
             "base_source": base.summary.get("source_gguf") if base else exported.summary.get("source"),
@@ -85,4 +93,4 @@ def package(ctx) -> dict[str, Any]:
     if not (final / gguf_name).is_file():
         raise BuildError(f"Packaging {final} failed: {gguf_name} is missing after the move.")
     return {"folder": str(final), "version": version, "gguf": str(final / gguf_name),
-            "files": len(manifest.files)}
+            "files": len(manifest.files), "extractive_only": manifest.extractive_only}

@@ -17,7 +17,7 @@ from appliance_build.cache import StageCache, StageOutput, file_fingerprint, fin
 from appliance_build.errors import BuildError
 from appliance_build.recipe import ALL_STAGES, Recipe
 
-CODE_VERSION = 2  # bump when a stage's output format changes, to invalidate old caches
+CODE_VERSION = 3  # bump when a stage's output format changes, to invalidate old caches
 console = Console(stderr=True)
 
 
@@ -123,15 +123,28 @@ def stage_base(ctx: Context) -> dict[str, Any]:
     return import_base(ctx.recipe, ctx.out)
 
 
+def stage_grounded(ctx: Context) -> dict[str, Any]:
+    from appliance_build.grounded import build_grounded
+
+    return build_grounded(ctx.recipe, ctx.need("validate").path, Path(ctx.need("embedder").summary["folder"]), ctx.out)
+
+
+def training_splits(ctx: Context) -> tuple[list[dict], list[dict]]:
+    """(train, eval) examples the model learns from: grounded ones where that stage ran, else the
+    validated question -> answer records."""
+    source = ctx.input("grounded") or ctx.need("validate")
+    return jsonl.read(source.path / "train.jsonl"), jsonl.read(source.path / "eval.jsonl")
+
+
 def _encoded_splits(ctx: Context, max_length: int):
     from appliance_build.basemodel import tokenizer_gguf
     from appliance_build.training_data import Encoder
 
-    validated = ctx.need("validate").path
+    train_records, eval_records = training_splits(ctx)
     encoder = Encoder(tokenizer_gguf(ctx.recipe))
     try:
-        train = encoder.encode(jsonl.read(validated / "train.jsonl"), max_length)
-        evaluation = encoder.encode(jsonl.read(validated / "eval.jsonl"), max_length)
+        train = encoder.encode(train_records, max_length)
+        evaluation = encoder.encode(eval_records, max_length)
         # Every perplexity in the report (torch and llama.cpp) is over this same eval subset.
         return train, evaluation[: ctx.recipe["evaluate"]["perplexity_samples"]], encoder.pad_id
     finally:
@@ -238,6 +251,26 @@ def _probe_files(recipe: Recipe) -> list[Path]:
     return [recipe.path(recipe["data"]["probes"])] if recipe["data"]["probes"] else []
 
 
+def _evaluation_questions(recipe: Recipe) -> list[Path]:
+    cfg = recipe["evaluate"]
+    return [recipe.path(p) for p in (*cfg["answer_golden"], *cfg["answer_probes"])] if cfg["answers"] else []
+
+
+def _docs_and_questions(recipe: Recipe) -> list[Path]:
+    from appliance_build.loading import document_files
+
+    return document_files(recipe) + _evaluation_questions(recipe)
+
+
+def _evaluation_files(recipe: Recipe) -> list[Path]:
+    """Probes, golden sets and the documents the probes ask about: their bytes key the evaluation."""
+    files = _probe_files(recipe) + _evaluation_questions(recipe)
+    if recipe["evaluate"]["answers"] and recipe["evaluate"]["answer_probes"]:
+        folder = recipe.path(recipe["evaluate"]["answer_probes_dir"])
+        files += sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]
+    return files
+
+
 def _input_files(recipe: Recipe) -> list[Path]:
     from appliance_build.loading import input_files
 
@@ -262,14 +295,22 @@ STAGES: dict[str, Stage] = {
                             ("embedder_adapt", "embedder.max_length", "base.embedder", "data.probes", "seed"),
                             files=_probe_files),
     "base": Stage(stage_base, (), ("base", "seed")),
-    "finetune": Stage(stage_finetune, ("validate", "base"), ("finetune", "seed", "evaluate.perplexity_samples")),
-    "prune": Stage(stage_prune, ("validate", "finetune", "base"), ("prune", "finetune", "evaluate.perplexity_samples")),
+    "embedder": Stage(stage_embedder, ("validate", "embedder_adapt"), ("embedder", "base.embedder", "seed")),
+    "grounded": Stage(stage_grounded, ("validate", "embedder"),
+                      ("grounded", "data.docs_dir", "base.model", "base.tokenizer_gguf", "evaluate.answers",
+                       "evaluate.answer_golden", "evaluate.answer_probes", "seed"),
+                      files=_docs_and_questions),
+    "finetune": Stage(stage_finetune, ("validate", "grounded", "base"),
+                      ("finetune", "seed", "evaluate.perplexity_samples")),
+    "prune": Stage(stage_prune, ("validate", "grounded", "finetune", "base"),
+                   ("prune", "finetune", "evaluate.perplexity_samples")),
     "export": Stage(stage_export, ("prune", "finetune", "base"), ("export", "name", "base")),
-    "embedder": Stage(stage_embedder, ("validate", "embedder_adapt"), ("embedder", "base", "seed")),
-    "evaluate": Stage(stage_evaluate, ("load", "clean", "augment", "validate", "embedder_adapt", "base", "finetune",
-                                       "prune", "export", "embedder"), ("evaluate", "data"), files=_probe_files),
-    "package": Stage(stage_package, ("load", "clean", "augment", "validate", "embedder_adapt", "base", "finetune",
-                                     "prune", "export", "embedder", "evaluate"), ("package", "name"), cached=False),
+    "evaluate": Stage(stage_evaluate, ("load", "clean", "augment", "validate", "embedder_adapt", "embedder",
+                                       "grounded", "base", "finetune", "prune", "export"), ("evaluate", "data"),
+                      files=_evaluation_files),
+    "package": Stage(stage_package, ("load", "clean", "augment", "validate", "embedder_adapt", "embedder",
+                                     "grounded", "base", "finetune", "prune", "export", "evaluate"),
+                     ("package", "name"), cached=False),
 }
 assert list(STAGES) == ALL_STAGES
 

@@ -13,11 +13,12 @@ RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 ALL_STAGES = [
-    "load", "clean", "augment", "validate", "embedder_adapt", "base", "finetune",
-    "prune", "export", "embedder", "evaluate", "package",
+    "load", "clean", "augment", "validate", "embedder_adapt", "base", "embedder", "grounded",
+    "finetune", "prune", "export", "evaluate", "package",
 ]
 
 ADAPT_LOSSES = ("mnrl", "cached_mnrl")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 # Every setting with its default; a recipe may only set keys listed here.
 DEFAULTS: dict[str, Any] = {
@@ -41,7 +42,33 @@ DEFAULTS: dict[str, Any] = {
         "min_answer_chars": 2,
         "languages": ["en", "ko"],
     },
-    "base": {"model": "bundled", "embedder": "bundled", "tokenizer_gguf": "", "tiny": {}},
+    # Where the examples the model trains on come from when the grounded stage runs: each question
+    # is asked of a knowledge base over data.docs_dir through the appliance's own retrieval and
+    # evidence selection, and the model learns to answer from that evidence (the served prompt).
+    "grounded": {
+        "enabled": False,
+        "section_questions": 2,  # questions generated per document section (templates, both languages)
+        "no_gold_share": 0.2,  # share of answerable questions asked again with their gold document left out
+        "max_no_answer_share": 0.25,  # at most this share of the examples teaches the "not in the documents" reply
+        "answer_sentences": 3,  # most evidence sentences (or list items, table rows) an extracted target quotes
+        "max_tokens": 1600,  # examples longer than this (prompt and answer tokens) are dropped
+        "max_train_examples": 0,  # a seeded sample of the training examples (0: all)
+        # ... holding at most this many tokens (0: no limit): training time grows with tokens, and a
+        # Korean prompt is about three times an English one in the base's tokenizer.
+        "max_train_tokens": 0,
+        "max_eval_examples": 48,  # eval-split examples kept for the eval loss
+    },
+    "base": {
+        "model": "bundled",  # "bundled", "tiny-random", a .gguf file or a Hugging Face model folder
+        "embedder": "bundled",
+        "tokenizer_gguf": "",  # a GGUF with the base's vocabulary (needed for a Hugging Face folder)
+        "tiny": {},
+        # A GGUF base is imported into torch and must give the GGUF's own logits (max difference over
+        # the logits' std); a quantized GGUF differs by its quantization (the bundled Q4_1 by 0.35),
+        # while a misread one differs by several times the std.
+        "logits_tolerance": 0.5,
+        "check_logits": True,
+    },
     "finetune": {
         "enabled": True,
         "epochs": 3.0,
@@ -55,7 +82,11 @@ DEFAULTS: dict[str, Any] = {
         "save_steps": 1000,
         "max_steps": -1,
         "max_length": 512,
-        "fp16": "auto",  # "auto": only when CUDA is present
+        # "auto": fp32 on CPU; on a GPU bf16 where it supports it, else fp16. "fp32", "fp16", "bf16" force one
+        # (half precision only applies on a GPU).
+        "precision": "auto",
+        # Examples a step on a GPU, without gradient accumulation (0: batch_size x gradient_accumulation_steps).
+        "gpu_batch_size": 0,
         "lora": False,
         "lora_r": 16,
         "lora_alpha": 32,
@@ -102,6 +133,16 @@ DEFAULTS: dict[str, Any] = {
         "plot": True,
         "include_base_gguf": True,
         "compare_fp32_embedder": True,
+        # Answer quality through the served path (retrieval, evidence, the GGUF in generative mode with
+        # the verifier, and the extractive answer) on the held-out half of golden sets and probes.
+        "answers": False,
+        "answer_golden": ["benchmarks/data/golden-en.jsonl", "benchmarks/data/golden-ko.jsonl"],  # over data.docs_dir
+        "answer_probes_dir": "benchmarks/data/manuals",  # a second knowledge base the probes ask about
+        "answer_probes": ["benchmarks/data/probes/en-keystone.jsonl", "benchmarks/data/probes/en-meridian.jsonl",
+                          "benchmarks/data/probes/ko-nuri.jsonl", "benchmarks/data/probes/ko-seum.jsonl"],
+        "answer_items": 24,  # held-out items per language from each file (0: all)
+        "answer_max_tokens": 160,
+        "answer_examples": 6,  # answers shown side by side in the report, per language
     },
     "package": {"models_dir": "models", "version": ""},
 }
@@ -134,6 +175,9 @@ class Recipe:
         unknown = [s for s in settings["stages"] if s not in ALL_STAGES]
         if unknown:
             raise RecipeError(f"Unknown stage(s) {unknown} in recipe {name}; stages: {', '.join(ALL_STAGES)}.")
+        if settings["finetune"]["precision"] not in PRECISIONS:
+            raise RecipeError(f"finetune.precision is {settings['finetune']['precision']!r} in recipe {name}; "
+                              f"use one of: {', '.join(PRECISIONS)}.")
         if settings["embedder_adapt"]["loss"] not in ADAPT_LOSSES:
             raise RecipeError(f"embedder_adapt.loss is {settings['embedder_adapt']['loss']!r} in recipe {name}; "
                               f"use one of: {', '.join(ADAPT_LOSSES)}.")
