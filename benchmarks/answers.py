@@ -22,7 +22,8 @@ Method
 - Baselines in the same run: the top search hit's text (no model), and llama.cpp's own server
   (`python -m llama_cpp.server`, same GGUF) with a plain RAG prompt of the top 4 passages.
 - Follow-ups (--follow-ups): the conversations of benchmarks/data/probes/*conversations.jsonl; for
-  the last turn, passage recall@5 and the good-answer rate, with the earlier turns sent as the
+  the last turn, passage recall@5, cites (the answer cites a passage that holds the gold passage)
+  and the good-answer rate, with the earlier turns sent as the
   conversation (gold answers as the assistant turns), next to the same figures when only the last
   message is searched.
 - Latency: server-side time of extractive answers (retrieval, evidence, composition), and for
@@ -39,6 +40,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -164,11 +166,15 @@ async def follow_ups(assistant: Assistant, kb: KnowledgeBase, half: str, mode: s
     sends it back); for the last turn: passage recall@5 and the good-answer rate, next to the
     same with only the last message searched."""
 
-    async def ask(messages: list[dict]) -> tuple[str, list[str]]:
+    async def ask(messages: list[dict]) -> tuple[str, list[str], list[str]]:
         request = GenerationRequest(SamplingParams(temperature=0.0, max_tokens=160), messages=tuple(messages))
         stream = await assistant.answer(request, rag=True, mode=mode, use_cache=False)
         text = "".join([e.text async for e in stream if isinstance(e, TextDelta)])
-        return text, stream.passages
+        sources = stream.sources or []
+        marks = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+        cited_ids = [s["chunk_id"] for i, s in enumerate(sources, 1) if i in marks]
+        cited = list(kb.store.chunk_texts(cited_ids).values()) if cited_ids else []
+        return text, stream.passages, cited
 
     results: dict[str, dict[str, list]] = {}
     for conv in conversations():
@@ -177,22 +183,24 @@ async def follow_ups(assistant: Assistant, kb: KnowledgeBase, half: str, mode: s
         history: list[dict] = []
         for turn in conv.turns[:-1]:
             history.append({"role": "user", "content": turn.question})
-            answer, _ = await ask(history)
+            answer, _, _ = await ask(history)
             history.append({"role": "assistant", "content": answer})
         last = conv.turns[-1]
         kind = conv.kind if conv.kind == "topic-change" else "follow-up"
         group = results.setdefault(f"{conv.lang} {kind}", {})
         for label, messages in (("conversation", [*history, {"role": "user", "content": last.question}]),
                                 ("last message only", [{"role": "user", "content": last.question}])):
-            text, passages = await ask(messages)
+            text, passages, cited = await ask(messages)
             found = any(holds(p, last.passage) for p in passages[:5])
+            cites = any(holds(c, last.passage) for c in cited)
             refs = [kb.document_text(last.document), *passages]
             score = score_answer(text, question=last.question, gold_answer=last.answer, references=refs)
-            group.setdefault(label, []).append((found, score))
+            group.setdefault(label, []).append((found, cites, score))
     out = {}
     for group, by_label in sorted(results.items()):
-        out[group] = {label: {"n": len(rows), "recall@5": round(sum(f for f, _ in rows) / len(rows), 3),
-                              "good": round(sum(s.good for _, s in rows) / len(rows), 3)}
+        out[group] = {label: {"n": len(rows), "recall@5": round(sum(f for f, _, _ in rows) / len(rows), 3),
+                              "cites": round(sum(c for _, c, _ in rows) / len(rows), 3),
+                              "good": round(sum(s.good for _, _, s in rows) / len(rows), 3)}
                       for label, rows in by_label.items()}
     return out
 
@@ -281,7 +289,7 @@ def print_set(name: str, entry: dict) -> None:
     if "declined_out_of_scope" in entry:
         print(f"out-of-scope questions declined: {entry['declined_out_of_scope']}")
     for group, by_label in entry.get("follow_ups", {}).items():
-        parts = "; ".join(f"{label}: recall@5 {v['recall@5']:.2f}, good {v['good']:.2f} (n={v['n']})"
+        parts = "; ".join(f"{label}: recall@5 {v['recall@5']:.2f}, cites {v['cites']:.2f}, good {v['good']:.2f} (n={v['n']})"
                           for label, v in by_label.items())
         print(f"follow-ups {group}: {parts}")
 

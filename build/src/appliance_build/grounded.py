@@ -344,7 +344,13 @@ def evaluation_questions(recipe) -> list[str]:
     if not cfg["answers"]:
         return []
     paths = [recipe.path(p) for p in (*cfg["answer_golden"], *cfg["answer_probes"])]
-    return [item.question for path in paths if path.is_file() for item in load_golden(path)]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:  # never train without knowing what the model will be measured on
+        from appliance_build.errors import BuildError
+
+        raise BuildError(f"Evaluation question files not found: {', '.join(missing)}; fix "
+                         "evaluate.answer_golden / evaluate.answer_probes in the recipe.")
+    return [item.question for path in paths for item in load_golden(path)]
 
 
 def build_grounded(recipe, validated, embedder_dir, out) -> dict[str, Any]:

@@ -136,7 +136,7 @@ DEFAULTS: dict[str, Any] = {
         # Answer quality through the served path (retrieval, evidence, the GGUF in generative mode with
         # the verifier, and the extractive answer) on the held-out half of golden sets and probes.
         "answers": False,
-        "answer_golden": ["benchmarks/data/golden-en.jsonl", "benchmarks/data/golden-ko.jsonl"],  # over data.docs_dir
+        "answer_golden": ["appliance/data/golden_qa.jsonl"],  # over data.docs_dir
         "answer_probes_dir": "benchmarks/data/manuals",  # a second knowledge base the probes ask about
         "answer_probes": ["benchmarks/data/probes/en-keystone.jsonl", "benchmarks/data/probes/en-meridian.jsonl",
                           "benchmarks/data/probes/ko-nuri.jsonl", "benchmarks/data/probes/ko-seum.jsonl"],
