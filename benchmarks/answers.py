@@ -111,7 +111,7 @@ def peer_scores(kb: KnowledgeBase, items: list[GoldenItem], model: str, max_toke
     server = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve().parents[1] / "tests" / "llama_server.py"),
          "--model", model, "--model_alias", "peer", "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "2048", "--verbose", "False"],
+         "--n_ctx", "8192", "--verbose", "False"],  # four Korean passages pass 2,048 tokens
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -130,7 +130,11 @@ def peer_scores(kb: KnowledgeBase, items: list[GoldenItem], model: str, max_toke
                     "messages": [{"role": "system", "content": PEER_PROMPT.format(sources=sources)},
                                  {"role": "user", "content": item.question}]}
             reply = httpx.post(f"{url}/chat/completions", json=body, timeout=300).json()
-            text = reply["choices"][0]["message"]["content"]
+            if "choices" not in reply:  # a refused request answers nothing, and scores so
+                print(f"llama.cpp server refused {item.id}: {str(reply)[:200]}", file=sys.stderr)
+                text = ""
+            else:
+                text = reply["choices"][0]["message"]["content"]
             refs = [kb.document_text(item.document.removeprefix("docs/")), *[h.text for h in hits]]
             out.setdefault(item.language, []).append(
                 score_answer(text, question=item.question, gold_answer=item.answer, references=refs))

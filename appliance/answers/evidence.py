@@ -19,6 +19,8 @@ from appliance.answers.text import content_units, estimate_tokens, numbers
 from appliance.knowledge.analyzer import Analyzer, is_korean
 from appliance.knowledge.retrieval import Hit
 
+# What a translation or rephrasing counts for in a span that also matched the question's own words.
+MIXED_STAND_IN = 0.5
 # Questions that ask for a procedure get whole step lists.
 _PROCEDURE = re.compile(
     r"\bhow (do|can|should|to)\b|\bsteps?\b|\bprocedure\b|\bprocess\b|어떻게|절차|방법|순서|하려면|하나요|신청",
@@ -173,6 +175,8 @@ class EvidenceSelector:
 
         own_matched = matched(own)
         stand_in = min(matched(alternatives), max(0.0, total - own_matched))
+        if own_matched:  # a span read in the question's language needs no translation: a bilingual
+            stand_in *= MIXED_STAND_IN  # row's other columns count for less than its own words
         lexical = (own_matched + stand_in + matched(carried)) / total if total else 0.0
         if not bigrams:
             return lexical

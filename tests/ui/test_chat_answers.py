@@ -194,3 +194,26 @@ def test_saved_answers_show_marks_tables_hints_and_highlights_in_both_languages(
     assert generated.locator(".verified").inner_text() == "출처와 대조 확인됨"
     assert trimmed.locator(".verified").inner_text() == "일부 문장 제외됨"
     assert not page.errors
+
+
+def test_quoted_steps_keep_their_numbers_under_a_numbered_section_name(appliance, new_page):
+    page = new_page()
+    login(page, appliance.url, EMPLOYEE)
+    page.wait_for_selector("#examples .example")
+    rendered = page.evaluate("""async () => {
+      const chat = document.querySelector('script[type=module]').src;
+      const { renderAnswer } = await import(chat.replace(/chat\\.js$/, 'answer.js'));
+      const cite = { has: () => true, title: () => '', open: () => {} };
+      const text = '연차휴가 신청 및 사용 안내 › 2. 연차 발생 기준:\\n연차는 회계연도 기준으로 부여합니다. [1]\\n\\n'
+        + '3. 신청 방법:\\n1. HERP HR100에서 근태 유형 "연차"를 선택합니다.\\n2. 사용일을 선택합니다. [2]';
+      const box = document.createElement('div');
+      box.append(...renderAnswer(text, cite));
+      return {
+        leads: [...box.querySelectorAll('p.lead')].map(p => p.textContent),
+        steps: [...box.querySelectorAll('ol > li')].map(li => [li.value, li.textContent]),
+      };
+    }""")
+    # "3. 신청 방법:" names the section the steps come from; the steps stay 1 and 2.
+    assert rendered["leads"] == ["연차휴가 신청 및 사용 안내 › 2. 연차 발생 기준:", "3. 신청 방법:"]
+    assert [value for value, _ in rendered["steps"]] == [1, 2]
+    assert rendered["steps"][0][1].startswith("HERP HR100")

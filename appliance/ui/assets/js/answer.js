@@ -60,7 +60,10 @@ function isLead(lines, i) {
   const line = lines[i].trim();
   const next = lines[i + 1]?.trim();
   if (!line.endsWith(":") || !next || BULLET.test(line)) return false;
-  return !(NUMBERED.test(line) && NUMBERED.test(next));
+  // "3. Applying:" before "1. Open HR100" is a section's name; before "4. ..." it is a step.
+  const here = line.match(NUMBERED);
+  const after = next.match(NUMBERED);
+  return !(here && after && Number(after[1]) === Number(here[1]) + 1);
 }
 
 // `cite` = { has(n), title(n), open(n) }.
@@ -131,7 +134,8 @@ export function renderAnswer(text, cite) {
         flushList();
         list = h(tag, numbered && numbered[1] !== "1" ? { start: numbered[1] } : {});
       }
-      list.append(h("li", {}, inline(bullet ? bullet[1] : numbered[2], cite)));
+      // A step keeps its own number (quoted steps may start anywhere or skip).
+      list.append(h("li", numbered ? { value: numbered[1] } : {}, inline(bullet ? bullet[1] : numbered[2], cite)));
       continue;
     }
     if (!line.trim()) {
