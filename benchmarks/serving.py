@@ -79,7 +79,10 @@ def api_key(data_dir: str) -> dict[str, str]:
 
 def start_server(model_path: str, port: int, data_dir: str, **extra_env: str) -> subprocess.Popen:
     env = {**os.environ, "APPLIANCE_ENGINE__MODEL_PATH": model_path, "APPLIANCE_CACHE__ENABLED": "false",
-           "APPLIANCE_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1", **extra_env}
+           "APPLIANCE_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1",
+           # One client asks for every stream: the per-user rate limit would measure the quota.
+           "APPLIANCE_QUOTAS__EMPLOYEE_REQUESTS_PER_MINUTE": "0", "APPLIANCE_QUOTAS__EMPLOYEE_TOKENS_PER_DAY": "0",
+           **extra_env}
     proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--port", str(port),
                              "--data-dir", data_dir], env=env)
     deadline = time.monotonic() + 600  # a first start with a knowledge base ingests the sample
