@@ -93,7 +93,18 @@ def render_quote(quote: Quote, number: int) -> list[str]:
         intro = [s.text for s in quote.spans if s.kind == SENTENCE]
         return intro + _table(quote, cite)
     if kinds == {SENTENCE}:
-        return [" ".join(s.text for s in quote.spans) + cite]
+        # Sentences of one paragraph read as one line; each line of the source keeps its own
+        # (a table a PDF gave as lines: "사원 ~ 대리 100만원").
+        lines: list[str] = []
+        group = None
+        for span in quote.spans:
+            if lines and span.group == group:
+                lines[-1] += " " + span.text
+            else:
+                lines.append(span.text)
+            group = span.group
+        lines[-1] += cite
+        return lines
     lines = [s.text for s in quote.spans]
     lines[-1] += cite
     return lines

@@ -30,7 +30,9 @@ AMOUNT_BONUS = 0.25  # a span whose range or limit holds an amount the question 
 DENSE_POOL = 12  # the best lexical candidates the embedder re-scores
 RERANK_PRIOR = 0.1  # how much of the first stage's order a re-ranked list keeps
 SECTION_MATCH = 0.6  # share of the question's weight a heading must name to quote its section
+TITLE_SHARE = 0.5  # what the document title's words count for in naming a section
 TERM_CACHE = 50_000  # span texts whose terms are kept between questions
+PASSAGE_CACHE = 2_000  # passages whose spans are kept between questions
 SMALL_TABLE = 5  # a table of at most this many rows is quoted whole when it fits
 PARAGRAPH_SHARE = 0.6  # a paragraph up to this share of the budget is quoted whole
 
@@ -90,11 +92,14 @@ class _Scored:
 
 
 class _Passage:
-    """A hit's spans with their token costs and the members of each group, computed once."""
+    """A hit's spans with their token costs, content units and the members of each group,
+    computed once (the selector keeps recent passages: re-ranking and selection read the same
+    hits, and popular passages come back for many questions)."""
 
     def __init__(self, text: str):
         self.spans = split_spans(text)
         self.costs = [estimate_tokens(s.text) for s in self.spans]
+        self.units = [frozenset(content_units(s.text)) for s in self.spans]
         self._groups: dict[int, list[int]] = {}
         for i, span in enumerate(self.spans):
             if span.group >= 0:
@@ -130,6 +135,7 @@ class EvidenceSelector:
         self.dense_weight = dense_weight
         self.korean_dense_weight = korean_dense_weight
         self._cache: dict[str, frozenset[str]] = {}
+        self._passages: dict[str, _Passage] = {}
         self._cache_lock = threading.Lock()
 
     # -- scoring ---------------------------------------------------------------------------------
@@ -151,6 +157,15 @@ class EvidenceSelector:
         seen = [w for w in weights.values() if w < unseen - 1e-9]
         typical = sum(seen) / len(seen) if seen else 1.0
         own = {t: (w if w < unseen - 1e-9 else _unseen_share(t) * typical) for t, w in weights.items()}
+        if self.glossary is not None:
+            # An everyday word no passage uses ("잃어버리다") is asked in the manuals' word for it
+            # ("분실"): that word becomes the question's own term, with its weight.
+            for term in [t for t, w in weights.items() if w >= unseen - 1e-9]:
+                written = [w for w in self.glossary.rephrase(term, [term]) if w not in own]
+                found = {w: v for w, v in self.idf(written).items() if v < unseen - 1e-9}
+                if found:
+                    del own[term]
+                    own.update(found)
         alternatives: dict[str, float] = {}
         if self.glossary is not None:
             stand_ins = [t for t in (*self.glossary.translate(question, terms),
@@ -165,16 +180,36 @@ class EvidenceSelector:
                     carried.setdefault(term, 0.5 * weight)
         return own, alternatives, carried
 
+    def stand_in_groups(self, question: str) -> list[tuple[frozenset[str], frozenset[str]]]:
+        """(the question's terms, the terms that may stand in for them) per glossary entry the
+        question uses: a translation or the manuals' word counts only for the terms it replaces."""
+        if self.glossary is None:
+            return []
+        terms = list(dict.fromkeys(self.analyzer.query_terms(question)))
+        return [(frozenset(source), frozenset(target))
+                for source, target in (*self.glossary.translations(question, terms),
+                                       *self.glossary.rephrasings(question, terms))]
+
     @staticmethod
     def _span_score(own: dict[str, float], alternatives: dict[str, float], carried: dict[str, float],
                     total: float, bigrams: set[str], span_terms: set[str], context_terms: set[str],
-                    span_units: set[str]) -> float:
+                    span_units: set[str], groups: Sequence[tuple[frozenset[str], frozenset[str]]] = ()
+                    ) -> float:
+        def weight(term: str, weights: dict[str, float]) -> float:
+            if term in span_terms:
+                return weights.get(term, 0.0)
+            return 0.4 * weights.get(term, 0.0) if term in context_terms else 0.0
+
         def matched(weights: dict[str, float]) -> float:
-            return sum(w for t, w in weights.items() if t in span_terms) + \
-                0.4 * sum(w for t, w in weights.items() if t in context_terms and t not in span_terms)
+            return sum(weight(t, weights) for t in weights)
 
         own_matched = matched(own)
-        stand_in = min(matched(alternatives), max(0.0, total - own_matched))
+        stand_in = 0.0
+        for sources, targets in groups:  # each stand-in at most for the own terms it replaces
+            missing = sum(w - weight(t, own) for t, w in own.items() if t in sources)
+            if missing > 0:
+                stand_in += min(sum(weight(t, alternatives) for t in targets), missing)
+        stand_in = min(stand_in, max(0.0, total - own_matched))
         if own_matched:  # a span read in the question's language needs no translation: a bilingual
             stand_in *= MIXED_STAND_IN  # row's other columns count for less than its own words
         lexical = (own_matched + stand_in + matched(carried)) / total if total else 0.0
@@ -203,6 +238,7 @@ class EvidenceSelector:
         taken: set[tuple[int, int]] = set()
         quotes: list[tuple[int, list[int], float]] = []
         procedure = bool(_PROCEDURE.search(question))
+        named = {(c.hit_index, c.span.section): c.index for c in scored if c.whole_section}
         for candidate in scored:
             if len(quotes) >= self.max_quotes or used_tokens >= self.budget_tokens:
                 break
@@ -212,8 +248,15 @@ class EvidenceSelector:
                 break
             passage = passages[candidate.hit_index]
             room = self.budget_tokens - used_tokens
-            if candidate.whole_section:
-                indexes = self._section_body(passage, candidate.index, int(room * self.fill_share))
+            # A span of a section the question names is read with its section from the start
+            # (the limits table above the sentence that mentions limits).
+            first = named.get((candidate.hit_index, candidate.span.section)) \
+                if candidate.span.section else None
+            if candidate.whole_section or first is not None:
+                start = candidate.index if candidate.whole_section else first
+                indexes = self._section_body(passage, start, int(room * self.fill_share))
+                if not candidate.whole_section and candidate.index not in indexes:
+                    indexes = self._context(passage, candidate.index, procedure and not quotes, room)
             else:
                 indexes = self._context(passage, candidate.index, procedure and not quotes, room)
             indexes = [i for i in indexes if (candidate.hit_index, i) not in taken]
@@ -312,6 +355,7 @@ class EvidenceSelector:
         # about RMA returns is answered by the RMA document's contacts).
         carried = set(carried_weights)
         translated = set(alternative_weights)
+        groups = self.stand_in_groups(question)
         total = sum(own_weights.values())
         bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
         amounts = _asked_amounts(question)
@@ -319,7 +363,7 @@ class EvidenceSelector:
         scored: list[_Scored] = []
         terms_of = self._terms
         for h, hit in enumerate(hits):
-            passage = _Passage(hit.text)
+            passage = self._passage(hit.text)
             passages.append(passage)
             spans = passage.spans
             around_hit = terms_of(f"{hit.title} {hit.heading}")
@@ -336,7 +380,7 @@ class EvidenceSelector:
                 if span.kind == ROW and span.header >= 0:
                     local = local | terms_of(spans[span.header].text)
                 score = self._span_score(own_weights, alternative_weights, carried_weights, total,
-                                         bigrams, terms, local, set(content_units(span.text)))
+                                         bigrams, terms, local, passage.units[i], groups)
                 if amounts and _covers_amount(span.text, amounts):
                     score += AMOUNT_BONUS
                 present = terms | local
@@ -345,14 +389,20 @@ class EvidenceSelector:
                                       min(2, len(carried & present))))
             # A question that names a section ("법인카드 사용 한도는?") is answered by the
             # section's body, whose own lines (a table of limits) need not repeat the name.
+            title = terms_of(hit.title)
             for name, first in sections.items():
                 heading = terms_of(name or own_section)
                 named = sum(w for t, w in own_weights.items() if t in heading)
                 named += min(sum(w for t, w in alternative_weights.items() if t in heading),
                              max(0.0, total - named))
+                if named:  # the section names part of the question; its document's title, at
+                    # half weight, may name the rest ("법인카드" for "7. 분실 및 도난")
+                    named += TITLE_SHARE * sum(w for t, w in own_weights.items()
+                                               if t in title and t not in heading)
+                    named = min(named, total)
                 if total and named / total >= SECTION_MATCH:
                     scored.append(_Scored(h, first, spans[first], 0.9 * named / total + prior,
-                                          len(own & heading), whole_section=True))
+                                          len(own & (heading | title)), whole_section=True))
         return passages, scored, len(own)
 
     def _rescore_by_meaning(self, question: str, korean: bool, scored: list[_Scored],
@@ -396,6 +446,16 @@ class EvidenceSelector:
                 self._cache[text] = found
         return found
 
+    def _passage(self, text: str) -> _Passage:
+        found = self._passages.get(text)
+        if found is None:
+            found = _Passage(text)
+            with self._cache_lock:
+                if len(self._passages) >= PASSAGE_CACHE:
+                    self._passages.pop(next(iter(self._passages)))
+                self._passages[text] = found
+        return found
+
     @staticmethod
     def _intro(spans: list[Span], members: list[int]) -> list[int]:
         """The sentence right before a list or table, in its section, introduces it."""
@@ -419,7 +479,7 @@ class EvidenceSelector:
             focus[(hit_index, best)] = score
         for hit_index, ids in sorted(merged.items(), key=lambda kv: order[kv[0]]):
             spans = parsed[hit_index]
-            # Runs of adjacent spans become one quote each, in passage order.
+            # Runs of adjacent spans become one quote each.
             runs: list[list[int]] = []
             for i in sorted(ids):
                 if runs and i != runs[-1][-1] + 1 and not _same_block(spans, runs[-1][-1], i):
@@ -427,11 +487,13 @@ class EvidenceSelector:
                 if not runs:
                     runs.append([])
                 runs[-1].append(i)
+            found = []
             for run in runs:
                 scores = [(focus.get((hit_index, i), -1.0), n) for n, i in enumerate(run)]
                 score, at = max(scores)
-                evidence.quotes.append(Quote(order[hit_index], tuple(spans[j] for j in run),
-                                             max(score, 0.0), at))
+                found.append(Quote(order[hit_index], tuple(spans[j] for j in run), max(score, 0.0), at))
+            # The run that answers best comes first (a run quoted only as context, last).
+            evidence.quotes.extend(sorted(found, key=lambda q: -q.score))
         self._follow_lists(evidence, next_passage)
 
     @staticmethod

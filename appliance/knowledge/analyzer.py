@@ -40,7 +40,7 @@ _QUESTION_STOPWORDS = frozenset(
     "didn isn aren wasn weren won wouldn couldn shouldn can't cant dont long anyway else okay".split()
 ) | frozenset(
     "이번 지난 다음 오늘 내일 어제 요즘 지금 아직 아침 저녁 오전 오후 혹시 그냥 제일 먼저 정도 쯤 따로 같이 "
-    "다시 계속 전부 모두 좀 뭐 무슨 어느 몇 얼마나 누가 거 것 게 건 걸 때문 관련 내용 부분 문의 질문 답변 "
+    "다시 계속 전부 모두 좀 뭐 무슨 어느 몇 얼마 얼마나 며칠 누가 거 것 게 건 걸 때문 관련 내용 부분 문의 질문 답변 "
     "확인 가능 필요 상황 이상하다 괜찮다 알다 모르다 싶다 보다 주다 나오다 들다 가다 오다 받다 하다 되다 "
     "있다 없다 같다 그렇다 이렇다 어떻다 원래 보통 대충 혹은 또는 그런데 근데 그럼 그러면 그리고".split()
 )

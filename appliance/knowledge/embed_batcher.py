@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
 
@@ -18,8 +19,13 @@ class EmbeddingBatcher:
     """One thread owns the embedder; callers block on a future for their rows."""
 
     def __init__(self, embedder: Embedder, *, max_batch: int = 32, window_ms: float = 100.0,
-                 gap_ms: float = 5.0):
+                 gap_ms: float = 5.0, cache_size: int = 4096):
         self.embedder = embedder
+        # Vectors of recent texts: a question is embedded for search and again to re-score its
+        # evidence, and the same passages' spans come back for many questions.
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.max_batch = max_batch
         self.window = window_ms / 1000
         self.gap = gap_ms / 1000
@@ -45,7 +51,28 @@ class EmbeddingBatcher:
         return future
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self.submit(texts).result()
+        texts = list(texts)
+        if not self.cache_size or not texts:
+            return self.submit(texts).result()
+        with self._cache_lock:
+            found = {t: self._cache[t] for t in texts if t in self._cache}
+            for t in found:
+                self._cache.move_to_end(t)
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            vectors = self.submit(missing).result()
+            with self._cache_lock:
+                for t, v in zip(missing, vectors):
+                    found[t] = v
+                    self._cache[t] = v
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return np.stack([found[t] for t in texts])
+
+    def forget(self) -> None:
+        """Drop the cached vectors (a benchmark measuring first-time questions)."""
+        with self._cache_lock:
+            self._cache.clear()
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Questions with the embedder's query prefix (a batcher serves one embedder)."""

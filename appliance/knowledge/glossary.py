@@ -101,10 +101,17 @@ class Glossary:
 
     def translate(self, question: str, terms: Sequence[str]) -> list[str]:
         """Index terms of the other language's phrases for the glossary entries the question uses."""
+        present = set(terms)
+        out = [t for _, target in self.translations(question, terms) for t in target]
+        return list(dict.fromkeys(t for t in out if t not in present))
+
+    def translations(self, question: str, terms: Sequence[str]) -> list[tuple[list[str], list[str]]]:
+        """(the question's terms of a glossary phrase, the other language's terms for it) for
+        each entry the question uses."""
         korean = is_korean(question)
         present = set(terms)
         packed = "".join(question.split())
-        out: list[str] = []
+        out: list[tuple[list[str], list[str]]] = []
         if not korean:  # only the entries whose first English word the question has
             if self._by_first_word is None:
                 index: dict[str, list[tuple[str, str]]] = {}
@@ -126,16 +133,21 @@ class Glossary:
                 # English phrases must be adjacent words: "form" never matches "information".
                 found = bool(wanted) and _contains(terms, wanted)
             if found:
-                out.extend(self._analyzed(target))
-        return list(dict.fromkeys(t for t in out if t not in present))
-
+                out.append((_sources(wanted, present, source), self._analyzed(target)))
+        return out
 
     def rephrase(self, question: str, terms: Sequence[str]) -> list[str]:
         """Index terms of the words manuals use for the question's everyday words, in its own
         language ("잃어버렸어요" -> 분실)."""
         present = set(terms)
+        out = [t for _, written in self.rephrasings(question, terms) for t in written]
+        return list(dict.fromkeys(t for t in out if t not in present))
+
+    def rephrasings(self, question: str, terms: Sequence[str]) -> list[tuple[list[str], list[str]]]:
+        """(the question's terms of an everyday phrase, the manuals' terms for it) per entry used."""
+        present = set(terms)
         packed = "".join(question.lower().split())
-        out: list[str] = []
+        out: list[tuple[list[str], list[str]]] = []
         for asked, written in self.same_language:
             wanted = self._analyzed(asked)
             if asked.isascii():
@@ -143,8 +155,16 @@ class Glossary:
             else:
                 found = (wanted and set(wanted) <= present) or "".join(asked.split()) in packed
             if found:
-                out.extend(self._analyzed(written))
-        return list(dict.fromkeys(t for t in out if t not in present))
+                out.append((_sources(wanted, present, asked), self._analyzed(written)))
+        return out
+
+
+def _sources(wanted: Sequence[str], present: set[str], phrase: str) -> list[str]:
+    """The question's terms a matched phrase stands for (those of its analysis, or, where the
+    analyzer split the question differently, those the phrase holds)."""
+    found = [t for t in wanted if t in present]
+    packed = "".join(phrase.lower().split())
+    return found or [t for t in present if t in packed]
 
 
 def _contains(terms: Sequence[str], phrase: Sequence[str]) -> bool:

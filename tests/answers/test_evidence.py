@@ -55,3 +55,43 @@ def test_a_korean_question_gets_a_korean_lead_line_and_quotes(selector):
 def test_the_no_answer_reply_speaks_the_question_language():
     assert no_answer("회의실 예약은?").startswith("지식 베이스에서")
     assert no_answer("Meeting rooms?").startswith("I could not find")
+
+
+CARD_POLICY = {
+    11: ("법인카드 발급 및 사용 규정", "", """## 1. 목적
+이 규정은 법인카드의 발급, 사용, 정산, 분실 신고, 반납 기준을 정한다.
+## 2. 카드 종류
+· 개인 지정 법인카드: 특정 임직원에게 발급되며 본인만 사용할 수 있다."""),
+    12: ("법인카드 발급 및 사용 규정", "7. 분실 및 도난", """· 카드를 분실하면 즉시 카드사 분실신고 센터에 신고하고, 재무팀(내선 2230)에도 당일 알린다.
+· 재발급은 발급 신청서를 다시 제출한다."""),
+    13: ("Business Travel Policy", "5. Settlement", "Corporate card payments made during the trip are included in TR200."),
+}
+
+
+def _card_hit(chunk_id: int):
+    from appliance.knowledge.retrieval import Hit
+
+    title, heading, text = CARD_POLICY[chunk_id]
+    return Hit(chunk_id, chunk_id, f"doc{chunk_id}.pdf", title, heading, None, None, text, 1.0, None, None, 1.0)
+
+
+def test_an_everyday_word_is_asked_in_the_manuals_word_and_its_section_answers(analyzer):
+    from appliance.answers.evidence import EvidenceSelector
+    from appliance.knowledge.glossary import Glossary
+    from appliance.knowledge.keyword import KeywordIndex
+
+    index = KeywordIndex()
+    for chunk_id, (title, heading, text) in CARD_POLICY.items():
+        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
+    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf,
+                                glossary=Glossary(analyzer), budget_tokens=200)
+    question = "법인카드를 잃어버렸어요. 어떻게 해야 하나요?"
+    own, _, _ = selector.question_weights(question)
+    assert "분실" in own and "잃어버리다" not in own  # no passage says 잃어버리다; they say 분실
+    evidence = selector.select(question, [_card_hit(13), _card_hit(11), _card_hit(12)])
+    assert evidence.answers(0.2)
+    chosen = [h.chunk_id for h in evidence.sources]
+    # The English row matches "법인카드" only through its translation: it may stand in for those
+    # words, not for the loss the question is about, so the section on losing a card ranks first.
+    assert 12 in chosen and (13 not in chosen or chosen.index(12) < chosen.index(13))
+    assert "분실신고 센터에 신고" in compose(evidence)

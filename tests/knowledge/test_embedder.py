@@ -28,6 +28,20 @@ def test_concurrent_requests_share_model_calls(embedder):
         batcher.close()
 
 
+def test_recent_texts_are_not_embedded_again(embedder):
+    batcher = EmbeddingBatcher(embedder, max_batch=32, window_ms=100, cache_size=2)
+    try:
+        first = batcher.embed_queries(["who approves a purchase order?"])
+        again = batcher.embed(["query-less text", embedder.query_prefix + "who approves a purchase order?"])
+        assert batcher.texts == 2  # the question came from the cache
+        assert np.array_equal(again[1], first[0]) and again.shape == (2, 384)
+        batcher.embed(["a third text"])  # the cache keeps the two most recent texts
+        batcher.embed_queries(["who approves a purchase order?"])
+        assert batcher.texts == 4
+    finally:
+        batcher.close()
+
+
 def test_a_missing_artifact_says_how_to_create_it(tmp_path):
     with pytest.raises(EmbedderMissing, match="appliance-build embedder --out"):
         OnnxEmbedder(tmp_path / "nowhere")
