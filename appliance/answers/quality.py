@@ -84,9 +84,11 @@ def score_answer(answer: str, *, question: str, gold_answer: str, references: It
     known = set()
     for ref in references:
         known |= facts(ref)
-    invented = tuple(sorted(f[1:] for f in facts(text) - known))
+    idk = is_idk(text)
+    # A decline states nothing ("ask your ERP administrator" names no fact of the documents).
+    invented = () if idk else tuple(sorted(f[1:] for f in facts(text) - known))
     degenerate = repeats(text) or restates(text, question)
-    return AnswerScore(degenerate, is_idk(text), faithful, covers, invented)
+    return AnswerScore(degenerate, idk, faithful, covers, invented)
 
 
 def summarize(scores: list[AnswerScore]) -> dict:

@@ -22,3 +22,10 @@ def test_a_loop_is_degenerate_and_an_invention_is_unfaithful():
 def test_a_restated_question_is_degenerate_and_cannot_find_is_idk():
     assert score("Who approves a PO over 30 million? The CFO, release code R3.").degenerate
     assert score("I could not find anything about this in the knowledge base.").idk
+
+
+def test_a_decline_invents_nothing():
+    from appliance.answers.compose import no_answer
+
+    result = score(no_answer("법인카드 한도는 얼마인가요?"))
+    assert result.idk and not result.good and result.invented == ()
