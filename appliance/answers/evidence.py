@@ -395,8 +395,9 @@ class EvidenceSelector:
                 named = sum(w for t, w in own_weights.items() if t in heading)
                 named += min(sum(w for t, w in alternative_weights.items() if t in heading),
                              max(0.0, total - named))
-                if named:  # the section names part of the question; its document's title, at
-                    # half weight, may name the rest ("법인카드" for "7. 분실 및 도난")
+                if any(t in heading and t not in title for t in own_weights):
+                    # The section names what its document's title does not; the title, at half
+                    # weight, may name the rest ("법인카드" for "7. 분실 및 도난").
                     named += TITLE_SHARE * sum(w for t, w in own_weights.items()
                                                if t in title and t not in heading)
                     named = min(named, total)
