@@ -73,6 +73,9 @@ async def _run(kb, settings, items: list[GoldenItem], gguf: Path, modes: Sequenc
     from appliance.settings import EngineSettings
     from appliance_build.knowledge import assistant_for
 
+    # Four at a time: on 2 CPU cores the answers are prompt-bound (evidence of 350-1,100 tokens, short
+    # answers), and 2, 4 or 8 slots and concurrent questions took the same time within the noise of a
+    # shared machine (16 manual probes: 87-115 s each, 2026-12-03).
     backend = LocalBackend(EngineSettings(model_path=str(gguf), slots=4, max_request_tokens=2048,
                                           max_queue=len(items) + 8))
     try:

@@ -15,6 +15,9 @@ import numpy as np
 
 from appliance.engine.model import Model
 
+# Tokens a decode of a whole example takes at once when only a few positions need logits.
+PREFILL_BATCH = 512
+
 
 class Runner:
     """One model, one sequence: decode token ids and read their logits."""
@@ -47,6 +50,11 @@ class Runner:
         return np.concatenate(chunks) if all_logits else chunks[-1]
 
     def _decode(self, ids: list[int], start: int, all_logits: bool) -> np.ndarray:
+        self._submit(ids, start, lambda i: all_logits or i == len(ids) - 1)
+        rows = len(ids) if all_logits else 1
+        return np.ctypeslib.as_array(llama.llama_get_logits(self.ctx), shape=(rows, self.n_vocab)).copy()
+
+    def _submit(self, ids: list[int], start: int, output) -> None:
         batch = self.batch
         batch.n_tokens = len(ids)
         for i, token in enumerate(ids):
@@ -54,11 +62,27 @@ class Runner:
             batch.pos[i] = start + i
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = 0
-            batch.logits[i] = all_logits or i == len(ids) - 1
+            batch.logits[i] = bool(output(i))
         if llama.llama_decode(self.ctx, batch) != 0:
             raise RuntimeError("llama_decode failed")
-        rows = len(ids) if all_logits else 1
-        return np.ctypeslib.as_array(llama.llama_get_logits(self.ctx), shape=(rows, self.n_vocab)).copy()
+
+    def logits_at(self, ids: list[int], positions: list[int]) -> np.ndarray:
+        """The logits at `positions` of `ids` (one row each, in the order given), decoded from an
+        empty memory. Only those positions are projected onto the vocabulary: for a grounded
+        prompt, mostly evidence with a short answer, that is most of the work of `logits`."""
+        if len(ids) > self.n_ctx:
+            raise ValueError(f"{len(ids)} tokens exceed the {self.n_ctx}-token context")
+        llama.llama_memory_clear(self.mem, True)
+        wanted = set(positions)
+        rows: dict[int, np.ndarray] = {}
+        for start in range(0, len(ids), self.n_batch):
+            chunk = ids[start:start + self.n_batch]
+            self._submit(chunk, start, lambda i, first=start: first + i in wanted)
+            for i in range(len(chunk)):
+                if start + i in wanted:
+                    row = llama.llama_get_logits_ith(self.ctx, i)
+                    rows[start + i] = np.ctypeslib.as_array(row, shape=(self.n_vocab,)).copy()
+        return np.stack([rows[p] for p in positions]) if positions else np.zeros((0, self.n_vocab), np.float32)
 
     def logits(self, ids: list[int]) -> np.ndarray:
         llama.llama_memory_clear(self.mem, True)
@@ -83,8 +107,8 @@ class Runner:
 
 
 @contextlib.contextmanager
-def open_gguf(path: Path, n_ctx: int = 1024):
-    runner = Runner(path, n_ctx)
+def open_gguf(path: Path, n_ctx: int = 1024, n_batch: int = 128):
+    runner = Runner(path, n_ctx, n_batch)
     try:
         yield runner
     finally:
@@ -104,14 +128,17 @@ def mean_loss(path: Path, examples: list[dict[str, list[int]]]) -> float:
     """Same answer-token cross-entropy as the torch side, computed by llama.cpp."""
     total, count = 0.0, 0
     longest = max((len(e["input_ids"]) for e in examples), default=0)
-    with open_gguf(path, n_ctx=max(1024, longest)) as runner:
+    with open_gguf(path, n_ctx=max(1024, longest), n_batch=PREFILL_BATCH) as runner:
         for example in examples:
             ids, labels = example["input_ids"], example["labels"]
-            logp = _log_softmax(runner.logits(ids)[:-1])
-            targets = np.array(labels[1:])
-            mask = targets != -100
-            total -= float(logp[np.arange(len(targets))[mask], targets[mask]].sum())
-            count += int(mask.sum())
+            # Position i predicts token i + 1: the logits that score an answer token.
+            positions = [i for i in range(len(ids) - 1) if labels[i + 1] != -100]
+            if not positions:
+                continue
+            logp = _log_softmax(runner.logits_at(ids, positions))
+            targets = np.array([labels[i + 1] for i in positions])
+            total -= float(logp[np.arange(len(positions)), targets].sum())
+            count += len(positions)
     return total / max(count, 1)
 
 

@@ -82,8 +82,8 @@ DEFAULTS: dict[str, Any] = {
         "save_steps": 1000,
         "max_steps": -1,
         "max_length": 512,
-        # "auto": fp32 on CPU; on a GPU bf16 where it supports it, else fp16. "fp32", "fp16", "bf16" force one
-        # (half precision only applies on a GPU).
+        # "auto": on a GPU bf16 where it supports it, else fp16; on a CPU bf16 autocast where it has AMX,
+        # else fp32. "fp32", "fp16", "bf16" force one (fp16 only applies on a GPU, bf16 on a CPU only with AMX).
         "precision": "auto",
         # Examples a step on a GPU, without gradient accumulation (0: batch_size x gradient_accumulation_steps).
         "gpu_batch_size": 0,

@@ -127,8 +127,9 @@ def grounded_section(grounded: dict[str, Any], tuned: dict[str, Any]) -> list[st
              "matched an evaluation question and were left out",
              f"- not made into examples: {grounded['skipped_train']}"]
     if tuned:
+        precision = "bf16" if tuned.get("bf16") else "fp16" if tuned.get("fp16") else "fp32"
         lines.append(f"- fine-tune: {tuned.get('steps')} steps of {tuned.get('batch_size')} on {tuned.get('device')}"
-                     f"{' (LoRA)' if tuned.get('lora') else ''}, {tuned.get('cpu_s_per_step')} CPU s a step, "
+                     f" ({precision}{', LoRA' if tuned.get('lora') else ''}), {tuned.get('cpu_s_per_step')} CPU s a step, "
                      f"{tuned.get('train_wall_s')} s wall")
     for sample in grounded.get("samples", []):
         lines.append(f"- sample ({sample['label']}, {sample['target_source']}): {_one_line(sample['question'], 120)} "
