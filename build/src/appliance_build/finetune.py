@@ -61,10 +61,13 @@ def _trainer_class():
         position would cost a fifth of each step for nothing."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if num_items_in_batch is not None:  # gradient accumulation: normalise over the whole batch
-                loss = answer_loss(model, inputs, reduction="sum") / num_items_in_batch
-            else:
-                loss = answer_loss(model, inputs)
+            # The loss calls the decoder itself, not the model's forward that the accelerator wraps
+            # in autocast on a GPU: without this a GPU would train in fp32 whatever fp16/bf16 say.
+            with self.accelerator.autocast():
+                if num_items_in_batch is not None:  # gradient accumulation: normalise over the whole batch
+                    loss = answer_loss(model, inputs, reduction="sum") / num_items_in_batch
+                else:
+                    loss = answer_loss(model, inputs)
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return AnswerLossTrainer
