@@ -345,11 +345,23 @@ class Assistant:
         kb = self.knowledge
         settings = self.answer_settings
         started = time.perf_counter()
-        if settings.follow_ups:
-            query = conversation_query(request.messages, kb.analyzer)
-        else:
+        if not settings.follow_ups:
             question = question_of(request.messages)
-            query = RetrievalQuery(question, question)
+            return self._find(RetrievalQuery(question, question), groups, started)
+        found = self._find(conversation_query(request.messages, kb.analyzer), groups, started)
+        if found.query.carried or found.evidence.answers(settings.min_support):
+            return found
+        # A question that seemed to stand alone ("하루에 몇 장까지 뽑을 수 있어요?") but finds no
+        # answer on its own is read with the conversation before it, unless it changes the topic.
+        leaning = conversation_query(request.messages, kb.analyzer, lean=True)
+        if not leaning.carried:
+            return found
+        again = self._find(leaning, groups, started)
+        return again if again.evidence.answers(settings.min_support) else found
+
+    def _find(self, query: RetrievalQuery, groups: list[str], started: float) -> _Grounding:
+        kb = self.knowledge
+        settings = self.answer_settings
         top_k = self.knowledge_settings.top_k
         selector = self._selector(kb)
         pool = max(top_k, settings.rerank_candidates, 2 * top_k if query.carried else 0)

@@ -357,6 +357,8 @@ class EvidenceSelector:
         translated = set(alternative_weights)
         groups = self.stand_in_groups(question)
         total = sum(own_weights.values())
+        if not total:  # "그건 얼마나 미리 해야 돼요?": the earlier turns are all there is to match
+            total = sum(carried_weights.values())
         bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
         amounts = _asked_amounts(question)
         passages: list[_Passage] = []

@@ -80,13 +80,16 @@ def stands_alone(question: str, analyzer: Analyzer) -> bool:
 
 
 def conversation_query(messages: Sequence[dict[str, str]], analyzer: Analyzer, *,
-                       max_earlier: int = 2) -> RetrievalQuery:
-    """The query for the last user message of `messages`."""
+                       max_earlier: int = 2, lean: bool = False) -> RetrievalQuery:
+    """The query for the last user message of `messages`. `lean`: read the question with the
+    conversation even though it names terms of its own (it could not be answered alone), unless
+    it announces a new topic."""
     turns = user_turns(messages)
     if not turns:
         return RetrievalQuery("", "")
     question = turns[-1]
-    if len(turns) == 1 or stands_alone(question, analyzer):
+    if len(turns) == 1 or (_NEW_TOPIC.search(question.strip()) if lean
+                           else stands_alone(question, analyzer)):
         return RetrievalQuery(question, question)
     earlier: list[str] = []
     for turn in reversed(turns[:-1]):

@@ -117,6 +117,7 @@ class Retriever:
         languages = {True: "ko", False: "en-only"} if korean_query else {True: "en", False: "ko-only"}
         dense: dict[int, float] = {}
         keyword: dict[int, tuple[float, float]] = {}
+        own_best = 0.0  # BM25 score of the best chunk in the question's language
         # Rankings per pool: chunks in the question's language, and chunks in the other one.
         pools: dict[bool, list[tuple[float, list[int]]]] = {True: [], False: []}
         if mode in ("hybrid", "dense"):
@@ -144,6 +145,7 @@ class Retriever:
             pools[True].append((1.0, [i for i, _, _ in same]))
             pools[False].append((1.0, [i for i, _, _ in other]))
             keyword = {i: (s, c) for i, s, c in [*same, *other]}
+            own_best = max((s for _, s, _ in same), default=0.0)
         # Each pool is fused on its own and scaled to the same range, so the other language's
         # best chunk competes with this language's best instead of being outvoted by chunks
         # that both rankings of the question's own language agree on; translated_weight < 1
@@ -153,6 +155,11 @@ class Retriever:
             total = sum(w for w, _ in rankings) or 1.0
             scale = (1.0 if same else self.translated_weight) / total
             for chunk_id, score in reciprocal_rank_fusion(rankings, self.rrf_k).items():
+                if not same and own_best > 0:
+                    # A chunk in the other language competes as far as its match (BM25 of the
+                    # question's translations, codes and loan words) reaches the best match in
+                    # the question's language: one shared word does not earn it a top-5 place.
+                    score *= min(1.0, keyword[chunk_id][0] / own_best)
                 fused[chunk_id] = max(fused.get(chunk_id, 0.0), score * scale)
         ranked = sorted(fused, key=lambda i: -fused[i])
         # Rows come through the group filter again: the index filter is not the only guard.

@@ -45,3 +45,12 @@ def test_a_three_turn_conversation_walks_back_to_the_topic(analyzer):
                                     "What if it is blocked?"), analyzer)
     assert query.earlier == ("And how do I pay it?", "How do I record a vendor invoice?")
     assert query.text.startswith("How do I record a vendor invoice? And how do I pay it?")
+
+
+def test_a_lean_reading_carries_the_topic_unless_the_topic_changes(analyzer):
+    earlier = ("재직증명서는 온라인으로 바로 발급받을 수 있나요?", "...")
+    assert not conversation_query(chat(*earlier, "하루에 몇 장까지 뽑을 수 있어요?"), analyzer).carried
+    lean = conversation_query(chat(*earlier, "하루에 몇 장까지 뽑을 수 있어요?"), analyzer, lean=True)
+    assert lean.earlier == (earlier[0],) and lean.text.startswith(earlier[0])
+    assert not conversation_query(chat(*earlier, "그리고 다른 건데요, 하루에 몇 장까지 뽑을 수 있어요?"),
+                                  analyzer, lean=True).carried

@@ -334,3 +334,24 @@ def test_a_follow_up_keeps_its_topic_and_says_what_it_searched(client):
     assert reply.model_extra["retrieval_query"] == f"{first} {follow_up}"
     assert reply.model_extra["sources"][0]["document"] == "purchasing/purchase-order-approval.md"
     assert "CFO" in reply.choices[0].message.content
+
+
+def test_a_question_that_cannot_be_answered_alone_is_read_with_the_conversation(client):
+    # No pronoun and two words of its own: it looks self-contained, yet only the earlier turn
+    # says what is being printed.
+    first = "재직증명서는 온라인으로 바로 발급받을 수 있나요?"
+    answer = client.chat.completions.create(
+        model="default", temperature=0, messages=[{"role": "user", "content": first}]).choices[0].message.content
+    follow_up = "하루에 몇 장까지 뽑을 수 있어요?"
+    reply = client.chat.completions.create(model="default", temperature=0, messages=[
+        {"role": "user", "content": first}, {"role": "assistant", "content": answer},
+        {"role": "user", "content": follow_up}])
+    assert reply.model_extra["grounded"] and reply.model_extra["retrieval_query"] == f"{first} {follow_up}"
+    assert reply.model_extra["sources"][0]["document"] == "hr/certificate-issuance-ko.txt"
+    assert "하루 발급 한도는 증명서 종류별 5부" in reply.choices[0].message.content
+    # A new topic announced as such is never read with the old one, answered or not.
+    change = "그리고 다른 건데요, 하루에 몇 장까지 뽑을 수 있어요?"
+    reply = client.chat.completions.create(model="default", temperature=0, messages=[
+        {"role": "user", "content": first}, {"role": "assistant", "content": answer},
+        {"role": "user", "content": change}])
+    assert reply.model_extra.get("retrieval_query") is None  # searched as asked
