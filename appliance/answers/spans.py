@@ -15,6 +15,7 @@ _STEP = re.compile(r"^\s*(?:\(?(\d{1,2})[.)]|([①-⑳])|([가-하])[.)]|Step\s+
 _LABELED = re.compile(r"^[^:;|\n]{1,60}: [^;\n]*(?:; [^:;|\n]{1,60}: [^;\n]*)+$")
 _RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 # Sentence ends: a full stop before a space and a capital, Hangul or quote; ! ? and 。 before a space.
+_LABEL_ONLY = re.compile(r"^[*_]*[A-Z][.:]$")  # "Q.", "**A." opening a FAQ line
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z가-힣*])|(?<=[!?。])\s+")
 
 
@@ -111,15 +112,31 @@ def split_spans(text: str) -> list[Span]:
         previous_kind = SENTENCE
         group += 1  # the sentences of one paragraph share a group
         cursor = 0
-        for piece in _SENTENCE_END.split(stripped):
-            if not piece:
-                continue
+        for piece in _sentences(stripped):
             at = stripped.find(piece, cursor)
             cursor = at + len(piece)
             if piece.strip():
                 spans.append(Span(SENTENCE, start + at, start + at + len(piece), piece.strip(),
                                   group, section=section))
     return spans
+
+
+def _sentences(text: str) -> list[str]:
+    """A paragraph's sentences; a label such as the "Q." of a FAQ line ("**Q. 사고 직후 …**")
+    stays with the sentence it opens."""
+    bounds: list[list[int]] = []
+    position = 0
+    for separator in _SENTENCE_END.finditer(text):
+        bounds.append([position, separator.start()])
+        position = separator.end()
+    bounds.append([position, len(text)])
+    merged: list[list[int]] = []
+    for bound in bounds:
+        if merged and _LABEL_ONLY.match(text[merged[-1][0]:merged[-1][1]]):
+            merged[-1][1] = bound[1]
+        else:
+            merged.append(bound)
+    return [text[a:b] for a, b in merged if b > a]
 
 
 def cells(span: Span) -> list[str]:

@@ -36,3 +36,10 @@ def test_spreadsheet_rows_are_rows_with_labels():
     spans = split_spans("Code: AL; Leave type: Annual leave; Paid: Yes\nCode: SL; Leave type: Sick leave; Paid: Yes")
     assert [s.kind for s in spans] == [ROW, ROW] and all(s.labeled for s in spans)
     assert cells(spans[1]) == ["SL", "Sick leave", "Yes"]
+
+
+def test_a_faq_label_stays_with_its_question():
+    text = "**Q. 사고 직후 1시간 안에 속보를 못 보냈습니다.** 앱이 저장해 두었다가 보냅니다. Q. Can I undo it? A. Yes."
+    assert [s.text for s in split_spans(text)] == [
+        "**Q. 사고 직후 1시간 안에 속보를 못 보냈습니다.** 앱이 저장해 두었다가 보냅니다.", "Q. Can I undo it?", "A. Yes."]
+    assert all(text[s.start:s.end] == s.text for s in split_spans(text))
