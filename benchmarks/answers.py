@@ -27,7 +27,8 @@ Method
   conversation (gold answers as the assistant turns), next to the same figures when only the last
   message is searched.
 - Latency: server-side time of extractive answers (retrieval, evidence, composition), and for
-  generated answers at one stream the time to the first verified sentence.
+  generated answers at one stream the time to the first verified sentence, and the time to the
+  model's first token (retrieval, evidence, prefill of the evidence prompt) with the prompt's size.
 
 Usage: python benchmarks/answers.py [--half held-out|tune|all] [--sets golden,manuals]
        [--modes extractive,generative] [--baselines] [--follow-ups] [--show N] [--json FILE]
@@ -159,9 +160,38 @@ async def latencies(assistant: Assistant, items: list[GoldenItem], mode: str, n:
                 first = time.perf_counter() - started
         totals.append(time.perf_counter() - started)
         firsts.append(first if first is not None else totals[-1])
-    return {"n": len(totals), "first_p50_ms": 1000 * statistics.median(firsts),
-            "total_p50_ms": 1000 * statistics.median(totals),
-            "total_p95_ms": 1000 * sorted(totals)[int(0.95 * (len(totals) - 1))]}
+    out = {"n": len(totals), "first_p50_ms": 1000 * statistics.median(firsts),
+           "total_p50_ms": 1000 * statistics.median(totals),
+           "total_p95_ms": 1000 * sorted(totals)[int(0.95 * (len(totals) - 1))]}
+    if mode == "generative":
+        out.update(await model_first_tokens(assistant, items[:n]))
+    return out
+
+
+async def model_first_tokens(assistant: Assistant, items: list[GoldenItem]) -> dict:
+    """Time to the model's first token of a grounded answer (retrieval, evidence selection, the
+    evidence prompt's prefill, one token), before the verifier holds it back to the end of its
+    sentence; with the prompt's size in tokens."""
+    backend = assistant.backend
+    firsts, prompts = [], []
+    for item in items:
+        request = GenerationRequest(SamplingParams(temperature=0.0, max_tokens=160),
+                                    messages=({"role": "user", "content": item.question},))
+        started = time.perf_counter()
+        found = assistant.ground(request.messages)
+        if not found.evidence.answers(assistant.answer_settings.min_support):
+            continue  # declined: no model call
+        grounded, _ = assistant._generative(request, found)
+        generation = await backend.start(grounded)
+        first = None
+        async for event in generation:
+            if first is None and isinstance(event, TextDelta):
+                first = time.perf_counter() - started
+                generation.cancel()
+        firsts.append(first if first is not None else time.perf_counter() - started)
+        prompts.append(generation.prompt_tokens)
+    return {"model_first_p50_ms": 1000 * statistics.median(firsts),
+            "prompt_tokens_p50": statistics.median(prompts) if prompts else 0}
 
 
 async def follow_ups(assistant: Assistant, kb: KnowledgeBase, half: str, mode: str,
@@ -293,6 +323,9 @@ def print_set(name: str, entry: dict) -> None:
     for mode, lat in entry.get("latency", {}).items():
         print(f"latency {mode}: first text p50 {lat['first_p50_ms']:.0f} ms, whole answer p50 "
               f"{lat['total_p50_ms']:.0f} ms, p95 {lat['total_p95_ms']:.0f} ms (one stream, n={lat['n']})")
+        if "model_first_p50_ms" in lat:
+            print(f"latency {mode}: the model's first token p50 {lat['model_first_p50_ms']:.0f} ms "
+                  f"(before verification; evidence prompt p50 {lat['prompt_tokens_p50']:.0f} tokens)")
     if "declined_out_of_scope" in entry:
         print(f"out-of-scope questions declined: {entry['declined_out_of_scope']}")
     for group, by_label in entry.get("follow_ups", {}).items():
