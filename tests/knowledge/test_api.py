@@ -323,14 +323,19 @@ def test_an_approval_question_is_answered_from_the_approval_table(client):
     assert reply.model_extra["answer_mode"] == "extractive"
 
 
-def test_a_follow_up_keeps_its_topic_and_says_what_it_searched(client):
-    first = "How do I get a purchase order approved?"
+def converse(client, first: str, *follow_ups: str) -> list:
+    """The replies to each follow-up, asked after `first` and the appliance's own answer to it."""
     answer = client.chat.completions.create(
         model="default", temperature=0, messages=[{"role": "user", "content": first}]).choices[0].message.content
-    follow_up = "And who approves it when it is over 30 million won?"
-    reply = client.chat.completions.create(model="default", temperature=0, messages=[
+    return [client.chat.completions.create(model="default", temperature=0, messages=[
         {"role": "user", "content": first}, {"role": "assistant", "content": answer},
-        {"role": "user", "content": follow_up}])
+        {"role": "user", "content": follow_up}]) for follow_up in follow_ups]
+
+
+def test_a_follow_up_keeps_its_topic_and_says_what_it_searched(client):
+    first = "How do I get a purchase order approved?"
+    follow_up = "And who approves it when it is over 30 million won?"
+    [reply] = converse(client, first, follow_up)
     assert reply.model_extra["retrieval_query"] == f"{first} {follow_up}"
     assert reply.model_extra["sources"][0]["document"] == "purchasing/purchase-order-approval.md"
     assert "CFO" in reply.choices[0].message.content
@@ -340,18 +345,11 @@ def test_a_question_that_cannot_be_answered_alone_is_read_with_the_conversation(
     # No pronoun and two words of its own: it looks self-contained, yet only the earlier turn
     # says what is being printed.
     first = "재직증명서는 온라인으로 바로 발급받을 수 있나요?"
-    answer = client.chat.completions.create(
-        model="default", temperature=0, messages=[{"role": "user", "content": first}]).choices[0].message.content
     follow_up = "하루에 몇 장까지 뽑을 수 있어요?"
-    reply = client.chat.completions.create(model="default", temperature=0, messages=[
-        {"role": "user", "content": first}, {"role": "assistant", "content": answer},
-        {"role": "user", "content": follow_up}])
+    change = "그리고 다른 건데요, 하루에 몇 장까지 뽑을 수 있어요?"
+    reply, changed = converse(client, first, follow_up, change)
     assert reply.model_extra["grounded"] and reply.model_extra["retrieval_query"] == f"{first} {follow_up}"
     assert reply.model_extra["sources"][0]["document"] == "hr/certificate-issuance-ko.txt"
     assert "하루 발급 한도는 증명서 종류별 5부" in reply.choices[0].message.content
     # A new topic announced as such is never read with the old one, answered or not.
-    change = "그리고 다른 건데요, 하루에 몇 장까지 뽑을 수 있어요?"
-    reply = client.chat.completions.create(model="default", temperature=0, messages=[
-        {"role": "user", "content": first}, {"role": "assistant", "content": answer},
-        {"role": "user", "content": change}])
-    assert reply.model_extra.get("retrieval_query") is None  # searched as asked
+    assert changed.model_extra.get("retrieval_query") is None  # searched as asked
