@@ -111,18 +111,16 @@ def split_spans(text: str) -> list[Span]:
             continue
         previous_kind = SENTENCE
         group += 1  # the sentences of one paragraph share a group
-        cursor = 0
-        for piece in _sentences(stripped):
-            at = stripped.find(piece, cursor)
-            cursor = at + len(piece)
+        for at, end in _sentences(stripped):
+            piece = stripped[at:end]
             if piece.strip():
-                spans.append(Span(SENTENCE, start + at, start + at + len(piece), piece.strip(),
+                spans.append(Span(SENTENCE, start + at, start + end, piece.strip(),
                                   group, section=section))
     return spans
 
 
-def _sentences(text: str) -> list[str]:
-    """A paragraph's sentences; a label such as the "Q." of a FAQ line ("**Q. 사고 직후 …**")
+def _sentences(text: str) -> list[tuple[int, int]]:
+    """Where a paragraph's sentences start and end; a label such as the "Q." of a FAQ line ("**Q. 사고 직후 …**")
     stays with the sentence it opens."""
     bounds: list[list[int]] = []
     position = 0
@@ -136,7 +134,7 @@ def _sentences(text: str) -> list[str]:
             merged[-1][1] = bound[1]
         else:
             merged.append(bound)
-    return [text[a:b] for a, b in merged if b > a]
+    return [(a, b) for a, b in merged if b > a]
 
 
 def cells(span: Span) -> list[str]:
