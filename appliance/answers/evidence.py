@@ -27,6 +27,7 @@ _PROCEDURE = re.compile(
     re.I)
 _TOKEN_BUDGET_FLOOR = 60
 AMOUNT_BONUS = 0.25  # a span whose range or limit holds an amount the question asks about
+KIND_BONUS = 0.25  # a matching span that states what the question asks for (a period, an amount)
 DENSE_POOL = 12  # the best lexical candidates the embedder re-scores
 RERANK_PRIOR = 0.1  # how much of the first stage's order a re-ranked list keeps
 SECTION_MATCH = 0.6  # share of the question's weight a heading must name to quote its section
@@ -361,6 +362,7 @@ class EvidenceSelector:
             total = sum(carried_weights.values())
         bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
         amounts = _asked_amounts(question)
+        kinds = asked_kinds(question)
         passages: list[_Passage] = []
         scored: list[_Scored] = []
         terms_of = self._terms
@@ -385,6 +387,8 @@ class EvidenceSelector:
                                          bigrams, terms, local, passage.units[i], groups)
                 if amounts and _covers_amount(span.text, amounts):
                     score += AMOUNT_BONUS
+                if kinds and score > 0 and states_kind(span.text, kinds):
+                    score += KIND_BONUS
                 present = terms | local
                 scored.append(_Scored(h, i, span, score + prior,
                                       len(own & present) + min(1, len(translated & present)) +
@@ -564,6 +568,48 @@ def _covers_amount(text: str, amounts: list[float]) -> bool:
             if _BELOW.search(text) and amount <= values[0]:
                 return True
     return False
+
+
+# What a question asks for, and how a passage states it. "며칠 안에 나와요?" is answered by
+# "5영업일 이내", "얼마까지 보관해요?" by "KRW 500,000", "what time ...?" by "06:30".
+_ASKS = {
+    "period": re.compile(r"며칠|몇\s*일|몇\s*(시간|주|달|개월|년)|얼마\s*(나|동안|만에|전에|후에)|언제까지|기한|"
+                         r"how (long|soon|many (days|hours|weeks|months|years))|by when|deadline|"
+                         r"how far in advance|within how", re.I),
+    "time": re.compile(r"몇\s*시|언제|what time|\bwhen\b", re.I),
+    "amount": re.compile(r"얼마|금액|한도|how much|what amount|\blimit\b|maximum|minimum", re.I),
+    "count": re.compile(r"몇\s*(개|부|장|회|명|번|건|차례)|how many", re.I),
+    "frequency": re.compile(r"얼마나\s*자주|주기|how often|how frequently", re.I),
+}
+_STATES = {
+    "period": re.compile(r"\d+\s*(영업일|근무일|일|시간|주|개월|달|년|분)|하루|이틀|사흘|나흘|일주일|한\s*달|"
+                         r"(\d+|\b(an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|"
+                         r"thirty|sixty|ninety))\s*(business |working |calendar )?"
+                         r"(days?|hours?|weeks?|months?|years?|minutes?)\b", re.I),
+    "time": re.compile(r"\d{1,2}:\d{2}|오전|오후|\d+\s*시\b|\d+월\s*\d+일|매월|매주|\b(a\.m\.|p\.m\.|am|pm)\b|"
+                       r"\b(monday|tuesday|wednesday|thursday|friday|january|february|march|april|may|june|july|"
+                       r"august|september|october|november|december)\b|\d+(st|nd|rd|th)\b", re.I),
+    "amount": re.compile(r"\d[\d,.]*\s*(원|만\s*원|억|천\s*원|%)|\b(KRW|USD|EUR|won)\b|[$₩€]\s*\d|\d[\d,]{4,}", re.I),
+    "count": re.compile(r"\d+\s*(개|부|장|회|명|번|건|차례|times?|copies|pieces?|people|persons?)\b|\d+\s*(개|부|장|회|명|번|건)",
+                        re.I),
+    "frequency": re.compile(r"\b(every|each|daily|weekly|monthly|quarterly|annually|yearly|once|twice)\b|"
+                            r"매일|매주|매월|매달|매년|매 분기|분기마다|반기|연\s*\d+\s*회|월\s*\d+\s*회", re.I),
+}
+
+
+def asked_kinds(question: str) -> frozenset[str]:
+    """What a question asks for: a period, a time or date, an amount, a count (or nothing said)."""
+    kinds = {kind for kind, pattern in _ASKS.items() if pattern.search(question)}
+    if _amounts(question):
+        kinds.discard("amount")  # "300만원이면 누가 승인해요?" states the amount and asks who
+    if "period" in kinds:
+        kinds.discard("time")  # "언제까지" asks for a deadline, which a period states as well
+        kinds.add("time")
+    return frozenset(kinds)
+
+
+def states_kind(text: str, kinds: frozenset[str]) -> bool:
+    return any(_STATES[kind].search(text) for kind in kinds)
 
 
 def _unseen_share(term: str) -> float:

@@ -1,5 +1,8 @@
+import pytest
+
 from appliance.answers.compose import compose, no_answer
 from appliance.answers.spans import HEADER, ROW, STEP
+from appliance.knowledge.retrieval import Hit
 
 from .conftest import hit
 
@@ -95,3 +98,56 @@ def test_an_everyday_word_is_asked_in_the_manuals_word_and_its_section_answers(a
     # words, not for the loss the question is about, so the section on losing a card ranks first.
     assert 12 in chosen and (13 not in chosen or chosen.index(12) < chosen.index(13))
     assert "분실신고 센터에 신고" in compose(evidence)
+
+
+TRAVEL = {
+    21: ("Business Travel Policy", "2. Travel requests", """Travel requests are due with the signed approval form.
+Travel requests are due five working days before departure."""),
+    22: ("출장 규정", "2. 출장 신청", """출장 신청서는 팀장 결재 후 총무팀에 제출한다.
+출장 신청서는 출발 3영업일 전까지 총무팀에 제출한다."""),
+}
+
+
+def _travel_selector(analyzer):
+    from appliance.answers.evidence import EvidenceSelector
+    from appliance.knowledge.keyword import KeywordIndex
+
+    index = KeywordIndex()
+    for chunk_id, (title, heading, text) in TRAVEL.items():
+        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
+    return EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf,
+                            budget_tokens=60, max_quotes=1)
+
+
+def _travel_hit(chunk_id: int) -> Hit:
+    title, heading, text = TRAVEL[chunk_id]
+    return Hit(chunk_id, chunk_id, f"doc{chunk_id}.md", title, heading, None, None, text, 1.0, None, None, 1.0)
+
+
+@pytest.mark.parametrize(("question", "chunk_id", "expected"), [
+    ("How long before the trip are travel requests due?", 21, "five working days"),
+    ("출장 신청서는 며칠 전까지 제출해야 하나요?", 22, "3영업일"),
+])
+def test_a_question_for_a_period_is_answered_by_the_sentence_that_states_one(
+        analyzer, question, chunk_id, expected):
+    # Both sentences share the question's words; only one says how long.
+    selector = _travel_selector(analyzer)
+    evidence = selector.select(question, [_travel_hit(chunk_id)])
+    assert evidence.answers(0.2)
+    assert expected in evidence.texts()[0]
+
+
+@pytest.mark.parametrize(("question", "kinds"), [
+    ("How long does the approval take?", {"period", "time"}),
+    ("반품 판정은 며칠 안에 나오나요?", {"period", "time"}),
+    ("What time does the MRP run start?", {"time"}),
+    ("소액 현금은 얼마까지 보관할 수 있어요?", {"amount"}),
+    ("How often do role owners review their roles?", {"frequency"}),
+    ("하루에 몇 장까지 뽑을 수 있어요?", {"count"}),
+    ("실사 차이 금액이 300만원이면 누가 승인해요?", set()),  # it states the amount and asks who
+    ("How do I release a purchase order?", set()),
+])
+def test_what_a_question_asks_for(question, kinds):
+    from appliance.answers.evidence import asked_kinds
+
+    assert asked_kinds(question) == kinds

@@ -61,3 +61,15 @@ def test_batches_group_texts_by_token_count_and_keep_the_callers_order(embedder,
         # Dynamic int8 scales activations per batch (padding included), so neighbours move a
         # vector slightly; sorting by token count keeps the padding, and that effect, small.
         assert vector @ embedder.embed_batch([text])[0] > 0.97
+
+
+def test_a_texts_vector_does_not_depend_on_the_texts_embedded_with_it(embedder):
+    # An int8 artifact runs one text a model call: the same span scores the same whatever else
+    # the server was embedding at the time, so an answer does not change with the traffic.
+    assert embedder.max_batch == 1
+    texts = ["Purchase orders above 30 million won are released by the CFO.",
+             "연차휴가 신청은 사용일 3영업일 전까지 HR100에서 해야 하며 팀장 승인이 필요합니다.",
+             "Short one"]
+    alone = np.concatenate([embedder.embed([t]) for t in texts])
+    assert np.array_equal(embedder.embed(texts), alone)
+    assert np.array_equal(embedder.embed(texts[::-1])[::-1], alone)
