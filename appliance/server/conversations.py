@@ -77,7 +77,7 @@ class ConversationsController(Controller):
 
     @get("/{conversation_id:str}/export", summary="Download a conversation as Markdown or JSON")
     async def export(self, conversation_id: ConversationId, request: Request, state: State,
-                     export_format: Annotated[Literal["md", "json"], QueryParameter(query="format")] = "md",
+                     export_format: Annotated[Literal["md", "json"], QueryParameter(name="format")] = "md",
                      lang: Literal["en", "ko"] = "en") -> Response:
         conversations, user_id = _owner(request)
         conversation = await anyio.to_thread.run_sync(conversations.get, user_id, conversation_id)
