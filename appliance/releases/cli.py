@@ -285,10 +285,17 @@ def _follow_activation(url: str, path: str, api_key: str | None, job: dict) -> d
     last_progress = None
     while True:
         step = job.get("step", "queued")
+        reembed = job.get("reembed") or (job.get("steps") or {}).get("reembed")
+        if isinstance(reembed, dict) and "reembed" not in shown and step != "reembed":
+            # A re-embedding that ran between two polls is still reported, before what followed.
+            shown.add("reembed")
+            click.echo(f"{_STEP_NAMES['reembed']} ...")
+            if reembed.get("chunks_total"):
+                last_progress = (reembed["chunks_done"], reembed["chunks_total"])
+                click.echo(f"  {last_progress[0]} of {last_progress[1]} passages re-embedded")
         if step not in shown:
             shown.add(step)
             click.echo(f"{_STEP_NAMES.get(step, step)} ...")
-        reembed = job.get("reembed")
         if step == "reembed" and reembed and reembed.get("chunks_total"):
             progress = (reembed["chunks_done"], reembed["chunks_total"])
             if progress != last_progress:

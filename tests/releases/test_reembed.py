@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -276,3 +277,21 @@ def test_a_crash_in_the_middle_of_an_activation_leaves_the_previous_version_serv
     assert "re-embedding the knowledge base with the new embedder ..." in lines, lines
     assert lines[-1].startswith("erp/v2 is active and serving")
     assert server.assistant.backend.version == "erp/v2"
+
+
+def test_the_cli_reports_a_re_embedding_it_did_not_see_running(monkeypatch):
+    # The CLI polls the job; a re-embedding that starts and ends between two polls is still
+    # reported, with its final count, before the steps that followed it.
+    from appliance.releases import cli
+
+    later = [{"running": True, "step": "load",
+              "steps": {"reembed": {"state": "done", "chunks_total": 12, "chunks_done": 12}}},
+             {"running": False, "step": "switch", "steps": {}}]
+    monkeypatch.setattr(cli, "_call", lambda *args, **kwargs: {"activation": later.pop(0)})
+    monkeypatch.setattr(cli.time, "sleep", lambda seconds: None)
+    result = CliRunner().invoke(click.command()(lambda: cli._follow_activation(
+        "http://appliance", "/api/models/erp/v2", None, {"running": True, "step": "starting"})))
+    assert result.output.splitlines() == [
+        "starting ...", "re-embedding the knowledge base with the new embedder ...",
+        "  12 of 12 passages re-embedded", "loading the new model ...",
+        "switching new requests to it ..."]
