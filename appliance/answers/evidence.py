@@ -590,21 +590,20 @@ _STATES = {
                        r"\b(monday|tuesday|wednesday|thursday|friday|january|february|march|april|may|june|july|"
                        r"august|september|october|november|december)\b|\d+(st|nd|rd|th)\b", re.I),
     "amount": re.compile(r"\d[\d,.]*\s*(원|만\s*원|억|천\s*원|%)|\b(KRW|USD|EUR|won)\b|[$₩€]\s*\d|\d[\d,]{4,}", re.I),
-    "count": re.compile(r"\d+\s*(개|부|장|회|명|번|건|차례|times?|copies|pieces?|people|persons?)\b|\d+\s*(개|부|장|회|명|번|건)",
-                        re.I),
+    "count": re.compile(r"\d+\s*(개|부|장|회|명|번|건|차례)|\d+\s*(times?|copies|pieces?|people|persons?)\b", re.I),
     "frequency": re.compile(r"\b(every|each|daily|weekly|monthly|quarterly|annually|yearly|once|twice)\b|"
                             r"매일|매주|매월|매달|매년|매 분기|분기마다|반기|연\s*\d+\s*회|월\s*\d+\s*회", re.I),
 }
 
 
 def asked_kinds(question: str) -> frozenset[str]:
-    """What a question asks for: a period, a time or date, an amount, a count (or nothing said)."""
+    """What a question asks for: a period, a time or date, an amount, a count, a frequency (or
+    nothing these patterns tell)."""
     kinds = {kind for kind, pattern in _ASKS.items() if pattern.search(question)}
     if _amounts(question):
         kinds.discard("amount")  # "300만원이면 누가 승인해요?" states the amount and asks who
     if "period" in kinds:
-        kinds.discard("time")  # "언제까지" asks for a deadline, which a period states as well
-        kinds.add("time")
+        kinds.add("time")  # a deadline ("언제까지", "by when") is stated as a period or as a date
     return frozenset(kinds)
 
 
