@@ -577,7 +577,8 @@ _ASKS = {
                          r"how (long|soon|many (days|hours|weeks|months|years))|by when|deadline|"
                          r"how far in advance|within how", re.I),
     "time": re.compile(r"몇\s*시|언제|what time|\bwhen\b", re.I),
-    "amount": re.compile(r"얼마|금액|한도|how much|what amount|\blimit\b|maximum|minimum", re.I),
+    "amount": re.compile(r"얼마|금액|한도|최대|최소|상한|how much|what amount|\b(limit|cap|maximum|minimum|"
+                         r"smallest|largest|lowest|highest)\b", re.I),
     "count": re.compile(r"몇\s*(개|부|장|회|명|번|건|차례)|how many", re.I),
     "frequency": re.compile(r"얼마나\s*자주|주기|how often|how frequently", re.I),
 }

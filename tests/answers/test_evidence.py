@@ -142,6 +142,7 @@ def test_a_question_for_a_period_is_answered_by_the_sentence_that_states_one(
     ("반품 판정은 며칠 안에 나오나요?", {"period", "time"}),
     ("What time does the MRP run start?", {"time"}),
     ("소액 현금은 얼마까지 보관할 수 있어요?", {"amount"}),
+    ("What's the smallest chargeback we can raise against a vendor?", {"amount"}),
     ("How often do role owners review their roles?", {"frequency"}),
     ("하루에 몇 장까지 뽑을 수 있어요?", {"count"}),
     ("실사 차이 금액이 300만원이면 누가 승인해요?", set()),  # it states the amount and asks who
