@@ -366,13 +366,14 @@ class Assistant:
         selector = self._selector(kb)
         pool = max(top_k, settings.rerank_candidates, 2 * top_k if query.carried else 0)
         hits = kb.search(query.text, pool, groups=groups)
+        topic: frozenset[str] = frozenset()
         if query.previous_answer:
-            hits = _favour_cited(hits, query.previous_answer)
+            hits, topic = _favour_cited(hits, query.previous_answer)
         if settings.rerank_candidates:
             # Second stage: passages re-ranked by the span that would answer in them.
             hits = selector.rerank(query.question, hits, context=query.earlier)
         hits = hits[:top_k]
-        evidence = selector.select(query.question, hits, context=query.earlier,
+        evidence = selector.select(query.question, hits, context=query.earlier, topic=topic,
                                    next_passage=lambda i: kb.next_passage(i, groups))
         return _Grounding(query, hits, evidence, time.perf_counter() - started)
 
@@ -441,13 +442,14 @@ class Assistant:
 CITED_BOOST = 1.3  # a follow-up's passages from documents the previous answer named rank higher
 
 
-def _favour_cited(hits: list[Hit], previous_answer: str) -> list[Hit]:
+def _favour_cited(hits: list[Hit], previous_answer: str) -> tuple[list[Hit], frozenset[str]]:
     """Re-rank a follow-up's hits: documents whose title the previous answer names (its lead
-    lines do) keep the topic, without shutting out a document the follow-up moves on to."""
-    cited = {h.document for h in hits if h.title and h.title in previous_answer}
+    lines do) keep the topic, without shutting out a document the follow-up moves on to.
+    Returns the hits and those documents."""
+    cited = frozenset(h.document for h in hits if h.title and h.title in previous_answer)
     if not cited:
-        return hits
-    return sorted(hits, key=lambda h: -h.score * (CITED_BOOST if h.document in cited else 1.0))
+        return hits, cited
+    return sorted(hits, key=lambda h: -h.score * (CITED_BOOST if h.document in cited else 1.0)), cited
 
 
 def _normalized(request: GenerationRequest) -> dict:

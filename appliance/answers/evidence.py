@@ -28,6 +28,7 @@ _PROCEDURE = re.compile(
 _TOKEN_BUDGET_FLOOR = 60
 AMOUNT_BONUS = 0.25  # a span whose range or limit holds an amount the question asks about
 KIND_BONUS = 0.25  # a matching span that states what the question asks for (a period, an amount)
+TOPIC_BONUS = 0.2  # a follow-up's span in a document the previous answer cited keeps the topic
 DENSE_POOL = 12  # the best lexical candidates the embedder re-scores
 RERANK_PRIOR = 0.1  # how much of the first stage's order a re-ranked list keeps
 SECTION_MATCH = 0.6  # share of the question's weight a heading must name to quote its section
@@ -220,12 +221,14 @@ class EvidenceSelector:
         return 0.75 * lexical + 0.25 * overlap
 
     def select(self, question: str, hits: Sequence[Hit], *, context: Sequence[str] = (),
+               topic: frozenset[str] = frozenset(),
                next_passage: Callable[[int], Hit | None] | None = None) -> Evidence:
-        """The evidence for `question` from `hits`; `context` holds earlier turns of a follow-up;
-        `next_passage` (chunk id -> the following passage the caller may see) continues lists."""
+        """The evidence for `question` from `hits`; `context` holds earlier turns of a follow-up
+        and `topic` the documents its previous answer cited; `next_passage` (chunk id -> the
+        following passage the caller may see) continues lists."""
         korean = is_korean(question)
         evidence = Evidence(question, korean)
-        passages, scored, asked = self._score(question, hits, context)
+        passages, scored, asked = self._score(question, hits, context, topic=topic)
         evidence.asked = asked
         if not scored:
             return evidence
@@ -347,9 +350,13 @@ class EvidenceSelector:
         return [hits[i] for i in order]
 
     def _score(self, question: str, hits: Sequence[Hit], context: Sequence[str],
-               prior_weight: float = 0.02) -> tuple[list[_Passage], list[_Scored], int]:
+               prior_weight: float = 0.02, topic: frozenset[str] = frozenset()
+               ) -> tuple[list[_Passage], list[_Scored], int]:
         """Every span of every hit scored against the question (and the section candidates);
-        returns the parsed passages, the scored candidates and how many terms the question has."""
+        returns the parsed passages, the scored candidates and how many terms the question has.
+        A follow-up's spans in the documents of its `topic` score a little higher ("What status
+        does it end up with?" after a question on lost quotations is answered by the quotation
+        statuses, not by an attendance-status table that shares the words)."""
         own_weights, alternative_weights, carried_weights = self.question_weights(question, context)
         own = set(own_weights)
         # A follow-up's earlier turns count for its match too ("문의처는요?" after a question
@@ -373,7 +380,7 @@ class EvidenceSelector:
             around_hit = terms_of(f"{hit.title} {hit.heading}")
             own_section = hit.heading.split(" > ")[-1] if hit.heading else ""
             # Earlier hits ranked better on the whole passage: a small prior breaks ties.
-            prior = prior_weight / (1 + h)
+            prior = prior_weight / (1 + h) + (TOPIC_BONUS if hit.document in topic else 0.0)
             sections: dict[str, int] = {}  # each section of the passage and its first span
             for i, span in enumerate(spans):
                 if span.kind == HEADING:

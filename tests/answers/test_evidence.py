@@ -152,3 +152,28 @@ def test_what_a_question_asks_for(question, kinds):
     from appliance.answers.evidence import asked_kinds
 
     assert asked_kinds(question) == kinds
+
+
+STATUSES = {
+    31: ("Quotations", "Quotation status", "- **Lost**: a rejection reason was entered; the status is final."),
+    32: ("HR codes", "Attendance codes", "Code 04, unexcused absence: the attendance status is final."),
+}
+
+
+@pytest.mark.parametrize("topic", [31, 32])
+def test_a_follow_up_keeps_to_the_documents_its_previous_answer_cited(analyzer, topic):
+    # "Which status is final?" matches both passages alike: the documents the previous answer
+    # cited decide.
+    from appliance.answers.evidence import EvidenceSelector
+    from appliance.knowledge.keyword import KeywordIndex
+
+    index = KeywordIndex()
+    for chunk_id, (title, heading, text) in STATUSES.items():
+        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
+    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf, max_quotes=1)
+    hits = [Hit(i, i, f"doc{i}.md", title, heading, None, None, text, 1.0, None, None, 1.0)
+            for i, (title, heading, text) in STATUSES.items()]
+    evidence = selector.select("Which status is final?", hits,
+                               topic=frozenset({f"doc{topic}.md"}))
+    assert evidence.answers(0.2)
+    assert [h.chunk_id for h in evidence.sources] == [topic]
