@@ -369,6 +369,8 @@ class Assistant:
         topic: frozenset[str] = frozenset()
         if query.previous_answer:
             hits, topic = _favour_cited(hits, query.previous_answer)
+            if query.leaning:  # it names a topic of its own: the previous one only joins the search
+                topic = frozenset()
         if settings.rerank_candidates:
             # Second stage: passages re-ranked by the span that would answer in them.
             hits = selector.rerank(query.question, hits, context=query.earlier)

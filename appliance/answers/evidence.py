@@ -91,6 +91,7 @@ class _Scored:
     score: float
     matched: int = 0  # distinct question terms the span or its headings have
     whole_section: bool = False  # the question names this span's section: quote its body
+    bonus: float = 0.0  # the part of the score that ranks but is no match (the kind asked, the topic)
 
 
 class _Passage:
@@ -236,7 +237,7 @@ class EvidenceSelector:
         if self.embed is not None:
             scored = self._rescore_by_meaning(question, korean, scored, passages, hits)
         best = scored[0]
-        evidence.support = min(1.0, best.score)
+        evidence.support = min(1.0, best.score - best.bonus)
         evidence.matched = best.matched
         used_tokens = 0
         taken: set[tuple[int, int]] = set()
@@ -380,7 +381,8 @@ class EvidenceSelector:
             around_hit = terms_of(f"{hit.title} {hit.heading}")
             own_section = hit.heading.split(" > ")[-1] if hit.heading else ""
             # Earlier hits ranked better on the whole passage: a small prior breaks ties.
-            prior = prior_weight / (1 + h) + (TOPIC_BONUS if hit.document in topic else 0.0)
+            prior = prior_weight / (1 + h)
+            on_topic = TOPIC_BONUS if hit.document in topic else 0.0
             sections: dict[str, int] = {}  # each section of the passage and its first span
             for i, span in enumerate(spans):
                 if span.kind == HEADING:
@@ -394,12 +396,13 @@ class EvidenceSelector:
                                          bigrams, terms, local, passage.units[i], groups)
                 if amounts and _covers_amount(span.text, amounts):
                     score += AMOUNT_BONUS
+                bonus = on_topic
                 if kinds and score > 0 and states_kind(span.text, kinds):
-                    score += KIND_BONUS
+                    bonus += KIND_BONUS
                 present = terms | local
-                scored.append(_Scored(h, i, span, score + prior,
+                scored.append(_Scored(h, i, span, score + bonus + prior,
                                       len(own & present) + min(1, len(translated & present)) +
-                                      min(2, len(carried & present))))
+                                      min(2, len(carried & present)), bonus=bonus))
             # A question that names a section ("법인카드 사용 한도는?") is answered by the
             # section's body, whose own lines (a table of limits) need not repeat the name.
             title = terms_of(hit.title)
@@ -415,8 +418,8 @@ class EvidenceSelector:
                                                if t in title and t not in heading)
                     named = min(named, total)
                 if total and named / total >= SECTION_MATCH:
-                    scored.append(_Scored(h, first, spans[first], 0.9 * named / total + prior,
-                                          len(own & (heading | title)), whole_section=True))
+                    scored.append(_Scored(h, first, spans[first], 0.9 * named / total + on_topic + prior,
+                                          len(own & (heading | title)), whole_section=True, bonus=on_topic))
         return passages, scored, len(own)
 
     def _rescore_by_meaning(self, question: str, korean: bool, scored: list[_Scored],

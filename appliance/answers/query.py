@@ -43,6 +43,7 @@ class RetrievalQuery:
     question: str  # the last user message
     earlier: tuple[str, ...] = field(default_factory=tuple)  # earlier user turns used, newest first
     previous_answer: str = ""  # the answer before a follow-up: the documents it cited stay candidates
+    leaning: bool = False  # read with the conversation only because it found no answer alone
 
     @property
     def carried(self) -> bool:
@@ -100,4 +101,4 @@ def conversation_query(messages: Sequence[dict[str, str]], analyzer: Analyzer, *
     text = " ".join([*reversed(earlier), *([question] * LAST_TURN_WEIGHT)])
     previous = next((m.get("content") or "" for m in reversed(messages[:-1])
                      if m.get("role") == "assistant"), "")
-    return RetrievalQuery(text, question, tuple(earlier), previous)
+    return RetrievalQuery(text, question, tuple(earlier), previous, leaning=lean)

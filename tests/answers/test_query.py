@@ -52,5 +52,7 @@ def test_a_lean_reading_carries_the_topic_unless_the_topic_changes(analyzer):
     assert not conversation_query(chat(*earlier, "하루에 몇 장까지 뽑을 수 있어요?"), analyzer).carried
     lean = conversation_query(chat(*earlier, "하루에 몇 장까지 뽑을 수 있어요?"), analyzer, lean=True)
     assert lean.earlier == (earlier[0],) and lean.text.startswith(earlier[0])
+    # It names its own topic, so the previous answer's documents are not favoured in its evidence.
+    assert lean.leaning and not conversation_query(chat(*earlier, "그건 하루에 몇 장까지요?"), analyzer).leaning
     assert not conversation_query(chat(*earlier, "그리고 다른 건데요, 하루에 몇 장까지 뽑을 수 있어요?"),
                                   analyzer, lean=True).carried
