@@ -211,7 +211,10 @@ class KnowledgeSettings(Section):
         + IN_DATA_DIR
     )
     embedder_threads: int = Field(0, ge=0, description="onnxruntime threads; 0 means all cores.")
-    embed_batch: int = Field(32, ge=1, le=1024, description="Most texts embedded in one model call.")
+    embed_batch: int = Field(
+        32, ge=1, le=1024, description="Most texts gathered from concurrent callers for one embedder "
+        "call (an int8 embedder still runs them one text at a time: see `batch` in embedder.json)."
+    )
     embed_window_ms: float = Field(
         100.0, ge=0, description="Longest wait to gather concurrent embedding requests into a batch."
     )
