@@ -273,6 +273,14 @@ class EvidenceSelector:
             taken.update((candidate.hit_index, i) for i in indexes)
             used_tokens += cost
             quotes.append((candidate.hit_index, indexes, candidate.score, candidate.index))
+        if quotes and korean:
+            # A Korean question has few index terms (nouns and stems), often split across the
+            # sentences of one paragraph: its first quote is read as a whole, and the best match
+            # of its spans counts. (For English, where that let an out-of-scope question through
+            # on the tune half, the best span alone must hold two of the question's terms.)
+            first_hit, first_indexes = quotes[0][0], set(quotes[0][1])
+            evidence.matched = max([best.matched] + [c.matched for c in scored if c.hit_index == first_hit
+                                                     and c.index in first_indexes and not c.whole_section])
         self._finish(evidence, hits, [p.spans for p in passages], quotes,
                      next_passage or self.next_passage)
         return evidence

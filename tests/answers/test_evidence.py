@@ -177,3 +177,30 @@ def test_a_follow_up_keeps_to_the_documents_its_previous_answer_cited(analyzer, 
                                topic=frozenset({f"doc{topic}.md"}))
     assert evidence.answers(0.2)
     assert [h.chunk_id for h in evidence.sources] == [topic]
+
+
+
+ASSETS = {
+    41: ("고정자산 기준", "5. 월 처리",
+         "감가상각은 매월 FA300 배치 작업으로 실행한다. 장비를 취득한 달은 한 달 전체를 상각한다."),
+    **{40 - n: ("장비 관리", f"{n}. 점검", f"장비는 달마다 {n}회 점검하고, 점검한 달의 기록을 남긴다.")
+       for n in range(1, 6)},
+}
+
+
+def test_a_korean_answer_is_read_as_the_paragraph_it_quotes(analyzer):
+    # The best sentence holds the question's rarest term (감가상각) and nothing else of it; the
+    # sentence quoted with it holds two common ones (장비, 달): the quote answers the question,
+    # though its best sentence alone matches one term.
+    from appliance.answers.evidence import EvidenceSelector
+    from appliance.knowledge.keyword import KeywordIndex
+
+    index = KeywordIndex()
+    for chunk_id, (title, heading, text) in ASSETS.items():
+        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
+    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf)
+    hits = [Hit(41, 41, "doc41.txt", *ASSETS[41][:2], None, None, ASSETS[41][2], 1.0, None, None, 1.0)]
+    evidence = selector.select("이번 달에 산 장비도 감가상각이 한 달 치 다 잡히나요?", hits)
+    assert evidence.texts()[0].startswith("감가상각은")
+    assert evidence.answers(0.2)
+    assert "장비를 취득한 달은 한 달 전체를 상각한다." in evidence.texts()
