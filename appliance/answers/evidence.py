@@ -597,7 +597,7 @@ _ASKS = {
     "time": re.compile(r"몇\s*시|언제|what time|\bwhen\b", re.I),
     "amount": re.compile(r"얼마|금액|한도|최대|최소|상한|how much|what amount|\b(limit|cap|maximum|minimum|"
                          r"smallest|largest|lowest|highest)\b", re.I),
-    "count": re.compile(r"몇\s*(개|부|장|회|명|번|건|차례)|how many", re.I),
+    "count": re.compile(r"몇\s*(개|부|장|회|명|번|건|차례|대|곳|가지|줄|자|글자|권|통)|how many", re.I),
     "frequency": re.compile(r"얼마나\s*자주|주기|how often|how frequently", re.I),
 }
 _STATES = {
@@ -609,7 +609,8 @@ _STATES = {
                        r"\b(monday|tuesday|wednesday|thursday|friday|january|february|march|april|may|june|july|"
                        r"august|september|october|november|december)\b|\d+(st|nd|rd|th)\b", re.I),
     "amount": re.compile(r"\d[\d,.]*\s*(원|만\s*원|억|천\s*원|%)|\b(KRW|USD|EUR|won)\b|[$₩€]\s*\d|\d[\d,]{4,}", re.I),
-    "count": re.compile(r"\d+\s*(개|부|장|회|명|번|건|차례)|\d+\s*(times?|copies|pieces?|people|persons?)\b", re.I),
+    "count": re.compile(r"\d+\s*(개|부|장|회|명|번|건|차례|대|곳|가지|줄|자|권|통)|"
+                        r"\d+\s*(times?|copies|pieces?|people|persons?|devices?|characters?|lines?)\b", re.I),
     "frequency": re.compile(r"\b(every|each|daily|weekly|monthly|quarterly|annually|yearly|once|twice)\b|"
                             r"매일|매주|매월|매달|매년|매 분기|분기마다|반기|연\s*\d+\s*회|월\s*\d+\s*회", re.I),
 }

@@ -69,6 +69,7 @@ SAME_LANGUAGE: tuple[tuple[str, str], ...] = (
     ("안 되다", "오류"), ("로그인", "접속"), ("비번", "비밀번호"), ("암호", "비밀번호"), ("끝나다", "마감"),
     ("마감일", "기한"), ("언제까지", "기한"), ("도장", "날인"), ("서명", "날인"), ("서류", "증빙"),
     ("영수증", "증빙"), ("출장비", "여비"), ("회사 카드", "법인카드"), ("팀장님", "팀장"),
+    ("폰", "휴대폰"), ("폰", "휴대전화"), ("핸드폰", "휴대폰"), ("핸드폰", "휴대전화"),
     ("lost", "loss"), ("lose", "loss"), ("quit", "resign"), ("leave the company", "resign"),
     ("fix", "correct"), ("wrong", "incorrect"), ("again", "repeat"), ("resend", "repeat"),
     ("send again", "repeat output"), ("money", "amount"), ("pay", "payment"), ("paid", "payment"),

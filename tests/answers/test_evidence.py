@@ -145,6 +145,7 @@ def test_a_question_for_a_period_is_answered_by_the_sentence_that_states_one(
     ("What's the smallest chargeback we can raise against a vendor?", {"amount"}),
     ("How often do role owners review their roles?", {"frequency"}),
     ("하루에 몇 장까지 뽑을 수 있어요?", {"count"}),
+    ("현장 앱은 휴대폰 몇 대까지 등록할 수 있어요?", {"count"}),
     ("실사 차이 금액이 300만원이면 누가 승인해요?", set()),  # it states the amount and asks who
     ("How do I release a purchase order?", set()),
 ])
