@@ -100,8 +100,9 @@ class OnnxEmbedder(Embedder):
         # Dynamic int8 scales a model call's activations over all its texts (padding included),
         # so a text's vector would move with the texts beside it, and an answer with whatever
         # else the server was asked at the time. One text a call keeps every vector the same;
-        # on the measured CPUs it is as fast for chunks and faster for short spans. An artifact
-        # may say otherwise ("batch"), e.g. an fp32 model on hardware that gains from batches.
+        # on the CPU measured (BENCHMARKS.md) it is as fast for chunks and faster for short
+        # spans. An artifact may say otherwise ("batch"), e.g. an fp32 model that gains from
+        # batches.
         default_batch = 1 if spec.get("quantization", "int8") == "int8" else Embedder.max_batch
         self.max_batch = max(1, int(spec.get("batch", default_batch)))
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
