@@ -371,7 +371,6 @@ class EvidenceSelector:
         # A follow-up's earlier turns count for its match too ("문의처는요?" after a question
         # about RMA returns is answered by the RMA document's contacts).
         carried = set(carried_weights)
-        translated = set(alternative_weights)
         groups = self.stand_in_groups(question)
         total = sum(own_weights.values())
         if not total:  # "그건 얼마나 미리 해야 돼요?": the earlier turns are all there is to match
@@ -408,9 +407,14 @@ class EvidenceSelector:
                 if kinds and score > 0 and states_kind(span.text, kinds):
                     bonus += KIND_BONUS
                 present = terms | local
+                # A question term counts as matched in its own words or through the glossary
+                # entry that stands in for it ("일비" in a row under "Per diem").
+                covered = own & present
+                for sources, targets in groups:
+                    if targets & present:
+                        covered = covered | (sources & own)
                 scored.append(_Scored(h, i, span, score + bonus + prior,
-                                      len(own & present) + min(1, len(translated & present)) +
-                                      min(2, len(carried & present)), bonus=bonus))
+                                      len(covered) + min(2, len(carried & present)), bonus=bonus))
             # A question that names a section ("법인카드 사용 한도는?") is answered by the
             # section's body, whose own lines (a table of limits) need not repeat the name.
             title = terms_of(hit.title)

@@ -205,3 +205,11 @@ def test_a_korean_answer_is_read_as_the_paragraph_it_quotes(analyzer):
     assert evidence.texts()[0].startswith("감가상각은")
     assert evidence.answers(0.2)
     assert "장비를 취득한 달은 한 달 전체를 상각한다." in evidence.texts()
+
+
+def test_a_korean_question_is_answered_from_an_english_row_through_the_glossary(selector):
+    # "출장" and "일비" (analysed as 일 + 비) are matched through their glossary entries
+    # (business trip, per diem): each question term a translation stands in for counts.
+    evidence = selector.select("출장 일비는 얼마인가요?", [hit(4), hit(3)])
+    assert evidence.answers(0.2)
+    assert evidence.sources[0].chunk_id == 4 and "KRW 40,000" in evidence.texts()[0]
