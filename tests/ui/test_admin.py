@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from appliance.settings import SourceSettings
 from tests.knowledge import scans
@@ -245,8 +246,9 @@ def test_users_keys_and_audit(appliance, new_page):
         assert action in log, action
     page.fill("#audit-action", "key_revoked")
     page.press("#audit-action", "Enter")
-    page.wait_for_selector("#audit-table tbody tr >> nth=0")
-    assert page.locator("#audit-table tbody tr").count() == 1
+    # The unfiltered rows stay on screen until the filtered page arrives: wait for it to replace them.
+    expect(page.locator("#audit-table tbody tr")).to_have_count(1)
+    assert "key_revoked" in page.inner_text("#audit-table tbody")
     assert not page.errors
 
 
