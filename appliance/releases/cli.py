@@ -286,21 +286,17 @@ def _follow_activation(url: str, path: str, api_key: str | None, job: dict) -> d
     while True:
         step = job.get("step", "queued")
         reembed = job.get("reembed") or (job.get("steps") or {}).get("reembed")
-        if isinstance(reembed, dict) and "reembed" not in shown and step != "reembed":
-            # A re-embedding that ran between two polls is still reported, before what followed.
-            shown.add("reembed")
-            click.echo(f"{_STEP_NAMES['reembed']} ...")
-            if reembed.get("chunks_total"):
-                last_progress = (reembed["chunks_done"], reembed["chunks_total"])
-                click.echo(f"  {last_progress[0]} of {last_progress[1]} passages re-embedded")
-        if step not in shown:
-            shown.add(step)
-            click.echo(f"{_STEP_NAMES.get(step, step)} ...")
-        if step == "reembed" and reembed and reembed.get("chunks_total"):
-            progress = (reembed["chunks_done"], reembed["chunks_total"])
-            if progress != last_progress:
-                last_progress = progress
-                click.echo(f"  {progress[0]} of {progress[1]} passages re-embedded")
+        # A re-embedding that ran between two polls is still reported, before what followed.
+        missed = ("reembed",) if isinstance(reembed, dict) and step != "reembed" else ()
+        for name in (*missed, step):
+            if name not in shown:
+                shown.add(name)
+                click.echo(f"{_STEP_NAMES.get(name, name)} ...")
+            if name == "reembed" and isinstance(reembed, dict) and reembed.get("chunks_total"):
+                progress = (reembed["chunks_done"], reembed["chunks_total"])
+                if progress != last_progress:
+                    last_progress = progress
+                    click.echo(f"  {progress[0]} of {progress[1]} passages re-embedded")
         if not job.get("running"):
             return job
         time.sleep(0.5)
