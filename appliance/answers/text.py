@@ -95,6 +95,16 @@ _ENGLISH_MAGNITUDE = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(thousand|million|billi
 _SMALL_UNITS = {"십": 10, "백": 100, "천": 1000}
 _BIG_UNITS = {"만": 10**4, "억": 10**8, "조": 10**12}
 _ENGLISH_UNITS = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+# "a thousand dollars", "one million", "천만 원", "백만원": amounts said without digits.
+_ENGLISH_WORD_MAGNITUDE = re.compile(
+    r"\b(a|one|two|three|four|five|six|seven|eight|nine|ten|twenty|fifty|a hundred|one hundred)"
+    r"\s+(thousand|million|billion|trillion)\b", re.I)
+_ENGLISH_WORD_VALUES = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                        "eight": 8, "nine": 9, "ten": 10, "twenty": 20, "fifty": 50, "a hundred": 100,
+                        "one hundred": 100}
+_KOREAN_WORD_MAGNITUDE = re.compile(  # before a currency, not before 원래, 원칙, 원하다 ...
+    r"(?<![\d가-힣])(?:[십백천]?[만억조]|[백천])"
+    r"(?=\s*(?:원(?![래인칙본장격리천활형료가하할해한])|달러|불|유로|엔))")
 
 
 def _korean_amount(expression: str) -> int | None:
@@ -129,7 +139,13 @@ def numbers(text: str) -> set[str]:
         out.add(_digits(float(match.group(1).replace(",", "")) * _ENGLISH_UNITS[match.group(2).lower()]))
         return " "
 
-    text = _ENGLISH_MAGNITUDE.sub(english, _KOREAN_MAGNITUDE.sub(korean, text))
+    def english_words(match: re.Match) -> str:
+        value = _ENGLISH_WORD_VALUES[" ".join(match.group(1).lower().split())]
+        out.add(_digits(value * _ENGLISH_UNITS[match.group(2).lower()]))
+        return " "
+
+    text = _KOREAN_WORD_MAGNITUDE.sub(korean, _KOREAN_MAGNITUDE.sub(korean, text))
+    text = _ENGLISH_WORD_MAGNITUDE.sub(english_words, _ENGLISH_MAGNITUDE.sub(english, text))
     for raw in _NUMBER.findall(text):
         raw = raw.rstrip(".,")
         if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", raw):
