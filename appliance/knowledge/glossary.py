@@ -81,6 +81,11 @@ SAME_LANGUAGE: tuple[tuple[str, str], ...] = (
     ("heavy", "weight"), ("weigh", "weight"), ("answer", "response"), ("reply", "response"),
     ("expire", "valid"), ("expires", "valid"), ("how many days", "days"), ("broken", "defect"),
     ("gone", "deleted"), ("get back", "restore"), ("who can", "authorized"), ("allowed", "permitted"),
+    ("reminder", "dunning"), ("chase", "dunning"), ("take back", "cancel"), ("call back", "recall"),
+    ("short", "underpaid"), ("too little", "underpaid"), ("too much", "overpaid"), ("late", "overdue"),
+    ("euro", "eur"), ("won", "krw"), ("refund", "credit note"), ("money back", "refund"),
+    ("on hold", "blocked"), ("by itself", "automatically"), ("on its own", "automatically"),
+    ("missing", "shortage"),
 )
 
 

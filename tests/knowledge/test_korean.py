@@ -61,3 +61,14 @@ def test_the_glossary_matches_whole_words_and_korean_compounds():
     assert "양식" not in translated and "프린터" in translated  # "form" is not in "information"
     question = "출장 일비는 얼마인가요?"
     assert {"per", "diem"} <= set(glossary.translate(question, Analyzer().terms(question)))
+
+
+def test_everyday_english_is_asked_in_the_manuals_words():
+    from appliance.knowledge.glossary import Glossary
+
+    glossary = Glossary(Analyzer())
+    for question, written in (("The reminders went out with mistakes. Can I take the run back?",
+                               {"dun"}),
+                              ("A customer paid 3 euros short.", {"underpaid", "eur"})):
+        terms = glossary.analyzer.terms(question)
+        assert written <= set(glossary.rephrase(question, terms)), question
