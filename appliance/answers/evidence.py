@@ -27,6 +27,7 @@ _PROCEDURE = re.compile(
     re.I)
 _TOKEN_BUDGET_FLOOR = 60
 AMOUNT_BONUS = 0.25  # a span whose range or limit holds an amount the question asks about
+PERIOD_BONUS = 0.25  # a matching span that states the period the question states ("한 달" = "30일")
 KIND_BONUS = 0.25  # a matching span that states what the question asks for (a period, an amount)
 TOPIC_BONUS = 0.2  # a follow-up's span in a document the previous answer cited keeps the topic
 DENSE_POOL = 12  # the best lexical candidates the embedder re-scores
@@ -378,6 +379,7 @@ class EvidenceSelector:
         bigrams = {u for u in content_units(question) if len(u) == 2 and not u.isascii()}
         amounts = _asked_amounts(question)
         kinds = asked_kinds(question)
+        periods = stated_periods(question)
         passages: list[_Passage] = []
         scored: list[_Scored] = []
         terms_of = self._terms
@@ -406,6 +408,8 @@ class EvidenceSelector:
                 bonus = on_topic
                 if kinds and score > 0 and states_kind(span.text, kinds):
                     bonus += KIND_BONUS
+                if periods and score > 0 and periods & stated_periods(span.text):
+                    bonus += PERIOD_BONUS
                 present = terms | local
                 # A question term counts as matched in its own words or through the glossary
                 # entry that stands in for it ("일비" in a row under "Per diem").
@@ -633,6 +637,39 @@ def asked_kinds(question: str) -> frozenset[str]:
 
 def states_kind(text: str, kinds: frozenset[str]) -> bool:
     return any(_STATES[kind].search(text) for kind in kinds)
+
+
+_PERIOD_NUMBER = re.compile(
+    r"(?<![\d.:/-])(\d+|\b(?:an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve)\b)\s*"
+    r"(영업일|근무일|일(?!자)|주일?|"
+    r"개월|달|년|(?:business |working |calendar )?days?\b|weeks?\b|months?\b|years?\b)", re.I)
+_PERIOD_WORDS = {"하루": 1, "이틀": 2, "사흘": 3, "나흘": 4, "일주일": 7, "보름": 15, "한 달": 30, "한달": 30,
+                 "두 달": 60, "두달": 60, "석 달": 90, "세 달": 90, "반년": 180, "일 년": 360, "일년": 360,
+                 "fortnight": 14}
+_ENGLISH_COUNTS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+                   "seven": 7, "eight": 8, "nine": 9, "ten": 10, "twelve": 12}
+
+
+def stated_periods(text: str) -> set[int]:
+    """Periods a text states, in days: "한 달", "30일", "a month" and "30 days" are one period
+    (a date such as "3월 30일" is none)."""
+    out = set()
+    for match in _PERIOD_NUMBER.finditer(text):
+        count, unit = match.group(1), match.group(2).lower()
+        if unit == "일" and re.search(r"월\s*$", text[:match.start()]) or len(count) == 4:
+            continue  # a date: "3월 30일", "2024년"
+        n = int(count) if count.isdigit() else _ENGLISH_COUNTS[count.lower()]
+        if unit.startswith(("주", "week")):
+            n *= 7
+        elif unit.startswith(("개월", "달", "month")):
+            n *= 30
+        elif unit.startswith(("년", "year")):
+            n *= 360
+        out.add(n)
+    for word, days in _PERIOD_WORDS.items():
+        if word in text:
+            out.add(days)
+    return out
 
 
 def _unseen_share(term: str) -> float:

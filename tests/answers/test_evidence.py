@@ -155,6 +155,40 @@ def test_what_a_question_asks_for(question, kinds):
     assert asked_kinds(question) == kinds
 
 
+CARD_RULES = {
+    23: ("Card transactions", "Unsubmitted transactions", """Card transactions left unsubmitted are listed on the card page.
+Card transactions left unsubmitted for 90 days are deducted from the next salary."""),
+    24: ("법인카드 정산", "4. 미정산 거래", """미정산 거래는 카드 화면의 미정산 목록에 표시된다.
+미정산 거래가 3개월을 넘기면 카드 사용이 정지된다."""),
+}
+
+
+@pytest.mark.parametrize(("question", "chunk_id", "expected"), [
+    ("What happens to card transactions left unsubmitted for three months?", 23, "90 days"),
+    ("미정산 거래를 90일 넘게 두면 어떻게 되나요?", 24, "3개월"),
+])
+def test_the_period_a_question_states_picks_the_sentence_that_states_it(
+        analyzer, question, chunk_id, expected):
+    # "three months" is "90 days": the sentence that states it wins over the one that shares
+    # the same words without it.
+    from appliance.answers.evidence import EvidenceSelector, stated_periods
+    from appliance.knowledge.keyword import KeywordIndex
+
+    assert stated_periods("three months") == stated_periods("90일") == stated_periods("석 달") == {90}
+    assert stated_periods("2024년 3월 30일") == set()  # a date is no period
+    index = KeywordIndex()
+    for cid, (title, heading, text) in CARD_RULES.items():
+        index.add(cid, analyzer.terms(f"{title} {heading}\n{text}"))
+    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf,
+                                budget_tokens=30, max_quotes=1)
+    title, heading, text = CARD_RULES[chunk_id]
+    hit = Hit(chunk_id, chunk_id, f"doc{chunk_id}.md", title, heading, None, None, text, 1.0, None,
+              None, 1.0)
+    evidence = selector.select(question, [hit])
+    assert evidence.answers(0.2)
+    assert expected in evidence.texts()[0]
+
+
 STATUSES = {
     31: ("Quotations", "Quotation status", "- **Lost**: a rejection reason was entered; the status is final."),
     32: ("HR codes", "Attendance codes", "Code 04, unexcused absence: the attendance status is final."),
