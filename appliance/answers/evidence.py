@@ -292,6 +292,8 @@ class EvidenceSelector:
         introduces it), then what follows it in its section while the budget's share allows."""
         spans = passage.spans
         chosen = self._unit(passage, index, procedure, room)
+        if _is_record(spans[index]):
+            return chosen
         fill = int(room * self.fill_share)
         section = spans[index].section
         used = passage.cost(chosen)
@@ -309,6 +311,8 @@ class EvidenceSelector:
         """The smallest readable unit around span `index`."""
         spans, cost = passage.spans, passage.cost
         span = spans[index]
+        if _is_record(span):
+            return [index]
         if span.kind in (ROW, HEADER):
             members = passage.group(span.group)
             header = [i for i in members if spans[i].kind == HEADER]
@@ -679,6 +683,12 @@ def _unseen_share(term: str) -> float:
     if term.isascii():
         return 0.6
     return 0.3 if term.endswith("다") else 1.0
+
+
+def _is_record(span: Span) -> bool:
+    """A "code: ...; area: ..." line (a row of a code list) says all it means: the records beside
+    it (the next error code) are no part of its answer."""
+    return span.kind == ROW and span.labeled and span.header < 0
 
 
 def _same_block(spans: list[Span], a: int, b: int) -> bool:

@@ -247,3 +247,24 @@ def test_a_korean_question_is_answered_from_an_english_row_through_the_glossary(
     evidence = selector.select("출장 일비는 얼마인가요?", [hit(4), hit(3)])
     assert evidence.answers(0.2)
     assert evidence.sources[0].chunk_id == 4 and "KRW 40,000" in evidence.texts()[0]
+
+
+def test_a_record_is_quoted_without_the_records_beside_it(analyzer):
+    # Rows of a code list ("code: ...; area: ...") each say all they mean: the next error code
+    # is no part of the answer.
+    from appliance.answers.evidence import EvidenceSelector
+    from appliance.knowledge.keyword import KeywordIndex
+
+    text = ("code: SYS-E-1020; area: Data lock; message_en: Record is being edited by another user; "
+            "resolution: Wait until the other user leaves the document\n"
+            "code: SYS-E-1042; area: Logon; message_en: Maximum number of sessions reached; "
+            "resolution: Close unused browser tabs or log off other sessions\n"
+            "code: SYS-E-2101; area: Attachment; message_en: File exceeds maximum size; "
+            "resolution: Compress the file or split it")
+    index = KeywordIndex()
+    index.add(1, analyzer.terms(text))
+    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf, max_quotes=1)
+    hit = Hit(1, 1, "errors.csv", "System error codes", "", None, None, text, 1.0, None, None, 1.0)
+    evidence = selector.select("What do I do when the maximum number of sessions is reached?", [hit])
+    assert evidence.answers(0.2)
+    assert [t.split(";")[0] for t in evidence.texts()] == ["code: SYS-E-1042"]
