@@ -387,6 +387,15 @@ class EvidenceSelector:
         passages: list[_Passage] = []
         scored: list[_Scored] = []
         terms_of = self._terms
+
+        def named_in(terms: frozenset[str]) -> set[str]:
+            """The question's terms a heading or title names, in its words or through the
+            glossary ("Corporate card" in "법인카드 발급 및 사용 규정")."""
+            found = own & terms
+            for sources, targets in groups:
+                if targets <= terms:  # the whole phrase: "사용" alone is no "spending limit"
+                    found = found | (sources & own)
+            return found
         for h, hit in enumerate(hits):
             passage = self._passage(hit.text)
             passages.append(passage)
@@ -426,20 +435,19 @@ class EvidenceSelector:
             # A question that names a section ("법인카드 사용 한도는?") is answered by the
             # section's body, whose own lines (a table of limits) need not repeat the name.
             title = terms_of(hit.title)
+            in_title = named_in(title)
             for name, first in sections.items():
                 heading = terms_of(name or own_section)
-                named = sum(w for t, w in own_weights.items() if t in heading)
-                named += min(sum(w for t, w in alternative_weights.items() if t in heading),
-                             max(0.0, total - named))
-                if any(t in heading and t not in title for t in own_weights):
+                in_heading = named_in(heading)
+                named = sum(own_weights[t] for t in in_heading)
+                if in_heading - in_title:
                     # The section names what its document's title does not; the title, at half
                     # weight, may name the rest ("법인카드" for "7. 분실 및 도난").
-                    named += TITLE_SHARE * sum(w for t, w in own_weights.items()
-                                               if t in title and t not in heading)
+                    named += TITLE_SHARE * sum(own_weights[t] for t in in_title - in_heading)
                     named = min(named, total)
                 if total and named / total >= SECTION_MATCH:
                     scored.append(_Scored(h, first, spans[first], 0.9 * named / total + on_topic + prior,
-                                          len(own & (heading | title)), whole_section=True, bonus=on_topic))
+                                          len(in_heading | in_title), whole_section=True, bonus=on_topic))
         return passages, scored, len(own)
 
     def _rescore_by_meaning(self, question: str, korean: bool, scored: list[_Scored],
@@ -453,6 +461,16 @@ class EvidenceSelector:
         texts = [f"{hits[c.hit_index].title}: {c.span.text}" for c in pool]
         query = self.embed([question], "query")[0]
         similarity = self.embed(texts, "passage") @ query
+        # The embedder may not read the other language (the default one has no Hangul): a span
+        # in it gets the typical similarity of the question's own-language spans, neither raised
+        # nor sunk by a figure that measures nothing ("corporate card spending limit" is answered
+        # by the Korean limits table, not by an English sentence that only names the card).
+        own_language = [float(sim) for c, sim in zip(pool, similarity)
+                        if is_korean(c.span.text) == korean]
+        if own_language:
+            typical = sorted(own_language)[len(own_language) // 2]
+            similarity = [float(sim) if is_korean(c.span.text) == korean else typical
+                          for c, sim in zip(pool, similarity)]
         rescored = {id(c): c.score + weight * float(sim) for c, sim in zip(pool, similarity)}
         updated = [replace(c, score=rescored.get(id(c), c.score)) for c in scored]
         return sorted(updated, key=lambda s: -s.score)

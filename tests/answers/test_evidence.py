@@ -2,6 +2,7 @@ import pytest
 
 from appliance.answers.compose import compose, no_answer
 from appliance.answers.spans import HEADER, ROW, STEP
+from appliance.knowledge.glossary import Glossary
 from appliance.knowledge.retrieval import Hit
 
 from .conftest import hit
@@ -268,3 +269,52 @@ def test_a_record_is_quoted_without_the_records_beside_it(analyzer):
     evidence = selector.select("What do I do when the maximum number of sessions is reached?", [hit])
     assert evidence.answers(0.2)
     assert [t.split(";")[0] for t in evidence.texts()] == ["code: SYS-E-1042"]
+
+
+CARD_LIMITS = {
+    51: ("법인카드 발급 및 사용 규정", "3. 월 사용 한도", """구분 월 한도
+사원 ~ 대리 100만원
+팀장 300만원
+임원 1,000만원
+일시적인 한도 상향은 한도 변경 신청서(양식 FIN-F-013)에 부서장 승인을 받아 재무팀에 제출한다."""),
+    52: ("Business Travel Policy", "5. Settlement", "Corporate card payments made during the trip are "
+         "included in TR200 and are not settled again in EX200."),
+}
+
+OTHER_PASSAGES = (
+    "법인카드 정산: 법인카드 사용 내역은 매월 5일까지 EX200에서 정산한다.",
+    "법인카드 분실: 법인카드를 분실하면 카드사와 재무팀에 신고한다.",
+    "여신 한도: 고객별 여신 한도는 재무팀이 정한다. 한도 초과 시 출하가 보류된다.",
+    "구매 승인 한도: 발주 금액에 따라 승인 한도가 다르다.",
+    "Corporate card statements are reconciled every month in EX200.",
+    "A lost corporate card is reported to the card company at once.",
+    "Travel requests are approved by the team leader in TR100.",
+    "Vendor invoices are posted in IV300 after the goods receipt.",
+    "Payment runs take place twice a month.",
+)
+
+
+def test_an_english_question_is_answered_by_the_korean_section_that_names_it(analyzer, embedder):
+    # "corporate card spending limit": the Korean section's title and heading name all of it
+    # through the glossary, the English sentence only the card. The default embedder cannot read
+    # Hangul, so its similarity neither sinks the Korean table nor raises the English sentence.
+    from appliance.answers.evidence import EvidenceSelector
+    from appliance.knowledge.keyword import KeywordIndex
+
+    index = KeywordIndex()
+    for chunk_id, (title, heading, text) in CARD_LIMITS.items():
+        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
+    for chunk_id, text in enumerate(OTHER_PASSAGES, start=60):  # the words' weights in a corpus
+        index.add(chunk_id, analyzer.terms(text))
+
+    def embed(texts, input_type=None):
+        return embedder.embed_queries(texts) if input_type == "query" else embedder.embed_passages(texts)
+
+    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf,
+                                glossary=Glossary(analyzer), embed=embed, max_quotes=1)
+    hits = [Hit(i, i, f"doc{i}.md", title, heading, None, None, text, 1.0, None, None, 1.0)
+            for i, (title, heading, text) in sorted(CARD_LIMITS.items(), reverse=True)]
+    evidence = selector.select("What is the corporate card spending limit?", hits)
+    assert evidence.answers(0.2)
+    assert [s.chunk_id for s in evidence.sources] == [51]
+    assert "300만원" in "\n".join(evidence.texts())
