@@ -238,8 +238,12 @@ class EvidenceSelector:
         if self.embed is not None:
             scored = self._rescore_by_meaning(question, korean, scored, passages, hits)
         best = scored[0]
-        evidence.support = min(1.0, best.score - best.bonus)
-        evidence.matched = best.matched
+        # Whether the documents answer at all is judged on the best match alone: a bonus (the
+        # period or topic asked) may rank another span first, but it neither opens nor closes
+        # the gate ("두 달 넘어가면" ranks the "60일 경과" item first; the list's lead matches most).
+        gate = max(scored, key=lambda c: c.score - c.bonus)
+        evidence.support = min(1.0, gate.score - gate.bonus)
+        evidence.matched = gate.matched
         used_tokens = 0
         taken: set[tuple[int, int]] = set()
         quotes: list[tuple[int, list[int], float]] = []
@@ -280,7 +284,7 @@ class EvidenceSelector:
             # of its spans counts. (For English, where that let an out-of-scope question through
             # on the tune half, the best span alone must hold two of the question's terms.)
             first_hit, first_indexes = quotes[0][0], set(quotes[0][1])
-            evidence.matched = max([best.matched] + [c.matched for c in scored if c.hit_index == first_hit
+            evidence.matched = max([gate.matched] + [c.matched for c in scored if c.hit_index == first_hit
                                                      and c.index in first_indexes and not c.whole_section])
         self._finish(evidence, hits, [p.spans for p in passages], quotes,
                      next_passage or self.next_passage)

@@ -318,3 +318,29 @@ def test_an_english_question_is_answered_by_the_korean_section_that_names_it(ana
     assert evidence.answers(0.2)
     assert [s.chunk_id for s in evidence.sources] == [51]
     assert "300만원" in "\n".join(evidence.texts())
+
+
+OVERDUE = {
+    71: ("여신 관리", "연체에 따른 자동 조치", """결제 기일이 지나도 입금되지 않은 채권이 있으면 경과 일수에 따라 다음 조치가 자동으로 적용됩니다.
+- **30일 경과**: 영업 담당자에게 매일 알림이 발송됩니다.
+- **60일 경과**: 새 출하 지시에 보류 코드 H1이 붙어 출고가 멈춥니다.
+- **90일 경과**: 여신 등급이 D로 하향됩니다."""),
+    72: ("여신 관리", "여신 한도 설정", "신규 고객의 여신 한도는 재무팀이 정한다. 한도는 매년 재평가한다."),
+}
+
+
+def test_a_bonus_ranks_spans_but_does_not_decide_whether_there_is_an_answer(analyzer):
+    # "두 달" ranks the "60일 경과" item first; whether the documents answer at all is still
+    # judged on the best match (the list's lead sentence), so the answer is not declined.
+    from appliance.answers.evidence import EvidenceSelector
+    from appliance.knowledge.keyword import KeywordIndex
+
+    index = KeywordIndex()
+    for chunk_id, (title, heading, text) in OVERDUE.items():
+        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
+    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf, max_quotes=1)
+    hits = [Hit(i, i, f"doc{i}.md", title, heading, None, None, text, 1.0, None, None, 1.0)
+            for i, (title, heading, text) in OVERDUE.items()]
+    evidence = selector.select("외상값 연체가 두 달 넘어가면 어떤 조치가 걸려요?", hits)
+    assert evidence.answers(0.2)
+    assert "60일 경과" in "\n".join(evidence.texts())
