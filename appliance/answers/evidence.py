@@ -27,7 +27,10 @@ _PROCEDURE = re.compile(
     re.I)
 _TOKEN_BUDGET_FLOOR = 60
 AMOUNT_BONUS = 0.25  # a span whose range or limit holds an amount the question asks about
-PERIOD_BONUS = 0.25  # a matching span that states the period the question states ("한 달" = "30일")
+# A matching span that states a period when the question states one ("40일 지난 물건" is answered by
+# "30일이 지난 반품은 ..."), a little more when it is the same period ("한 달" = "30일").
+PERIOD_BONUS = 0.25
+SAME_PERIOD_BONUS = 0.1
 KIND_BONUS = 0.25  # a matching span that states what the question asks for (a period, an amount)
 TOPIC_BONUS = 0.2  # a follow-up's span in a document the previous answer cited keeps the topic
 DENSE_POOL = 12  # the best lexical candidates the embedder re-scores
@@ -425,8 +428,10 @@ class EvidenceSelector:
                 bonus = on_topic
                 if kinds and score > 0 and states_kind(span.text, kinds):
                     bonus += KIND_BONUS
-                if periods and score > 0 and periods & stated_periods(span.text):
-                    bonus += PERIOD_BONUS
+                if periods and score > 0:
+                    stated = stated_periods(span.text)
+                    if stated:
+                        bonus += PERIOD_BONUS + (SAME_PERIOD_BONUS if periods & stated else 0.0)
                 present = terms | local
                 # A question term counts as matched in its own words or through the glossary
                 # entry that stands in for it ("일비" in a row under "Per diem").

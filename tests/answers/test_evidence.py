@@ -167,11 +167,12 @@ Card transactions left unsubmitted for 90 days are deducted from the next salary
 @pytest.mark.parametrize(("question", "chunk_id", "expected"), [
     ("What happens to card transactions left unsubmitted for three months?", 23, "90 days"),
     ("미정산 거래를 90일 넘게 두면 어떻게 되나요?", 24, "3개월"),
+    ("미정산 거래를 100일 넘게 두면 어떻게 되나요?", 24, "3개월"),  # the rule for a period past it
 ])
 def test_the_period_a_question_states_picks_the_sentence_that_states_it(
         analyzer, question, chunk_id, expected):
-    # "three months" is "90 days": the sentence that states it wins over the one that shares
-    # the same words without it.
+    # "three months" is "90 days": the sentence that states it (or the rule for a period the
+    # question's falls under) wins over the one that shares the same words without it.
     from appliance.answers.evidence import EvidenceSelector, stated_periods
     from appliance.knowledge.keyword import KeywordIndex
 
