@@ -70,6 +70,8 @@ SAME_LANGUAGE: tuple[tuple[str, str], ...] = (
     ("마감일", "기한"), ("언제까지", "기한"), ("도장", "날인"), ("서명", "날인"), ("서류", "증빙"),
     ("영수증", "증빙"), ("출장비", "여비"), ("회사 카드", "법인카드"), ("팀장님", "팀장"),
     ("폰", "휴대폰"), ("폰", "휴대전화"), ("핸드폰", "휴대폰"), ("핸드폰", "휴대전화"),
+    ("되살리다", "복원"), ("되살리다", "백업"), ("없어지다", "삭제"), ("사라지다", "삭제"),
+    ("재촉", "독촉"), ("종이", "용지"), ("뽑다", "출력"),
     ("lost", "loss"), ("lose", "loss"), ("quit", "resign"), ("leave the company", "resign"),
     ("fix", "correct"), ("wrong", "incorrect"), ("again", "repeat"), ("resend", "repeat"),
     ("send again", "repeat output"), ("money", "amount"), ("pay", "payment"), ("paid", "payment"),

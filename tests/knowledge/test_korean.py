@@ -63,12 +63,14 @@ def test_the_glossary_matches_whole_words_and_korean_compounds():
     assert {"per", "diem"} <= set(glossary.translate(question, Analyzer().terms(question)))
 
 
-def test_everyday_english_is_asked_in_the_manuals_words():
+def test_everyday_words_are_asked_in_the_manuals_words():
     from appliance.knowledge.glossary import Glossary
 
     glossary = Glossary(Analyzer())
     for question, written in (("The reminders went out with mistakes. Can I take the run back?",
                                {"dun"}),
-                              ("A customer paid 3 euros short.", {"underpaid", "eur"})):
+                              ("A customer paid 3 euros short.", {"underpaid", "eur"}),
+                              ("즐겨찾기가 없어졌는데 되살릴 수 있나요?", {"삭제", "복원"}),
+                              ("결재를 재촉할 수 있나요?", {"독촉"})):
         terms = glossary.analyzer.terms(question)
         assert written <= set(glossary.rephrase(question, terms)), question
