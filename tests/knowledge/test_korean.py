@@ -70,7 +70,7 @@ def test_everyday_words_are_asked_in_the_manuals_words():
     for question, written in (("The reminders went out with mistakes. Can I take the run back?",
                                {"dun"}),
                               ("A customer paid 3 euros short.", {"underpaid", "eur"}),
-                              ("즐겨찾기가 없어졌는데 되살릴 수 있나요?", {"삭제", "복원"}),
+                              ("임시 저장한 기안이 사라졌는데 되살릴 수 있나요?", {"삭제", "복원"}),
                               ("결재를 재촉할 수 있나요?", {"독촉"})):
         terms = glossary.analyzer.terms(question)
         assert written <= set(glossary.rephrase(question, terms)), question
