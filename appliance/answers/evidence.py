@@ -13,6 +13,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from math import fsum
 
 from appliance.answers.spans import HEADER, HEADING, ITEM, ROW, SENTENCE, STEP, Span, split_spans
 from appliance.answers.text import content_units, estimate_tokens, numbers
@@ -215,7 +216,7 @@ class EvidenceSelector:
         for sources, targets in groups:  # each stand-in at most for the own terms it replaces
             missing = sum(w - weight(t, own) for t, w in own.items() if t in sources)
             if missing > 0:
-                stand_in += min(sum(weight(t, alternatives) for t in targets), missing)
+                stand_in += min(fsum(weight(t, alternatives) for t in targets), missing)
         stand_in = min(stand_in, max(0.0, total - own_matched))
         if own_matched:  # a span read in the question's language needs no translation: a bilingual
             stand_in *= MIXED_STAND_IN  # row's other columns count for less than its own words
@@ -252,6 +253,7 @@ class EvidenceSelector:
         quotes: list[tuple[int, list[int], float]] = []
         procedure = bool(_PROCEDURE.search(question))
         named = {(c.hit_index, c.span.section): c.index for c in scored if c.whole_section}
+        own_language_first = is_korean(best.span.text) == korean
         for candidate in scored:
             if len(quotes) >= self.max_quotes or used_tokens >= self.budget_tokens:
                 break
@@ -259,6 +261,8 @@ class EvidenceSelector:
                 continue
             if quotes and candidate.score < self.follow_share * best.score:
                 break
+            if quotes and own_language_first and is_korean(candidate.span.text) != korean:
+                continue  # an answer quoted in the reader's language adds no other-language quote
             passage = passages[candidate.hit_index]
             room = self.budget_tokens - used_tokens
             # A span of a section the question names is read with its section from the start
@@ -448,11 +452,11 @@ class EvidenceSelector:
             for name, first in sections.items():
                 heading = terms_of(name or own_section)
                 in_heading = named_in(heading)
-                named = sum(own_weights[t] for t in in_heading)
+                named = fsum(own_weights[t] for t in in_heading)
                 if in_heading - in_title:
                     # The section names what its document's title does not; the title, at half
                     # weight, may name the rest ("법인카드" for "7. 분실 및 도난").
-                    named += TITLE_SHARE * sum(own_weights[t] for t in in_title - in_heading)
+                    named += TITLE_SHARE * fsum(own_weights[t] for t in in_title - in_heading)
                     named = min(named, total)
                 if total and named / total >= SECTION_MATCH:
                     scored.append(_Scored(h, first, spans[first], 0.9 * named / total + on_topic + prior,

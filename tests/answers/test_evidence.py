@@ -345,3 +345,26 @@ def test_a_bonus_ranks_spans_but_does_not_decide_whether_there_is_an_answer(anal
     evidence = selector.select("외상값 연체가 두 달 넘어가면 어떤 조치가 걸려요?", hits)
     assert evidence.answers(0.2)
     assert "60일 경과" in "\n".join(evidence.texts())
+
+
+def test_an_answer_quoted_in_the_readers_language_adds_no_other_language_quote(analyzer):
+    # The Korean requisition guide shares "승인" and "발주" with the question through the
+    # glossary; once the English limits table answers, it is no second quote.
+    from appliance.answers.evidence import EvidenceSelector
+    from appliance.knowledge.keyword import KeywordIndex
+
+    from .conftest import PASSAGES
+
+    korean = ("구매요청(PR) 작성 가이드", "5. 승인 절차",
+              "구매요청은 요청자 소속 팀장이 승인한다. 금액에 따른 발주 승인은 PO 단계에서 별도로 진행된다.")
+    index = KeywordIndex()
+    for chunk_id, (title, heading, text) in {**PASSAGES, 9: korean}.items():
+        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
+    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf,
+                                glossary=Glossary(analyzer), budget_tokens=200)
+    korean_hit = Hit(9, 9, "doc9.md", korean[0], korean[1], None, None, korean[2], 1.0, None, None, 1.0)
+    evidence = selector.select("Who approves a purchase order over 30 million won?",
+                               [hit(1), korean_hit, hit(2)])
+    assert evidence.answers(0.2)
+    assert 9 not in [s.chunk_id for s in evidence.sources]
+    assert "CFO" in "\n".join(evidence.texts())
