@@ -206,6 +206,7 @@ def drive(url: str, out: Path) -> None:
         login(page, url, EMPLOYEE)
         ask(page, QUESTION)
         page.locator(".message.assistant .feedback.up").last.click()
+        page.wait_for_selector(".toast")  # the thanks arrives after the vote is stored; shoot removes it
         page.evaluate("document.activeElement.blur()")
         page.evaluate("document.getElementById('messages').scrollTop = 0")
         shoot(page, out / "chat.png")
