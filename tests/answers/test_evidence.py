@@ -8,6 +8,26 @@ from appliance.knowledge.retrieval import Hit
 from .conftest import hit
 
 
+def _selector(analyzer, passages: dict, *, others=(), **options):
+    """An evidence selector whose term weights come from `passages` (chunk id -> (title,
+    heading, text)) and from `others` (more texts of the corpus)."""
+    from appliance.answers.evidence import EvidenceSelector
+    from appliance.knowledge.keyword import KeywordIndex
+
+    index = KeywordIndex()
+    for chunk_id, (title, heading, text) in passages.items():
+        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
+    for chunk_id, text in enumerate(others, start=1000):
+        index.add(chunk_id, analyzer.terms(text))
+    return EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf, **options)
+
+
+def _hits(passages: dict, *ids: int, suffix: str = "md") -> list[Hit]:
+    """Search hits for `ids` (all passages when none), in that order."""
+    return [Hit(i, i, f"doc{i}.{suffix}", *passages[i][:2], None, None, passages[i][2], 1.0, None, None, 1.0)
+            for i in (ids or passages)]
+
+
 def test_a_table_row_answer_brings_its_header(selector):
     evidence = selector.select("Who approves a purchase order of 60 million won?", [hit(4), hit(1), hit(2)])
     assert evidence.answers(0.2)
@@ -72,27 +92,12 @@ CARD_POLICY = {
 }
 
 
-def _card_hit(chunk_id: int):
-    from appliance.knowledge.retrieval import Hit
-
-    title, heading, text = CARD_POLICY[chunk_id]
-    return Hit(chunk_id, chunk_id, f"doc{chunk_id}.pdf", title, heading, None, None, text, 1.0, None, None, 1.0)
-
-
 def test_an_everyday_word_is_asked_in_the_manuals_word_and_its_section_answers(analyzer):
-    from appliance.answers.evidence import EvidenceSelector
-    from appliance.knowledge.glossary import Glossary
-    from appliance.knowledge.keyword import KeywordIndex
-
-    index = KeywordIndex()
-    for chunk_id, (title, heading, text) in CARD_POLICY.items():
-        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
-    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf,
-                                glossary=Glossary(analyzer), budget_tokens=200)
+    selector = _selector(analyzer, CARD_POLICY, glossary=Glossary(analyzer), budget_tokens=200)
     question = "법인카드를 잃어버렸어요. 어떻게 해야 하나요?"
     own, _, _ = selector.question_weights(question)
     assert "분실" in own and "잃어버리다" not in own  # no passage says 잃어버리다; they say 분실
-    evidence = selector.select(question, [_card_hit(13), _card_hit(11), _card_hit(12)])
+    evidence = selector.select(question, _hits(CARD_POLICY, 13, 11, 12, suffix="pdf"))
     assert evidence.answers(0.2)
     chosen = [h.chunk_id for h in evidence.sources]
     # The English row matches "법인카드" only through its translation: it may stand in for those
@@ -109,21 +114,6 @@ Travel requests are due five working days before departure."""),
 }
 
 
-def _travel_selector(analyzer):
-    from appliance.answers.evidence import EvidenceSelector
-    from appliance.knowledge.keyword import KeywordIndex
-
-    index = KeywordIndex()
-    for chunk_id, (title, heading, text) in TRAVEL.items():
-        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
-    return EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf,
-                            budget_tokens=60, max_quotes=1)
-
-
-def _travel_hit(chunk_id: int) -> Hit:
-    title, heading, text = TRAVEL[chunk_id]
-    return Hit(chunk_id, chunk_id, f"doc{chunk_id}.md", title, heading, None, None, text, 1.0, None, None, 1.0)
-
 
 @pytest.mark.parametrize(("question", "chunk_id", "expected"), [
     ("How long before the trip are travel requests due?", 21, "five working days"),
@@ -132,8 +122,8 @@ def _travel_hit(chunk_id: int) -> Hit:
 def test_a_question_for_a_period_is_answered_by_the_sentence_that_states_one(
         analyzer, question, chunk_id, expected):
     # Both sentences share the question's words; only one says how long.
-    selector = _travel_selector(analyzer)
-    evidence = selector.select(question, [_travel_hit(chunk_id)])
+    selector = _selector(analyzer, TRAVEL, budget_tokens=60, max_quotes=1)
+    evidence = selector.select(question, _hits(TRAVEL, chunk_id))
     assert evidence.answers(0.2)
     assert expected in evidence.texts()[0]
 
@@ -173,20 +163,12 @@ def test_the_period_a_question_states_picks_the_sentence_that_states_it(
         analyzer, question, chunk_id, expected):
     # "three months" is "90 days": the sentence that states it (or the rule for a period the
     # question's falls under) wins over the one that shares the same words without it.
-    from appliance.answers.evidence import EvidenceSelector, stated_periods
-    from appliance.knowledge.keyword import KeywordIndex
+    from appliance.answers.evidence import stated_periods
 
     assert stated_periods("three months") == stated_periods("90일") == stated_periods("석 달") == {90}
     assert stated_periods("2024년 3월 30일") == set()  # a date is no period
-    index = KeywordIndex()
-    for cid, (title, heading, text) in CARD_RULES.items():
-        index.add(cid, analyzer.terms(f"{title} {heading}\n{text}"))
-    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf,
-                                budget_tokens=30, max_quotes=1)
-    title, heading, text = CARD_RULES[chunk_id]
-    hit = Hit(chunk_id, chunk_id, f"doc{chunk_id}.md", title, heading, None, None, text, 1.0, None,
-              None, 1.0)
-    evidence = selector.select(question, [hit])
+    selector = _selector(analyzer, CARD_RULES, budget_tokens=30, max_quotes=1)
+    evidence = selector.select(question, _hits(CARD_RULES, chunk_id))
     assert evidence.answers(0.2)
     assert expected in evidence.texts()[0]
 
@@ -201,16 +183,8 @@ STATUSES = {
 def test_a_follow_up_keeps_to_the_documents_its_previous_answer_cited(analyzer, topic):
     # "Which status is final?" matches both passages alike: the documents the previous answer
     # cited decide.
-    from appliance.answers.evidence import EvidenceSelector
-    from appliance.knowledge.keyword import KeywordIndex
-
-    index = KeywordIndex()
-    for chunk_id, (title, heading, text) in STATUSES.items():
-        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
-    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf, max_quotes=1)
-    hits = [Hit(i, i, f"doc{i}.md", title, heading, None, None, text, 1.0, None, None, 1.0)
-            for i, (title, heading, text) in STATUSES.items()]
-    evidence = selector.select("Which status is final?", hits,
+    selector = _selector(analyzer, STATUSES, max_quotes=1)
+    evidence = selector.select("Which status is final?", _hits(STATUSES),
                                topic=frozenset({f"doc{topic}.md"}))
     assert evidence.answers(0.2)
     assert [h.chunk_id for h in evidence.sources] == [topic]
@@ -229,15 +203,9 @@ def test_a_korean_answer_is_read_as_the_paragraph_it_quotes(analyzer):
     # The best sentence holds the question's rarest term (감가상각) and nothing else of it; the
     # sentence quoted with it holds two common ones (장비, 달): the quote answers the question,
     # though its best sentence alone matches one term.
-    from appliance.answers.evidence import EvidenceSelector
-    from appliance.knowledge.keyword import KeywordIndex
-
-    index = KeywordIndex()
-    for chunk_id, (title, heading, text) in ASSETS.items():
-        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
-    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf)
-    hits = [Hit(41, 41, "doc41.txt", *ASSETS[41][:2], None, None, ASSETS[41][2], 1.0, None, None, 1.0)]
-    evidence = selector.select("이번 달에 산 장비도 감가상각이 한 달 치 다 잡히나요?", hits)
+    selector = _selector(analyzer, ASSETS)
+    evidence = selector.select("이번 달에 산 장비도 감가상각이 한 달 치 다 잡히나요?",
+                               _hits(ASSETS, 41, suffix="txt"))
     assert evidence.texts()[0].startswith("감가상각은")
     assert evidence.answers(0.2)
     assert "장비를 취득한 달은 한 달 전체를 상각한다." in evidence.texts()
@@ -254,20 +222,16 @@ def test_a_korean_question_is_answered_from_an_english_row_through_the_glossary(
 def test_a_record_is_quoted_without_the_records_beside_it(analyzer):
     # Rows of a code list ("code: ...; area: ...") each say all they mean: the next error code
     # is no part of the answer.
-    from appliance.answers.evidence import EvidenceSelector
-    from appliance.knowledge.keyword import KeywordIndex
-
     text = ("code: SYS-E-1020; area: Data lock; message_en: Record is being edited by another user; "
             "resolution: Wait until the other user leaves the document\n"
             "code: SYS-E-1042; area: Logon; message_en: Maximum number of sessions reached; "
             "resolution: Close unused browser tabs or log off other sessions\n"
             "code: SYS-E-2101; area: Attachment; message_en: File exceeds maximum size; "
             "resolution: Compress the file or split it")
-    index = KeywordIndex()
-    index.add(1, analyzer.terms(text))
-    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf, max_quotes=1)
-    hit = Hit(1, 1, "errors.csv", "System error codes", "", None, None, text, 1.0, None, None, 1.0)
-    evidence = selector.select("What do I do when the maximum number of sessions is reached?", [hit])
+    codes = {1: ("System error codes", "", text)}
+    selector = _selector(analyzer, codes, max_quotes=1)
+    evidence = selector.select("What do I do when the maximum number of sessions is reached?",
+                               _hits(codes, suffix="csv"))
     assert evidence.answers(0.2)
     assert [t.split(";")[0] for t in evidence.texts()] == ["code: SYS-E-1042"]
 
@@ -299,23 +263,12 @@ def test_an_english_question_is_answered_by_the_korean_section_that_names_it(ana
     # "corporate card spending limit": the Korean section's title and heading name all of it
     # through the glossary, the English sentence only the card. The default embedder cannot read
     # Hangul, so its similarity neither sinks the Korean table nor raises the English sentence.
-    from appliance.answers.evidence import EvidenceSelector
-    from appliance.knowledge.keyword import KeywordIndex
-
-    index = KeywordIndex()
-    for chunk_id, (title, heading, text) in CARD_LIMITS.items():
-        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
-    for chunk_id, text in enumerate(OTHER_PASSAGES, start=60):  # the words' weights in a corpus
-        index.add(chunk_id, analyzer.terms(text))
-
     def embed(texts, input_type=None):
         return embedder.embed_queries(texts) if input_type == "query" else embedder.embed_passages(texts)
 
-    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf,
-                                glossary=Glossary(analyzer), embed=embed, max_quotes=1)
-    hits = [Hit(i, i, f"doc{i}.md", title, heading, None, None, text, 1.0, None, None, 1.0)
-            for i, (title, heading, text) in sorted(CARD_LIMITS.items(), reverse=True)]
-    evidence = selector.select("What is the corporate card spending limit?", hits)
+    selector = _selector(analyzer, CARD_LIMITS, others=OTHER_PASSAGES,  # the words' weights in a corpus
+                         glossary=Glossary(analyzer), embed=embed, max_quotes=1)
+    evidence = selector.select("What is the corporate card spending limit?", _hits(CARD_LIMITS, 52, 51))
     assert evidence.answers(0.2)
     assert [s.chunk_id for s in evidence.sources] == [51]
     assert "300만원" in "\n".join(evidence.texts())
@@ -333,16 +286,8 @@ OVERDUE = {
 def test_a_bonus_ranks_spans_but_does_not_decide_whether_there_is_an_answer(analyzer):
     # "두 달" ranks the "60일 경과" item first; whether the documents answer at all is still
     # judged on the best match (the list's lead sentence), so the answer is not declined.
-    from appliance.answers.evidence import EvidenceSelector
-    from appliance.knowledge.keyword import KeywordIndex
-
-    index = KeywordIndex()
-    for chunk_id, (title, heading, text) in OVERDUE.items():
-        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
-    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf, max_quotes=1)
-    hits = [Hit(i, i, f"doc{i}.md", title, heading, None, None, text, 1.0, None, None, 1.0)
-            for i, (title, heading, text) in OVERDUE.items()]
-    evidence = selector.select("외상값 연체가 두 달 넘어가면 어떤 조치가 걸려요?", hits)
+    selector = _selector(analyzer, OVERDUE, max_quotes=1)
+    evidence = selector.select("외상값 연체가 두 달 넘어가면 어떤 조치가 걸려요?", _hits(OVERDUE))
     assert evidence.answers(0.2)
     assert "60일 경과" in "\n".join(evidence.texts())
 
@@ -350,21 +295,12 @@ def test_a_bonus_ranks_spans_but_does_not_decide_whether_there_is_an_answer(anal
 def test_an_answer_quoted_in_the_readers_language_adds_no_other_language_quote(analyzer):
     # The Korean requisition guide shares "승인" and "발주" with the question through the
     # glossary; once the English limits table answers, it is no second quote.
-    from appliance.answers.evidence import EvidenceSelector
-    from appliance.knowledge.keyword import KeywordIndex
-
     from .conftest import PASSAGES
 
-    korean = ("구매요청(PR) 작성 가이드", "5. 승인 절차",
-              "구매요청은 요청자 소속 팀장이 승인한다. 금액에 따른 발주 승인은 PO 단계에서 별도로 진행된다.")
-    index = KeywordIndex()
-    for chunk_id, (title, heading, text) in {**PASSAGES, 9: korean}.items():
-        index.add(chunk_id, analyzer.terms(f"{title} {heading}\n{text}"))
-    selector = EvidenceSelector(analyzer, idf=index.idf, unseen_idf=index.unseen_idf,
-                                glossary=Glossary(analyzer), budget_tokens=200)
-    korean_hit = Hit(9, 9, "doc9.md", korean[0], korean[1], None, None, korean[2], 1.0, None, None, 1.0)
-    evidence = selector.select("Who approves a purchase order over 30 million won?",
-                               [hit(1), korean_hit, hit(2)])
+    passages = {**PASSAGES, 9: ("구매요청(PR) 작성 가이드", "5. 승인 절차", "구매요청은 요청자 소속 팀장이 "
+                                "승인한다. 금액에 따른 발주 승인은 PO 단계에서 별도로 진행된다.")}
+    selector = _selector(analyzer, passages, glossary=Glossary(analyzer), budget_tokens=200)
+    evidence = selector.select("Who approves a purchase order over 30 million won?", _hits(passages, 1, 9, 2))
     assert evidence.answers(0.2)
     assert 9 not in [s.chunk_id for s in evidence.sources]
     assert "CFO" in "\n".join(evidence.texts())
