@@ -123,7 +123,9 @@ def test_queue_overflow_gives_429_with_retry_after(live_server, app_settings, ma
             "max_tokens": 300, "stream": True}
     with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=30) as busy:
         next(busy.iter_lines())
-        refused = httpx.post(f"{server.url}/v1/chat/completions", json={**body, "stream": False})
+        # the refusal is immediate; the timeout only has to outlast a loaded CI machine
+        refused = httpx.post(f"{server.url}/v1/chat/completions", json={**body, "stream": False},
+                             timeout=30)
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["error"]["type"] == "rate_limit_error"
