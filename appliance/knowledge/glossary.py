@@ -52,7 +52,8 @@ ERP_TERMS: tuple[tuple[str, str], ...] = (
     ("bank", "은행"), ("submit", "제출"), ("request", "요청"), ("request", "신청"),
     ("report", "리포트"), ("department", "부서"), ("team leader", "팀장"), ("plant", "공장"),
     ("working day", "영업일"), ("business day", "영업일"), ("holiday", "휴일"), ("amount", "금액"),
-    ("limit", "한도"), ("spending limit", "사용 한도"), ("production", "생산"), ("quality", "품질"), ("contract", "계약"),
+    ("limit", "한도"), ("spending limit", "사용 한도"), ("production", "생산"), ("quality", "품질"),
+    ("contract", "계약"),
 )
 
 
