@@ -119,11 +119,12 @@ def test_client_disconnect_cancels_the_generation(server):
 
 def test_queue_overflow_gives_429_with_retry_after(live_server, app_settings, make_backend):
     server = live_server(app_settings(), make_backend(slots=1, max_queue=0, admission_window_ms=0))
+    # Plain chat: both requests need the one slot (a grounded question the documents do not
+    # answer is declined without a model call, whenever the sample's ingestion has finished).
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell a long story."}],
-            "max_tokens": 300, "stream": True}
+            "max_tokens": 300, "stream": True, "rag": False}
     with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=30) as busy:
         next(busy.iter_lines())
-        # the refusal is immediate; the timeout only has to outlast a loaded CI machine
         refused = httpx.post(f"{server.url}/v1/chat/completions", json={**body, "stream": False},
                              timeout=30)
     assert refused.status_code == 429
