@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from math import fsum
 
 from appliance.answers.spans import HEADER, HEADING, ITEM, ROW, SENTENCE, STEP, Span, split_spans
-from appliance.answers.text import content_units, estimate_tokens, numbers
+from appliance.answers.text import ENGLISH_NUMBER_WORDS, content_units, estimate_tokens, numbers
 from appliance.knowledge.analyzer import Analyzer, is_korean
 from appliance.knowledge.retrieval import Hit
 
@@ -478,12 +478,11 @@ class EvidenceSelector:
         # in it gets the typical similarity of the question's own-language spans, neither raised
         # nor sunk by a figure that measures nothing ("corporate card spending limit" is answered
         # by the Korean limits table, not by an English sentence that only names the card).
-        own_language = [float(sim) for c, sim in zip(pool, similarity)
-                        if is_korean(c.span.text) == korean]
+        readable = [is_korean(c.span.text) == korean for c in pool]
+        own_language = sorted(float(sim) for sim, ok in zip(similarity, readable) if ok)
         if own_language:
-            typical = sorted(own_language)[len(own_language) // 2]
-            similarity = [float(sim) if is_korean(c.span.text) == korean else typical
-                          for c, sim in zip(pool, similarity)]
+            typical = own_language[len(own_language) // 2]
+            similarity = [float(sim) if ok else typical for sim, ok in zip(similarity, readable)]
         rescored = {id(c): c.score + weight * float(sim) for c, sim in zip(pool, similarity)}
         updated = [replace(c, score=rescored.get(id(c), c.score)) for c in scored]
         return sorted(updated, key=lambda s: -s.score)
@@ -681,8 +680,6 @@ _PERIOD_NUMBER = re.compile(
 _PERIOD_WORDS = {"하루": 1, "이틀": 2, "사흘": 3, "나흘": 4, "일주일": 7, "보름": 15, "한 달": 30, "한달": 30,
                  "두 달": 60, "두달": 60, "석 달": 90, "세 달": 90, "반년": 180, "일 년": 360, "일년": 360,
                  "fortnight": 14}
-_ENGLISH_COUNTS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-                   "seven": 7, "eight": 8, "nine": 9, "ten": 10, "twelve": 12}
 
 
 def stated_periods(text: str) -> set[int]:
@@ -693,7 +690,7 @@ def stated_periods(text: str) -> set[int]:
         count, unit = match.group(1), match.group(2).lower()
         if unit == "일" and re.search(r"월\s*$", text[:match.start()]) or len(count) == 4:
             continue  # a date: "3월 30일", "2024년"
-        n = int(count) if count.isdigit() else _ENGLISH_COUNTS[count.lower()]
+        n = int(count) if count.isdigit() else ENGLISH_NUMBER_WORDS[count.lower()]
         if unit.startswith(("주", "week")):
             n *= 7
         elif unit.startswith(("개월", "달", "month")):

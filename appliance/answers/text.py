@@ -99,9 +99,10 @@ _ENGLISH_UNITS = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trilli
 _ENGLISH_WORD_MAGNITUDE = re.compile(
     r"\b(a|one|two|three|four|five|six|seven|eight|nine|ten|twenty|fifty|a hundred|one hundred)"
     r"\s+(thousand|million|billion|trillion)\b", re.I)
-_ENGLISH_WORD_VALUES = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                        "eight": 8, "nine": 9, "ten": 10, "twenty": 20, "fifty": 50, "a hundred": 100,
-                        "one hundred": 100}
+# Number words as values (amounts above, and the periods evidence reads: "three months").
+ENGLISH_NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+                        "seven": 7, "eight": 8, "nine": 9, "ten": 10, "twelve": 12, "twenty": 20,
+                        "fifty": 50, "a hundred": 100, "one hundred": 100}
 _KOREAN_WORD_MAGNITUDE = re.compile(  # before a currency, not before 원래, 원칙, 원하다 ...
     r"(?<![\d가-힣])(?:[십백천]?[만억조]|[백천])"
     r"(?=\s*(?:원(?![래인칙본장격리천활형료가하할해한])|달러|불|유로|엔))")
@@ -140,7 +141,7 @@ def numbers(text: str) -> set[str]:
         return " "
 
     def english_words(match: re.Match) -> str:
-        value = _ENGLISH_WORD_VALUES[" ".join(match.group(1).lower().split())]
+        value = ENGLISH_NUMBER_WORDS[" ".join(match.group(1).lower().split())]
         out.add(_digits(value * _ENGLISH_UNITS[match.group(2).lower()]))
         return " "
 
